@@ -1,0 +1,213 @@
+"""Typed configuration: one model, loaded from YAML, overridable from the CLI.
+
+The embedded default is ``conf/local.yaml``. Overlays (``conf/taobao-sample.yaml``, a
+cluster file, ...) are merged on top of it, then ``key.path=value`` overrides from the
+command line. Unknown keys and bad values fail at start-up with the key's name.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CONF_DIR = Path(__file__).resolve().parent
+DEFAULT_CONFIG = CONF_DIR / "local.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WarehouseConf(_Section):
+    path: str = "./warehouse"
+    engine: Literal["auto", "delta-rs", "delta-spark"] = "auto"
+
+
+class SparkConf(_Section):
+    master: str = "local[2]"
+    app_name: str = "portrait"
+    shuffle_partitions: int = Field(8, ge=1)
+    driver_memory: str = "6g"
+    arrow_batch_size: int = Field(10_000, ge=1)
+    extra: dict[str, str] = Field(default_factory=dict)
+
+
+class GeneratorConf(_Section):
+    users: int = Field(10_000, ge=1)
+    days: int = Field(30, ge=1)
+    seed: int = 42
+    items: int = Field(2_400, ge=12)
+    start_date: date = date(2025, 1, 1)
+    cutoff_day: int = Field(23, ge=1)
+    bad_row_share: float = Field(0.01, ge=0.0, le=0.5)
+
+
+class InputsConf(_Section):
+    required: list[str] = ["users", "items", "transactions"]
+    optional: list[str] = ["browse", "social"]
+
+
+class ValidationConf(_Section):
+    ts_min: datetime = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    ts_max: datetime = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    max_amount: float = Field(50_000.0, gt=0)
+    max_quantity: int = Field(100, ge=1)
+    event_types: list[str] = ["view", "click", "cart", "fav"]
+    social_kinds: list[str] = ["review", "comment", "like", "share", "follow"]
+
+    @field_validator("ts_min", "ts_max")
+    @classmethod
+    def _utc(cls, v: datetime) -> datetime:
+        return v if v.tzinfo else v.replace(tzinfo=timezone.utc)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ValidationConf":
+        if self.ts_min >= self.ts_max:
+            raise ValueError("ts_min must be before ts_max")
+        return self
+
+
+class FeaturesConf(_Section):
+    rfm_windows: list[int] = [7, 30, 90]
+    top_k: int = Field(3, ge=1)
+    session_gap_minutes: int = Field(30, ge=1)
+    affinity_weights: dict[str, float] = {"view": 1.0, "click": 1.0, "fav": 2.0, "cart": 3.0, "buy": 5.0}
+    price_band_quantiles: list[float] = [0.33, 0.66]
+    night_hours: list[int] = [0, 1, 2, 3, 4, 5]
+
+    @field_validator("rfm_windows")
+    @classmethod
+    def _positive_windows(cls, v: list[int]) -> list[int]:
+        if not v or any(w <= 0 for w in v):
+            raise ValueError("windows must be positive day counts")
+        return sorted(set(v))
+
+    @field_validator("price_band_quantiles")
+    @classmethod
+    def _two_quantiles(cls, v: list[float]) -> list[float]:
+        if len(v) != 2 or not 0 < v[0] < v[1] < 1:
+            raise ValueError("need two increasing quantiles in (0, 1)")
+        return v
+
+
+class TagsConf(_Section):
+    new_user_days: int = Field(14, ge=1)
+    active_window_days: int = Field(7, ge=1)
+    active_min_events: int = Field(10, ge=1)
+    loyal_window_days: int = Field(90, ge=1)
+    loyal_min_orders: int = Field(3, ge=1)
+    dormant_days: int = Field(14, ge=1)
+    spend_window_days: int = Field(90, ge=1)
+    spender_quantiles: list[float] = [0.5, 0.9]
+    category_lover_min_share: float = Field(0.5, gt=0, le=1)
+    category_lover_min_weight: float = Field(10.0, ge=0)
+
+    @field_validator("spender_quantiles")
+    @classmethod
+    def _two_quantiles(cls, v: list[float]) -> list[float]:
+        if len(v) != 2 or not 0 < v[0] < v[1] < 1:
+            raise ValueError("need two increasing quantiles in (0, 1)")
+        return v
+
+
+class DatasetsConf(_Section):
+    taobao_sample: str = "../shared/data/taobao-userbehavior-sample"
+    olist_sample: str = "../shared/data/olist-sample"
+
+
+class Config(_Section):
+    warehouse: WarehouseConf = WarehouseConf()
+    spark: SparkConf = SparkConf()
+    generator: GeneratorConf = GeneratorConf()
+    inputs: InputsConf = InputsConf()
+    validation: ValidationConf = ValidationConf()
+    features: FeaturesConf = FeaturesConf()
+    tags: TagsConf = TagsConf()
+    datasets: DatasetsConf = DatasetsConf()
+    # The profile date. Null means "midnight after the latest clean event".
+    as_of: datetime | None = None
+
+    @field_validator("as_of")
+    @classmethod
+    def _utc(cls, v: datetime | None) -> datetime | None:
+        return v if v is None or v.tzinfo else v.replace(tzinfo=timezone.utc)
+
+    @model_validator(mode="after")
+    def _windows_cover_tags(self) -> "Config":
+        windows = set(self.features.rfm_windows)
+        for key in ("loyal_window_days", "spend_window_days"):
+            if getattr(self.tags, key) not in windows:
+                raise ValueError(f"tags.{key}={getattr(self.tags, key)} is not one of features.rfm_windows {sorted(windows)}")
+        return self
+
+    def with_overrides(self, *overrides: str) -> "Config":
+        """A copy with ``key.path=value`` overrides applied (values parsed as YAML)."""
+        return _build(_apply_overrides(self.model_dump(mode="json"), overrides))
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _apply_overrides(data: dict[str, Any], overrides: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key.path=value")
+        key, raw = item.split("=", 1)
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"unknown config key {key!r}: {part!r} is not a section")
+            node = node[part]
+        node[parts[-1]] = yaml.safe_load(raw)
+    return data
+
+
+def _build(data: dict[str, Any]) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        problems = []
+        for e in err.errors():
+            key = ".".join(str(p) for p in e["loc"]) or "<root>"
+            problems.append(f"{key}: {e['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    loaded = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return loaded
+
+
+def overlay_path(name: str) -> Path:
+    """A packaged overlay by name (``taobao-sample``) or any YAML path."""
+    candidate = Path(name)
+    if candidate.suffix in (".yaml", ".yml"):
+        return candidate
+    return CONF_DIR / f"{name}.yaml"
+
+
+def load_config(*overlays: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """The embedded default, then each overlay file, then ``key=value`` overrides."""
+    data = _read_yaml(DEFAULT_CONFIG)
+    for overlay in overlays:
+        data = _deep_merge(data, _read_yaml(Path(overlay)))
+    return _build(_apply_overrides(data, overrides))

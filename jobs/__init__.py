@@ -1,0 +1,1 @@
+"""Portrait's jobs: thin drivers that read tables, apply pure transformations and write tables."""

@@ -1,0 +1,1 @@
+"""Adapters that map real public datasets into Portrait's input schemas."""

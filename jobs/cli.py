@@ -1,0 +1,116 @@
+"""The ``portrait`` command line."""
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from conf import Config, ConfigError, load_config, overlay_path
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Portrait: user profiles from e-commerce tables.")
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+ConfigOpt = Annotated[Optional[list[Path]], typer.Option("--config", "-c", help="Overlay YAML on conf/local.yaml.")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a key: --set tags.dormant_days=21")]
+WarehouseOpt = Annotated[Optional[str], typer.Option("--warehouse", "-w", help="Warehouse directory.")]
+
+
+class Dataset(str, Enum):
+    generated = "generated"
+    taobao_sample = "taobao-sample"
+    olist_sample = "olist-sample"
+
+
+def _config(config: list[Path] | None, overrides: list[str] | None, warehouse: str | None,
+            *extra_overlays: Path, extra: tuple[str, ...] = ()) -> Config:
+    sets = list(extra) + list(overrides or [])
+    if warehouse:
+        sets.append(f"warehouse.path={warehouse}")
+    return load_config(*extra_overlays, *(config or []), overrides=sets)
+
+
+def _spark(cfg: Config):
+    from jobs.spark import spark_session
+
+    return spark_session(cfg.spark)
+
+
+def print_frame(df, limit: int = 50, title: str | None = None) -> None:
+    """Print up to ``limit`` rows of a DataFrame as a table."""
+    rows = df.limit(limit + 1).collect()
+    table = Table(title=title, show_lines=False)
+    for name in df.columns:
+        table.add_column(name)
+    for row in rows[:limit]:
+        table.add_row(*["NULL" if v is None else str(v) for v in row])
+    out.print(table)
+    if len(rows) > limit:
+        out.print(f"(first {limit} rows shown)")
+
+
+@app.command()
+def generate(users: Annotated[Optional[int], typer.Option(help="Number of users.")] = None,
+             days: Annotated[Optional[int], typer.Option(help="Days of activity.")] = None,
+             seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+             config: ConfigOpt = None, set_: SetOpt = None, warehouse: WarehouseOpt = None) -> None:
+    """Write synthetic input tables (with planted archetypes and bad rows) and their ground truth."""
+    from jobs.ingest import run_generate
+
+    extra = tuple(f"generator.{k}={v}" for k, v in (("users", users), ("days", days), ("seed", seed)) if v is not None)
+    cfg = _config(config, set_, warehouse, extra=extra)
+    run_generate(cfg, _spark(cfg))
+
+
+@app.command()
+def full(config: ConfigOpt = None, set_: SetOpt = None, warehouse: WarehouseOpt = None) -> None:
+    """Full recompute: validate all inputs, rebuild profiles and labels."""
+    from jobs.full import run_full
+
+    cfg = _config(config, set_, warehouse)
+    run_full(cfg, _spark(cfg))
+
+
+@app.command()
+def sql(query: Annotated[str, typer.Argument(help="Spark SQL over profiles, labels, quarantine, runs and inputs.")],
+        limit: Annotated[int, typer.Option(help="Rows to print.")] = 50,
+        config: ConfigOpt = None, set_: SetOpt = None, warehouse: WarehouseOpt = None) -> None:
+    """Run Spark SQL over every Portrait table, registered by name, and print the answer."""
+    from jobs.full import open_warehouse
+    from jobs.sql import run_sql
+
+    cfg = _config(config, set_, warehouse)
+    print_frame(run_sql(open_warehouse(cfg, _spark(cfg)), query), limit)
+
+
+@app.command()
+def demo(dataset: Annotated[Dataset, typer.Option(help="Which data to run on.")] = Dataset.generated,
+         path: Annotated[Optional[Path], typer.Option(help="Directory in the dataset's format (adapters).")] = None,
+         users: Annotated[Optional[int], typer.Option(help="Generated users.")] = None,
+         days: Annotated[Optional[int], typer.Option(help="Generated days.")] = None,
+         config: ConfigOpt = None, set_: SetOpt = None, warehouse: WarehouseOpt = None) -> None:
+    """Land a dataset, run the full recompute, and show what the tables hold."""
+    from jobs.demo import run_demo
+
+    overlays = () if dataset is Dataset.generated else (overlay_path(dataset.value),)
+    extra = tuple(f"generator.{k}={v}" for k, v in (("users", users), ("days", days)) if v is not None)
+    cfg = _config(config, set_, warehouse, *overlays, extra=extra)
+    run_demo(cfg, _spark(cfg), dataset.value, str(path) if path else None, print_frame)
+
+
+def main() -> None:
+    from jobs.storage import StorageError
+
+    try:
+        app()
+    except (ConfigError, StorageError, FileNotFoundError) as error:
+        err.print(f"[bold red]error:[/] {error}")
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

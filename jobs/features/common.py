@@ -1,0 +1,33 @@
+"""Small column helpers shared by the feature functions."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+SECONDS_PER_DAY = 86_400.0
+
+
+def before(as_of: datetime, column: str = "ts") -> Column:
+    """Point in time: only events strictly before ``as_of`` count."""
+    return F.col(column) < F.lit(as_of)
+
+
+def within_days(as_of: datetime, days: int, column: str = "ts") -> Column:
+    """The window [as_of - days, as_of)."""
+    return (F.col(column) >= F.lit(as_of - timedelta(days=days))) & before(as_of, column)
+
+
+def days_between(as_of: datetime, column: Column) -> Column:
+    """Days (fractional) from ``column`` to ``as_of``."""
+    return (F.lit(as_of).cast("double") - column.cast("double")) / SECONDS_PER_DAY
+
+
+def ratio(numerator: Column, denominator: Column) -> Column:
+    """numerator / denominator, null when the denominator is zero or null."""
+    return F.when(denominator > 0, numerator.cast("double") / denominator)
+
+
+def count_where(condition: Column) -> Column:
+    return F.count(F.when(condition, 1))

@@ -1,0 +1,84 @@
+"""Assemble the per-user feature frames into the profiles table's shape."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Callable
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
+
+from jobs.frames import conform
+
+
+def fill_zero(columns: list[str]) -> Callable[[DataFrame], DataFrame]:
+    """Counts of things that did not happen are 0, not null (only where the source was present)."""
+    def apply(df: DataFrame) -> DataFrame:
+        present = [c for c in columns if c in df.columns]
+        return df.fillna(0, subset=present) if present else df
+    return apply
+
+
+def assemble_profiles(schema: StructType, as_of: datetime, updated_at: datetime,
+                      features: list[DataFrame]) -> Callable[[DataFrame], DataFrame]:
+    """One row per user in ``users``, left-joined with each per-user feature frame.
+
+    A column no feature frame produced (its source table is absent) is null.
+    """
+    def apply(users: DataFrame) -> DataFrame:
+        out = users.select("user_id", "signup_ts")
+        for frame in features:
+            out = out.join(frame, "user_id", "left")
+        out = out.withColumn("as_of", F.lit(as_of).cast("timestamp")).withColumn(
+            "updated_at", F.lit(updated_at).cast("timestamp"))
+        return out.transform(conform(schema, "profiles", fill_missing=True))
+    return apply
+
+
+COUNT_COLUMNS = {
+    "transactions": ["frequency"],  # the per-window order counts are added from the configured windows
+    "browse": ["views", "clicks", "carts", "favs", "sessions"],
+    "social": ["review_count", "comment_count", "like_count", "share_count", "follow_count"],
+    "events": ["active_days"],
+}
+
+
+def build_profiles(cfg: "Config", as_of: datetime, updated_at: datetime,  # noqa: F821 - typed by string
+                   present: set[str]) -> Callable[[dict[str, DataFrame]], DataFrame]:
+    """Every behavioural feature for every clean user, in the profiles schema.
+
+    ``present`` names the event tables that have clean rows; counts from an absent table stay null.
+    """
+    from jobs.features.activity import activity_features, all_events
+    from jobs.features.affinity import affinity_features, interactions, price_band_features
+    from jobs.features.conversion import conversion_features, sessionize
+    from jobs.features.rfm import rfm_features
+    from jobs.features.social import social_features
+    from jobs.features.time_patterns import time_pattern_features
+    from schemas.profiles import profiles_schema
+
+    f = cfg.features
+    recent = cfg.tags.active_window_days
+
+    def apply(clean: dict[str, DataFrame]) -> DataFrame:
+        tx, browse, social, items = clean["transactions"], clean["browse"], clean["social"], clean["items"]
+        browse = browse.transform(sessionize(f.session_gap_minutes))
+        events = all_events(browse, tx, social)
+        weighted = interactions(f.affinity_weights, as_of, items)(browse, tx)
+        features = [
+            tx.transform(rfm_features(f.rfm_windows, as_of)),
+            weighted.transform(affinity_features(f.top_k)),
+            tx.transform(price_band_features(f.price_band_quantiles, as_of, items)),
+            conversion_features(as_of)(browse, tx),
+            events.transform(activity_features(as_of, recent)),
+            events.transform(time_pattern_features(as_of, f.night_hours)),
+            social.transform(social_features(as_of)),
+        ]
+        zero = [c for table in present for c in COUNT_COLUMNS.get(table, [])] + COUNT_COLUMNS["events"]
+        if "transactions" in present:
+            zero += [f"orders_{w}d" for w in f.rfm_windows]
+        zero.append(f"events_{recent}d")
+        schema = profiles_schema(f.rfm_windows)
+        return (clean["users"].transform(assemble_profiles(schema, as_of, updated_at, features))
+                .transform(fill_zero(zero)))
+    return apply

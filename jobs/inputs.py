@@ -1,0 +1,41 @@
+"""Reading the input tables: required ones must exist, optional ones may be absent."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from conf import InputsConf
+from jobs.storage import TableNotFound, Warehouse
+
+
+def read_inputs(wh: Warehouse, inputs: InputsConf) -> tuple[dict[str, DataFrame], list[str]]:
+    """All input tables, and the names of optional tables that were absent (read as empty).
+
+    Every table is checked (existence, schema) before anything is returned, so a bad
+    warehouse stops the job before it writes anything.
+    """
+    missing = [t for t in inputs.required if not wh.exists(t)]
+    if missing:
+        raise TableNotFound("; ".join(
+            f"{t}: table not found at {wh.path(t)}; run 'portrait generate' or point warehouse.path at your tables"
+            for t in missing))
+    absent = [t for t in inputs.optional if not wh.exists(t)]
+    tables = {t: wh.read(t) for t in inputs.required}
+    tables.update({t: wh.read_or_empty(t) for t in inputs.optional})
+    return tables, absent
+
+
+def midnight_after_latest_event(clean: dict[str, DataFrame]) -> datetime:
+    """The default profile date: midnight (UTC) after the latest clean event."""
+    latest = None
+    for table in ("transactions", "browse", "social"):
+        value = clean[table].agg(F.max("ts")).first()[0]
+        if value is not None and (latest is None or value > latest):
+            latest = value
+    if latest is None:
+        raise ValueError("no clean events in transactions, browse or social; cannot pick a profile date "
+                         "(set as_of in config)")
+    latest = latest if latest.tzinfo else latest.replace(tzinfo=timezone.utc)
+    return datetime(latest.year, latest.month, latest.day, tzinfo=timezone.utc) + timedelta(days=1)

@@ -1,0 +1,60 @@
+"""The one place a SparkSession is built from config."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+
+from pyspark.sql import SparkSession
+
+from conf import SparkConf
+
+# Reader 1 / writer 2 and no deletion vectors, so delta-rs can read what delta-spark wrote.
+DELTA_TABLE_DEFAULTS = {
+    "spark.databricks.delta.properties.defaults.minReaderVersion": "1",
+    "spark.databricks.delta.properties.defaults.minWriterVersion": "2",
+    "spark.databricks.delta.properties.defaults.enableDeletionVectors": "false",
+}
+
+
+def spark_session(conf: SparkConf) -> SparkSession:
+    """Get or create the session. Under spark-submit, the submitted settings win."""
+    # Python workers must run the same interpreter (and venv) as the driver.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # PySpark turns timestamps into naive datetimes in the process's zone: make that UTC everywhere.
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    builder = (
+        SparkSession.builder.appName(conf.app_name)
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", str(conf.shuffle_partitions))
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(conf.arrow_batch_size))
+        # Delta stores timestamps as INT64 microseconds; Spark's INT96 default is not portable.
+        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+        .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.maxResultSize", "4g")
+        .config("spark.executorEnv.TZ", "UTC")
+    )
+    # Under spark-submit the JVM already runs with the submitted master and memory.
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        builder = builder.master(conf.master).config("spark.driver.memory", conf.driver_memory)
+        builder = builder.config("spark.ui.enabled", "false")
+    for key, value in {**DELTA_TABLE_DEFAULTS, **conf.extra}.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    # PySpark logs every failed query's whole plan as JSON; the raised error already says what failed.
+    logging.getLogger("DataFrameQueryContextLogger").setLevel(logging.CRITICAL)
+    return spark
+
+
+def delta_on_classpath(spark: SparkSession) -> bool:
+    """True when the session can use delta-spark (its jars are loaded)."""
+    try:
+        spark.sparkContext._jvm.java.lang.Class.forName("io.delta.tables.DeltaTable")  # type: ignore[union-attr]
+        return True
+    except Exception:  # noqa: BLE001 - py4j raises its own error types; any failure means "absent"
+        return False

@@ -1,0 +1,5 @@
+"""Delta tables under one warehouse directory, through delta-spark or delta-rs."""
+from jobs.storage.errors import SchemaMismatch, StorageError, TableNotFound
+from jobs.storage.warehouse import Warehouse
+
+__all__ = ["Warehouse", "StorageError", "TableNotFound", "SchemaMismatch"]

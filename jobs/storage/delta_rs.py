@@ -1,0 +1,129 @@
+"""Delta tables through delta-rs, for sessions without Delta's jars (the embedded default).
+
+Spark's executors write the parquet files; delta-rs commits them. Reads go the other way:
+delta-rs names the table's active files and Spark's executors read them. Only the
+commit itself and ``merge`` (whose source is collected to the driver) run on the driver.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from urllib.parse import unquote
+
+import pyarrow.parquet as pq
+from deltalake import CommitProperties, DeltaTable
+from deltalake import Schema as DeltaSchema
+from deltalake.transaction import AddAction, create_table_with_add_actions
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
+
+from jobs.storage.schema_compat import arrow_schema
+
+STAGING_DIR = "_staging"  # Delta readers ignore paths that start with "_"
+
+
+class DeltaRsStore:
+    """Read, overwrite, append, replace partitions and merge with delta-rs commits."""
+
+    def __init__(self, spark: SparkSession) -> None:
+        self.spark = spark
+
+    def exists(self, path: str) -> bool:
+        return DeltaTable.is_deltatable(path)
+
+    def stored_schema_json(self, path: str) -> dict:
+        return json.loads(DeltaTable(path).schema().to_json())
+
+    def version(self, path: str) -> int:
+        return DeltaTable(path).version()
+
+    def count(self, path: str) -> int:
+        return DeltaTable(path).count()  # from the log's per-file record counts
+
+    def read(self, path: str, schema: StructType, version: int | None = None) -> DataFrame:
+        table = DeltaTable(path, version=version)
+        files = table.file_uris()
+        if not files:
+            return self.spark.createDataFrame([], schema)
+        reader = self.spark.read.schema(schema)
+        if _partition_columns(schema):
+            reader = reader.option("basePath", path)  # partition values come from the dt=... directories
+        return reader.parquet(*files).select(*schema.fieldNames())
+
+    def write(self, path: str, df: DataFrame, schema: StructType, mode: str,
+              replace_partitions: list[str] | None = None, run_id: str | None = None) -> None:
+        """mode: 'overwrite' or 'append'. With replace_partitions, only those dt values are replaced."""
+        partition_by = _partition_columns(schema)
+        if replace_partitions is not None and not replace_partitions:
+            return  # nothing to replace
+        actions = self._stage_files(path, df.select(*schema.fieldNames()), partition_by)
+        properties = _commit_properties(run_id)
+        delta_schema = DeltaSchema.from_arrow(arrow_schema(schema))
+        if not self.exists(path):
+            Path(path).mkdir(parents=True, exist_ok=True)
+            create_table_with_add_actions(path, delta_schema, actions, mode="append",
+                                          partition_by=partition_by or None, commit_properties=properties)
+            return
+        filters = None
+        if replace_partitions is not None:
+            mode, filters = "overwrite", [(partition_by[0], "in", sorted(replace_partitions))]
+        DeltaTable(path).create_write_transaction(actions, mode=mode, schema=delta_schema,
+                                                  partition_by=partition_by or None, partition_filters=filters,
+                                                  commit_properties=properties)
+
+    def merge(self, path: str, df: DataFrame, schema: StructType, keys: tuple[str, ...],
+              run_id: str | None = None) -> None:
+        if not self.exists(path):
+            self.write(path, df, schema, mode="overwrite", run_id=run_id)
+            return
+        source = df.select(*schema.fieldNames()).toArrow().cast(arrow_schema(schema))
+        predicate = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+        (DeltaTable(path).merge(source, predicate, source_alias="s", target_alias="t",
+                                commit_properties=_commit_properties(run_id))
+         .when_matched_update_all().when_not_matched_insert_all().execute())
+
+    def _stage_files(self, path: str, df: DataFrame, partition_by: list[str]) -> list[AddAction]:
+        """Executors write parquet into a staging dir; move the files into the table and describe them."""
+        staging = os.path.join(path, STAGING_DIR, uuid.uuid4().hex)
+        if partition_by:  # one file per partition value and task, not one per input split
+            df = df.repartition(*partition_by)
+        writer = df.write.mode("errorifexists")
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        writer.parquet(staging)
+        actions = []
+        for file in sorted(Path(staging).rglob("*.parquet")):
+            relative = file.relative_to(staging).as_posix()
+            target = Path(path) / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(file, target)
+            stat = target.stat()
+            actions.append(AddAction(
+                path=relative,
+                size=stat.st_size,
+                partition_values=_partition_values(relative),
+                modification_time=int(stat.st_mtime * 1000),
+                data_change=True,
+                stats=json.dumps({"numRecords": pq.ParquetFile(target).metadata.num_rows}),
+            ))
+        shutil.rmtree(staging, ignore_errors=True)
+        return actions
+
+
+def _partition_columns(schema: StructType) -> list[str]:
+    return [f.name for f in schema.fields if f.metadata.get("partition")]
+
+
+def _partition_values(relative_path: str) -> dict[str, str | None]:
+    values: dict[str, str | None] = {}
+    for part in relative_path.split("/")[:-1]:
+        key, _, value = part.partition("=")
+        values[key] = None if value == "__HIVE_DEFAULT_PARTITION__" else unquote(value)
+    return values
+
+
+def _commit_properties(run_id: str | None) -> CommitProperties | None:
+    return CommitProperties(custom_metadata={"portrait.run_id": run_id}) if run_id else None

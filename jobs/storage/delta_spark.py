@@ -1,0 +1,60 @@
+"""Delta tables through delta-spark, for sessions with Delta's jars on the classpath (clusters)."""
+from __future__ import annotations
+
+import json
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
+
+
+class DeltaSparkStore:
+    """The same operations as :class:`DeltaRsStore`, done by Spark's Delta data source."""
+
+    def __init__(self, spark: SparkSession) -> None:
+        from delta.tables import DeltaTable  # imported here: clusters only
+
+        self.spark = spark
+        self._delta_table = DeltaTable
+
+    def exists(self, path: str) -> bool:
+        return self._delta_table.isDeltaTable(self.spark, path)
+
+    def stored_schema_json(self, path: str) -> dict:
+        return json.loads(self.spark.read.format("delta").load(path).schema.json())
+
+    def version(self, path: str) -> int:
+        return self._delta_table.forPath(self.spark, path).history(1).collect()[0]["version"]
+
+    def count(self, path: str) -> int:
+        return self.spark.read.format("delta").load(path).count()
+
+    def read(self, path: str, schema: StructType, version: int | None = None) -> DataFrame:
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        return reader.load(path).select(*schema.fieldNames())
+
+    def write(self, path: str, df: DataFrame, schema: StructType, mode: str,
+              replace_partitions: list[str] | None = None, run_id: str | None = None) -> None:
+        partition_by = [f.name for f in schema.fields if f.metadata.get("partition")]
+        writer = df.select(*schema.fieldNames()).write.format("delta").mode(mode)
+        if run_id:
+            writer = writer.option("userMetadata", json.dumps({"portrait.run_id": run_id}))
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        if replace_partitions is not None:
+            if not replace_partitions:
+                return
+            values = ", ".join(f"'{v}'" for v in sorted(replace_partitions))
+            writer = writer.mode("overwrite").option("replaceWhere", f"{partition_by[0]} IN ({values})")
+        writer.save(path)
+
+    def merge(self, path: str, df: DataFrame, schema: StructType, keys: tuple[str, ...],
+              run_id: str | None = None) -> None:
+        if not self.exists(path):
+            self.write(path, df, schema, mode="overwrite", run_id=run_id)
+            return
+        condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+        (self._delta_table.forPath(self.spark, path).alias("t")
+         .merge(df.select(*schema.fieldNames()).alias("s"), condition)
+         .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())

@@ -1,0 +1,106 @@
+"""The warehouse: every Portrait table, by name, under one directory.
+
+It is the only object that knows whether delta-spark or delta-rs does the work. Both
+produce the same tables (reader 1 / writer 2, no deletion vectors), so either engine
+can read what the other wrote.
+"""
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pyspark.sql import DataFrame, SparkSession
+
+from jobs.frames import conform
+from jobs.spark import delta_on_classpath
+from jobs.storage.delta_rs import DeltaRsStore
+from jobs.storage.errors import SchemaMismatch, TableNotFound
+from jobs.storage.schema_compat import schema_differences
+from schemas import TABLES, TableSpec
+
+Engine = Literal["auto", "delta-rs", "delta-spark"]
+
+
+class Warehouse:
+    """Named Delta tables under ``root``, checked against their schemas on every read and write."""
+
+    def __init__(self, root: str, spark: SparkSession, engine: Engine = "auto",
+                 specs: dict[str, TableSpec] | None = None) -> None:
+        self.root = root
+        self.spark = spark
+        self.specs = {**TABLES, **(specs or {})}
+        use_spark = engine == "delta-spark" or (engine == "auto" and delta_on_classpath(spark))
+        if use_spark:
+            from jobs.storage.delta_spark import DeltaSparkStore
+            self.store = DeltaSparkStore(spark)
+        else:
+            self.store = DeltaRsStore(spark)
+        self.engine = "delta-spark" if use_spark else "delta-rs"
+
+    def path(self, name: str) -> str:
+        if "://" in self.root:
+            return f"{self.root.rstrip('/')}/{name}"
+        return os.path.abspath(os.path.join(self.root, name))
+
+    def spec(self, name: str) -> TableSpec:
+        if name not in self.specs:
+            raise KeyError(f"unknown table {name!r}; known tables: {', '.join(sorted(self.specs))}")
+        return self.specs[name]
+
+    def exists(self, name: str) -> bool:
+        return self.store.exists(self.path(name))
+
+    def check_schema(self, name: str) -> None:
+        """Raise SchemaMismatch (naming the columns) if the stored schema is not the expected one."""
+        problems = schema_differences(self.spec(name).schema, self.store.stored_schema_json(self.path(name)))
+        if problems:
+            raise SchemaMismatch(f"{name}: table at {self.path(name)} does not match schemas/: " + "; ".join(problems))
+
+    def read(self, name: str, version: int | None = None) -> DataFrame:
+        if not self.exists(name):
+            raise TableNotFound(
+                f"{name}: table not found at {self.path(name)}; run 'portrait generate' or "
+                f"'portrait demo', or point warehouse.path at your tables")
+        self.check_schema(name)
+        return self.store.read(self.path(name), self.spec(name).schema, version)
+
+    def read_or_empty(self, name: str) -> DataFrame:
+        """The table, or an empty frame with its schema when it does not exist."""
+        if self.exists(name):
+            return self.read(name)
+        return self.spark.createDataFrame([], self.spec(name).schema)
+
+    def count(self, name: str) -> int:
+        return self.store.count(self.path(name)) if self.exists(name) else 0
+
+    def version(self, name: str) -> int:
+        return self.store.version(self.path(name))
+
+    def overwrite(self, name: str, df: DataFrame, run_id: str | None = None) -> None:
+        self._write(name, df, "overwrite", None, run_id)
+
+    def append(self, name: str, df: DataFrame, run_id: str | None = None) -> None:
+        self._write(name, df, "append", None, run_id)
+
+    def overwrite_partitions(self, name: str, df: DataFrame, partitions: list[str],
+                             run_id: str | None = None) -> None:
+        """Replace exactly the given ``dt`` partitions with ``df``; other partitions stay."""
+        if not self.spec(name).partition_by:
+            raise ValueError(f"{name} is not partitioned")
+        self._write(name, df, "overwrite", [str(p) for p in partitions], run_id)
+
+    def merge(self, name: str, df: DataFrame, run_id: str | None = None) -> None:
+        """Upsert ``df`` on the table's keys: matching rows are replaced, new rows inserted."""
+        spec = self.spec(name)
+        if not spec.keys:
+            raise ValueError(f"{name} has no merge keys")
+        if self.exists(name):
+            self.check_schema(name)
+        self.store.merge(self.path(name), df.transform(conform(spec.schema, name)), spec.schema, spec.keys, run_id)
+
+    def _write(self, name: str, df: DataFrame, mode: str, replace: list[str] | None, run_id: str | None) -> None:
+        spec = self.spec(name)
+        if self.exists(name):
+            self.check_schema(name)
+        self.store.write(self.path(name), df.transform(conform(spec.schema, name)), spec.schema, mode, replace, run_id)
+

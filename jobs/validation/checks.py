@@ -1,0 +1,119 @@
+"""What makes an input row bad, per table, as data: a reason code, a column and a predicate.
+
+Checks run in order and the first one that fails names the row's reason, so the order
+puts structural problems (nulls, unparseable) before semantic ones, and duplicates last.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
+
+from conf import ValidationConf
+from schemas import INPUT_TABLES
+
+USER_KNOWN = "_user_known"
+ITEM_KNOWN = "_item_known"
+DUPLICATE = "_duplicate"
+KEY_DUPLICATE = "_key_duplicate"
+
+
+@dataclass(frozen=True)
+class Check:
+    """A row fails when ``failed()`` is true; it goes to quarantine with ``reason``."""
+
+    reason: str
+    column: str
+    description: str
+    failed: Callable[[], Column]
+
+
+def null_checks(schema: StructType) -> list[Check]:
+    """One check per required (non-nullable) column."""
+    return [Check(f"null_{f.name}", f.name, f"have a null {f.name}", lambda n=f.name: F.col(n).isNull())
+            for f in schema.fields if not f.nullable]
+
+
+def _in_range(cfg: ValidationConf) -> Check:
+    lo, hi = cfg.ts_min, cfg.ts_max
+    return Check("ts_out_of_range", "ts", f"have a timestamp outside [{lo:%Y-%m-%d %H:%M}, {hi:%Y-%m-%d %H:%M}) UTC",
+                 lambda: (F.col("ts") < F.lit(lo)) | (F.col("ts") >= F.lit(hi)))
+
+
+def _known(flag: str, column: str, table: str) -> Check:
+    return Check(f"unknown_{column}", column, f"reference an unknown {column} (not in {table})",
+                 lambda: F.col(column).isNotNull() & ~F.col(flag))
+
+
+def _one_of(reason: str, column: str, allowed: list[str]) -> Check:
+    return Check(reason, column, f"have {column} outside {'/'.join(allowed)}",
+                 lambda: ~F.col(column).isin(*allowed))
+
+
+# Conflicting rows for one key (same id, different attributes). Resolved after every other
+# check, among the rows that passed, so a broken copy can never knock out the good one.
+KEY_CONFLICTS = {
+    "users": Check("duplicate_user_id", "user_id", "repeat a user_id with different attributes",
+                   lambda: F.col(KEY_DUPLICATE)),
+    "items": Check("duplicate_item_id", "item_id", "repeat an item_id with different attributes",
+                   lambda: F.col(KEY_DUPLICATE)),
+}
+
+DUPLICATE_ROW = Check("duplicate_row", "*", "are exact duplicates of an earlier row", lambda: F.col(DUPLICATE))
+
+
+def table_checks(table: str, cfg: ValidationConf) -> list[Check]:
+    """The ordered checks for one input table."""
+    schema = INPUT_TABLES[table].schema
+    nulls = null_checks(schema)
+    if table == "users":
+        specific = []
+    elif table == "items":
+        specific = [Check("negative_price", "price", "have a negative price", lambda: F.col("price") < 0)]
+    elif table == "transactions":
+        specific = [
+            _known(USER_KNOWN, "user_id", "users"),
+            _known(ITEM_KNOWN, "item_id", "items"),
+            Check("negative_amount", "amount", "have a negative amount", lambda: F.col("amount") < 0),
+            Check("absurd_amount", "amount", f"have an amount above {cfg.max_amount:,.0f}",
+                  lambda: F.col("amount") > cfg.max_amount),
+            Check("bad_quantity", "quantity", f"have a quantity outside 1..{cfg.max_quantity}",
+                  lambda: (F.col("quantity") < 1) | (F.col("quantity") > cfg.max_quantity)),
+            _in_range(cfg),
+        ]
+    elif table == "browse":
+        specific = [
+            _one_of("unknown_event_type", "event_type", cfg.event_types),
+            _known(USER_KNOWN, "user_id", "users"),
+            _known(ITEM_KNOWN, "item_id", "items"),
+            Check("negative_dwell", "dwell_ms", "have a negative dwell time", lambda: F.col("dwell_ms") < 0),
+            _in_range(cfg),
+        ]
+    elif table == "social":
+        specific = [
+            _one_of("unknown_kind", "kind", cfg.social_kinds),
+            _known(USER_KNOWN, "user_id", "users"),
+            _known(ITEM_KNOWN, "item_id", "items"),
+            Check("rating_out_of_range", "rating", "have a rating outside 1..5",
+                  lambda: (F.col("rating") < 1) | (F.col("rating") > 5)),
+            _in_range(cfg),
+        ]
+    else:
+        raise KeyError(f"no checks for table {table!r}")
+    return nulls + specific + [DUPLICATE_ROW]
+
+
+def describe(table: str, reason: str, cfg: ValidationConf) -> tuple[str, str]:
+    """(column, description) for a reason code, for messages."""
+    for check in table_checks(table, cfg) + ([KEY_CONFLICTS[table]] if table in KEY_CONFLICTS else []):
+        if check.reason == reason:
+            return check.column, check.description
+    if reason.startswith("unparseable_"):
+        column = reason.removeprefix("unparseable_")
+        return column, f"have a {column} that cannot be parsed"
+    if reason == "malformed_row":
+        return "*", "are malformed (wrong number of fields, or truncated)"
+    return "*", f"failed check {reason}"

@@ -1,0 +1,140 @@
+"""Pure transformations that tag each input row with the reason it is bad (or null)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from conf import ValidationConf
+from jobs.validation.checks import (DUPLICATE, ITEM_KNOWN, KEY_CONFLICTS, KEY_DUPLICATE, USER_KNOWN, describe,
+                                    table_checks)
+from schemas import INPUT_TABLES
+
+REASON = "_reason"
+# Adapters that parse raw text set these: the row as it arrived, and why it could not be parsed.
+RAW_JSON = "_raw_json"
+PARSE_ERROR = "_parse_error"
+
+
+def with_duplicate_flags(columns: list[str]) -> Callable[[DataFrame], DataFrame]:
+    """Flag every copy of an exact duplicate after the first."""
+    def apply(df: DataFrame) -> DataFrame:
+        return df.withColumn(DUPLICATE, F.row_number().over(Window.partitionBy(*columns).orderBy(F.lit(1))) > 1)
+    return apply
+
+
+def with_key_conflicts(table: str, key: str, columns: list[str]) -> Callable[[DataFrame], DataFrame]:
+    """Among rows that passed every other check, keep one per key; the rest get ``duplicate_{key}``.
+
+    The first row in full-row order wins, so the choice is deterministic.
+    """
+    conflict = KEY_CONFLICTS[table]
+
+    def apply(df: DataFrame) -> DataFrame:
+        passed = F.col(REASON).isNull()
+        by_key = Window.partitionBy(key, passed).orderBy(*[F.col(c).asc_nulls_last() for c in columns])
+        return (df.withColumn(KEY_DUPLICATE, passed & (F.row_number().over(by_key) > 1))
+                .withColumn(REASON, F.coalesce(F.col(REASON), F.when(conflict.failed(), F.lit(conflict.reason)))))
+    return apply
+
+
+def with_known_ids(users: DataFrame | None, items: DataFrame | None) -> Callable[[DataFrame], DataFrame]:
+    """Add flags saying whether the row's user_id / item_id exist in the clean users / items."""
+    def flag(df: DataFrame, ids: DataFrame | None, column: str, name: str) -> DataFrame:
+        if ids is None or column not in df.columns:
+            return df.withColumn(name, F.lit(True))
+        known = ids.select(F.col(column).alias(f"{name}_id")).distinct().withColumn(name, F.lit(True))
+        return (df.join(F.broadcast(known), df[column] == known[f"{name}_id"], "left")
+                .drop(f"{name}_id").fillna({name: False}))
+
+    def apply(df: DataFrame) -> DataFrame:
+        return flag(flag(df, users, "user_id", USER_KNOWN), items, "item_id", ITEM_KNOWN)
+    return apply
+
+
+def with_reasons(table: str, cfg: ValidationConf) -> Callable[[DataFrame], DataFrame]:
+    """Add ``_reason``: the first failed check's code, or null for a clean row."""
+    def apply(df: DataFrame) -> DataFrame:
+        parse_error = F.col(PARSE_ERROR) if PARSE_ERROR in df.columns else F.lit(None).cast("string")
+        reasons = [F.when(c.failed(), F.lit(c.reason)) for c in table_checks(table, cfg)]
+        return df.withColumn(REASON, F.coalesce(parse_error, *reasons))
+    return apply
+
+
+def tag_table(table: str, cfg: ValidationConf, users: DataFrame | None = None,
+              items: DataFrame | None = None) -> Callable[[DataFrame], DataFrame]:
+    """All of one table's checks: reference flags, duplicate flags, then reasons."""
+    columns = INPUT_TABLES[table].schema.fieldNames()
+    key = {"users": "user_id", "items": "item_id"}.get(table)
+
+    def apply(df: DataFrame) -> DataFrame:
+        if RAW_JSON not in df.columns:
+            df = df.withColumn(RAW_JSON, F.to_json(F.struct(*columns), {"ignoreNullFields": "false"}))
+        tagged = (df.transform(with_known_ids(users, items))
+                  .transform(with_duplicate_flags(columns))
+                  .transform(with_reasons(table, cfg)))
+        return tagged.transform(with_key_conflicts(table, key, columns)) if key else tagged
+    return apply
+
+
+def clean_rows(table: str) -> Callable[[DataFrame], DataFrame]:
+    """The rows that passed every check, with exactly the table's columns."""
+    def apply(tagged: DataFrame) -> DataFrame:
+        return tagged.filter(F.col(REASON).isNull()).select(*INPUT_TABLES[table].schema.fieldNames())
+    return apply
+
+
+def quarantine_rows(table: str, run_id: str, at: datetime) -> Callable[[DataFrame], DataFrame]:
+    """The rows that failed, in the quarantine table's shape."""
+    def apply(tagged: DataFrame) -> DataFrame:
+        return tagged.filter(F.col(REASON).isNotNull()).select(
+            F.lit(table).alias("source_table"), F.col(RAW_JSON).alias("raw_row"), F.col(REASON).alias("reason"),
+            F.lit(run_id).alias("run_id"), F.lit(at).cast("timestamp").alias("quarantined_at"))
+    return apply
+
+
+def tag_inputs(raw: dict[str, DataFrame], cfg: ValidationConf) -> dict[str, DataFrame]:
+    """Tag every input table. Event tables are checked against the *clean* users and items."""
+    users = raw["users"].transform(tag_table("users", cfg))
+    items = raw["items"].transform(tag_table("items", cfg))
+    clean_users, clean_items = users.transform(clean_rows("users")), items.transform(clean_rows("items"))
+    tagged = {"users": users, "items": items}
+    for table in ("transactions", "browse", "social"):
+        if table in raw:
+            tagged[table] = raw[table].transform(tag_table(table, cfg, clean_users, clean_items))
+    return tagged
+
+
+@dataclass
+class ValidationReport:
+    """Row counts per table: in, clean, and quarantined by reason. ``in == clean + quarantined``."""
+
+    rows_in: dict[str, int] = field(default_factory=dict)
+    rows_clean: dict[str, int] = field(default_factory=dict)
+    by_reason: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def rows_quarantined(self) -> dict[str, int]:
+        return {t: sum(r.values()) for t, r in self.by_reason.items()}
+
+    def reconciles(self) -> bool:
+        return all(self.rows_in[t] == self.rows_clean[t] + self.rows_quarantined.get(t, 0) for t in self.rows_in)
+
+    @classmethod
+    def from_counts(cls, counts: dict[str, dict[str | None, int]]) -> "ValidationReport":
+        """From per-table ``{reason or None: rows}`` counts."""
+        report = cls()
+        for table, by in counts.items():
+            report.rows_in[table] = sum(by.values())
+            report.rows_clean[table] = by.get(None, 0)
+            report.by_reason[table] = {r: n for r, n in sorted(by.items(), key=lambda kv: str(kv[0])) if r is not None}
+        return report
+
+
+def quarantine_message(table: str, reason: str, rows: int, total: int, cfg: ValidationConf) -> str:
+    column, description = describe(table, reason, cfg)
+    where = "" if column == "*" else f" (column {column})"
+    return f"{table}: {rows:,} of {total:,} rows {description}{where}; moved to quarantine with reason {reason}"

@@ -1,0 +1,57 @@
+"""Explicit Spark schemas for every Portrait table, and the registry of tables.
+
+Each table family has its own module. A field's metadata carries what other code
+needs to know: ``{"pii": True}`` on personal data, ``{"partition": True}`` on the
+partition column. Validation, the generator, storage and the tests all read these.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql.types import StructType
+
+from schemas.events import BROWSE, TRANSACTIONS
+from schemas.items import ITEMS
+from schemas.operations import QUARANTINE, RUNS
+from schemas.profiles import LABELS, PROFILES, profiles_schema
+from schemas.social import SOCIAL
+from schemas.truth import GROUND_TRUTH
+from schemas.users import USERS
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A table's name, schema and the keys an upsert matches on."""
+
+    name: str
+    schema: StructType
+    keys: tuple[str, ...] = ()
+
+    @property
+    def partition_by(self) -> list[str]:
+        return [f.name for f in self.schema.fields if f.metadata.get("partition")]
+
+    @property
+    def pii_columns(self) -> list[str]:
+        return [f.name for f in self.schema.fields if f.metadata.get("pii")]
+
+
+INPUT_TABLES: dict[str, TableSpec] = {
+    "users": TableSpec("users", USERS, ("user_id",)),
+    "items": TableSpec("items", ITEMS, ("item_id",)),
+    "transactions": TableSpec("transactions", TRANSACTIONS),
+    "browse": TableSpec("browse", BROWSE),
+    "social": TableSpec("social", SOCIAL),
+}
+
+OUTPUT_TABLES: dict[str, TableSpec] = {
+    "profiles": TableSpec("profiles", PROFILES, ("user_id",)),
+    "labels": TableSpec("labels", LABELS, ("user_id", "tag")),
+    "quarantine": TableSpec("quarantine", QUARANTINE),
+    "runs": TableSpec("runs", RUNS, ("run_id",)),
+    "ground_truth": TableSpec("ground_truth", GROUND_TRUTH, ("user_id",)),
+}
+
+TABLES: dict[str, TableSpec] = {**INPUT_TABLES, **OUTPUT_TABLES}
+
+__all__ = ["TableSpec", "TABLES", "INPUT_TABLES", "OUTPUT_TABLES", "profiles_schema"]

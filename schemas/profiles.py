@@ -1,0 +1,93 @@
+"""Output tables analysts query: ``profiles`` (one row per user) and ``labels`` (tags)."""
+from __future__ import annotations
+
+from pyspark.sql.types import (ArrayType, DoubleType, IntegerType, LongType, StringType, StructField,
+                               StructType, TimestampType)
+
+SHARE = StructType([StructField("name", StringType()), StructField("share", DoubleType())])
+
+
+def rfm_fields(windows: tuple[int, ...] | list[int]) -> list[StructField]:
+    per_window = []
+    for w in windows:
+        per_window += [StructField(f"orders_{w}d", LongType()), StructField(f"spend_{w}d", DoubleType())]
+    return per_window + [
+        StructField("frequency", LongType()),
+        StructField("monetary", DoubleType()),
+        StructField("avg_order_value", DoubleType()),
+        StructField("first_order_ts", TimestampType()),
+        StructField("last_order_ts", TimestampType()),
+        StructField("recency_days", DoubleType()),
+    ]
+
+
+AFFINITY_FIELDS = [
+    StructField("top_categories", ArrayType(SHARE)),
+    StructField("top_category", StringType()),
+    StructField("top_category_share", DoubleType()),
+    StructField("top_category_weight", DoubleType()),
+    StructField("top_brands", ArrayType(SHARE)),
+    StructField("top_brand", StringType()),
+    StructField("top_brand_share", DoubleType()),
+    StructField("median_unit_price", DoubleType()),
+    StructField("price_band", StringType()),
+]
+
+CONVERSION_FIELDS = [
+    StructField("views", LongType()),
+    StructField("clicks", LongType()),
+    StructField("carts", LongType()),
+    StructField("favs", LongType()),
+    StructField("view_to_cart_rate", DoubleType()),
+    StructField("cart_to_buy_rate", DoubleType()),
+    StructField("sessions", LongType()),
+    StructField("avg_session_events", DoubleType()),
+    StructField("avg_session_minutes", DoubleType()),
+    StructField("avg_dwell_s", DoubleType()),
+]
+
+ACTIVITY_FIELDS = [
+    StructField("active_days", LongType()),
+    StructField("events_7d", LongType()),
+    StructField("last_event_ts", TimestampType()),
+    StructField("days_since_last_event", DoubleType()),
+]
+
+TIME_PATTERN_FIELDS = [
+    StructField("hour_hist", ArrayType(DoubleType())),
+    StructField("weekday_hist", ArrayType(DoubleType())),  # Monday first
+    StructField("peak_hour", IntegerType()),
+    StructField("peak_weekday", IntegerType()),  # 1 = Monday ... 7 = Sunday
+    StructField("weekend_share", DoubleType()),
+    StructField("night_share", DoubleType()),
+]
+
+SOCIAL_FIELDS = [
+    StructField("review_count", LongType()),
+    StructField("mean_rating", DoubleType()),
+    StructField("comment_count", LongType()),
+    StructField("like_count", LongType()),
+    StructField("share_count", LongType()),
+    StructField("follow_count", LongType()),
+]
+
+
+def profiles_schema(windows: tuple[int, ...] | list[int] = (7, 30, 90)) -> StructType:
+    """The profiles schema; its RFM columns follow the configured windows."""
+    return StructType(
+        [StructField("user_id", StringType(), False), StructField("signup_ts", TimestampType())]
+        + rfm_fields(windows) + AFFINITY_FIELDS + CONVERSION_FIELDS + ACTIVITY_FIELDS
+        + TIME_PATTERN_FIELDS + SOCIAL_FIELDS
+        + [StructField("as_of", TimestampType(), False), StructField("updated_at", TimestampType(), False)]
+    )
+
+
+PROFILES = profiles_schema()
+
+LABELS = StructType([
+    StructField("user_id", StringType(), False),
+    StructField("tag", StringType(), False),
+    StructField("score", DoubleType(), True),
+    StructField("reason", StringType(), False),
+    StructField("as_of", TimestampType(), False),
+])

