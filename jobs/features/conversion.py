@@ -48,7 +48,8 @@ def conversion_features(as_of: datetime) -> Callable[[DataFrame, DataFrame], Dat
         lines = tx.filter(before(as_of)).groupBy("user_id").agg(F.count("*").alias("_lines"))
         return (funnel.join(sessions, "user_id", "left").join(lines, "user_id", "left")
                 .withColumn("view_to_cart_rate", ratio(F.col("carts"), F.col("views")))
-                .withColumn("cart_to_buy_rate",
-                            F.least(F.lit(1.0), ratio(F.coalesce(F.col("_lines"), F.lit(0)), F.col("carts"))))
+                # least() skips nulls, so cap only where the ratio exists.
+                .withColumn("cart_to_buy_rate", F.when(F.col("carts") > 0, F.least(
+                    F.lit(1.0), ratio(F.coalesce(F.col("_lines"), F.lit(0)), F.col("carts")))))
                 .drop("_lines"))
     return apply

@@ -1,0 +1,145 @@
+"""Each behavioural feature function on a handful of hand-built rows, with exact expected values."""
+from __future__ import annotations
+
+import pytest
+
+from jobs.features import (activity_features, affinity_features, all_events, conversion_features, interactions,
+                           price_band_features, rfm_features, sessionize, social_features, time_pattern_features,
+                           top_k_shares)
+from schemas.events import BROWSE, TRANSACTIONS
+from schemas.items import ITEMS
+from schemas.social import SOCIAL
+from tests.helpers import AS_OF, by_user, naive, rows, ts
+
+
+def tx(spark, *lines):
+    """(order_id, user_id, item_id, quantity, amount, ts)"""
+    return spark.createDataFrame([(*line, line[-1].date()) for line in lines], TRANSACTIONS)
+
+
+def browse(spark, *events):
+    """(user_id, item_id, event_type, ts, dwell_ms, session_id)"""
+    return spark.createDataFrame([(*e, e[3].date()) for e in events], BROWSE)
+
+
+def social(spark, *events):
+    """(user_id, item_id, kind, text, rating, ts)"""
+    return spark.createDataFrame([(*e, e[-1].date()) for e in events], SOCIAL)
+
+
+@pytest.fixture
+def items(spark):
+    return spark.createDataFrame([
+        ("i1", "t1", "toys", "Apex", 10.0), ("i2", "t2", "toys", "Nova", 20.0),
+        ("i3", "t3", "books", "Apex", 30.0), ("i4", "t4", "pet", None, 40.0),
+    ], ITEMS)
+
+
+def test_rfm_counts_orders_and_spend_per_window(spark):
+    df = tx(spark,
+            ("o1", "u1", "i1", 1, 10.0, ts(30)),
+            ("o2", "u1", "i1", 1, 5.0, ts(20)), ("o2", "u1", "i2", 1, 15.0, ts(20)),
+            ("o3", "u1", "i3", 1, 100.0, ts(15, month=12, year=2024)),
+            ("o9", "u1", "i3", 1, 999.0, ts(1, month=2)))  # after as_of: ignored
+    u1 = by_user(df.transform(rfm_features([7, 30, 90], AS_OF)))["u1"]
+    assert (u1["orders_7d"], u1["spend_7d"]) == (1, 10.0)
+    assert (u1["orders_30d"], u1["spend_30d"]) == (2, 30.0)
+    assert (u1["orders_90d"], u1["spend_90d"]) == (3, 130.0)
+    assert (u1["frequency"], u1["monetary"]) == (3, 130.0)
+    assert u1["avg_order_value"] == pytest.approx(130.0 / 3)
+    assert u1["first_order_ts"] == naive(ts(15, month=12, year=2024))
+    assert u1["recency_days"] == 0.5
+
+
+def test_rfm_spend_is_null_when_the_source_has_no_amounts(spark):
+    out = by_user(tx(spark, ("o1", "u2", "i1", 1, None, ts(29))).transform(rfm_features([7], AS_OF)))["u2"]
+    assert (out["orders_7d"], out["spend_7d"], out["monetary"], out["avg_order_value"]) == (1, None, None, None)
+
+
+def test_rfm_window_with_no_orders_spends_zero(spark):
+    out = by_user(tx(spark, ("o1", "u3", "i1", 1, 8.0, ts(2))).transform(rfm_features([7], AS_OF)))["u3"]
+    assert (out["orders_7d"], out["spend_7d"]) == (0, 0.0)
+
+
+def test_top_k_shares_ranks_by_weight_then_name(spark):
+    weighted = spark.createDataFrame(
+        [("u1", "toys", 3.0), ("u1", "books", 1.0), ("u1", "pet", 1.0), ("u1", "toys", 3.0), ("u1", None, 9.0)],
+        "user_id string, category string, weight double")
+    out = rows(weighted.transform(top_k_shares("category", 2, "category", "categories")))
+    assert out == [{"user_id": "u1",
+                    "top_categories": [{"name": "toys", "share": 0.75}, {"name": "books", "share": 0.125}],
+                    "top_category": "toys", "top_category_share": 0.75, "top_category_weight": 6.0}]
+
+
+def test_interactions_weight_browse_and_purchases(spark, items):
+    b = browse(spark, ("u1", "i1", "view", ts(3), 1000, "s1"), ("u1", "i3", "cart", ts(3), 1000, "s1"))
+    t = tx(spark, ("o1", "u1", "i3", 1, 30.0, ts(3)))
+    weights = {"view": 1.0, "cart": 3.0, "buy": 5.0}
+    out = affinity_features(3)(interactions(weights, AS_OF, items)(b, t))
+    u1 = by_user(out)["u1"]
+    assert u1["top_categories"] == [{"name": "books", "share": 8 / 9}, {"name": "toys", "share": 1 / 9}]
+    assert u1["top_brand"] == "Apex" and u1["top_brand_share"] == 1.0
+
+
+def test_price_band_uses_catalogue_quantiles(spark, items):
+    # Catalogue prices 10, 20, 30, 40: the 0.33 / 0.66 quantiles are 19.9 and 29.8.
+    t = tx(spark, ("o1", "cheap", "i1", 2, 20.0, ts(3)),   # unit price 10
+           ("o2", "mid", "i2", 1, 20.0, ts(3)),            # 20
+           ("o3", "dear", "i4", 1, 40.0, ts(3)), ("o4", "dear", "i3", 1, 30.0, ts(4)))  # median 35
+    out = by_user(t.transform(price_band_features([0.33, 0.66], AS_OF, items)))
+    assert {u: (r["median_unit_price"], r["price_band"]) for u, r in out.items()} == {
+        "cheap": (10.0, "low"), "mid": (20.0, "mid"), "dear": (35.0, "high")}
+
+
+def test_sessionize_splits_on_gaps_and_keeps_given_ids(spark):
+    b = browse(spark, ("u1", "i1", "view", ts(3, 10, 0), None, None), ("u1", "i1", "view", ts(3, 10, 20), None, None),
+               ("u1", "i1", "view", ts(3, 11, 0), None, None), ("u1", "i2", "view", ts(3, 12, 0), None, "given"))
+    out = sorted((r.ts.minute + 60 * r.ts.hour, r.session_id) for r in b.transform(sessionize(30)).collect())
+    assert out == [(600, "u1-auto-1"), (620, "u1-auto-1"), (660, "u1-auto-2"), (720, "given")]
+
+
+def test_conversion_funnel_and_sessions(spark):
+    b = browse(spark,
+               ("u1", "i1", "view", ts(3, 10, 0), 2000, "s1"), ("u1", "i1", "cart", ts(3, 10, 6), 4000, "s1"),
+               ("u1", "i2", "view", ts(4, 10, 0), 6000, "s2"), ("u1", "i2", "view", ts(4, 10, 2), None, "s2"),
+               ("u1", "i2", "click", ts(4, 10, 4), None, "s2"))
+    t = tx(spark, ("o1", "u1", "i1", 1, 10.0, ts(3, 10, 8)))
+    u1 = by_user(conversion_features(AS_OF)(b, t))["u1"]
+    assert (u1["views"], u1["clicks"], u1["carts"], u1["favs"]) == (3, 1, 1, 0)
+    assert (u1["view_to_cart_rate"], u1["cart_to_buy_rate"]) == (1 / 3, 1.0)
+    assert (u1["sessions"], u1["avg_session_events"], u1["avg_session_minutes"]) == (2, 2.5, 5.0)
+    assert u1["avg_dwell_s"] == 4.0
+
+
+def test_rates_are_null_without_denominator(spark):
+    b = browse(spark, ("u1", "i1", "click", ts(3), None, "s1"))
+    u1 = by_user(conversion_features(AS_OF)(b, tx(spark, ("o1", "u9", "i1", 1, 1.0, ts(3)))))["u1"]
+    assert (u1["view_to_cart_rate"], u1["cart_to_buy_rate"]) == (None, None)
+
+
+def test_activity_counts_days_recent_events_and_idle_time(spark):
+    b = browse(spark, ("u1", "i1", "view", ts(3), None, "s"), ("u1", "i1", "view", ts(3, 13), None, "s"))
+    t = tx(spark, ("o1", "u1", "i1", 1, 1.0, ts(29, 0)))
+    s = social(spark, ("u1", "i1", "like", None, None, ts(30, 6)))
+    u1 = by_user(all_events(b, t, s).transform(activity_features(AS_OF, 7)))["u1"]
+    assert (u1["active_days"], u1["events_7d"], u1["days_since_last_event"]) == (3, 2, 0.75)
+
+
+def test_time_patterns_histograms_and_peaks(spark):
+    # 2025-01-04 is a Saturday, 2025-01-06 a Monday.
+    b = browse(spark, ("u1", "i1", "view", ts(4, 2), None, "s"), ("u1", "i1", "view", ts(4, 20), None, "s"),
+               ("u1", "i1", "view", ts(6, 20), None, "s"), ("u1", "i1", "view", ts(6, 21), None, "s"))
+    events = all_events(b, tx(spark), social(spark))
+    u1 = by_user(events.transform(time_pattern_features(AS_OF, [0, 1, 2, 3, 4, 5])))["u1"]
+    assert u1["hour_hist"][20] == 0.5 and u1["hour_hist"][2] == 0.25 and sum(u1["hour_hist"]) == 1.0
+    assert u1["weekday_hist"] == [0.5, 0.0, 0.0, 0.0, 0.0, 0.5, 0.0]
+    assert (u1["peak_hour"], u1["peak_weekday"], u1["weekend_share"], u1["night_share"]) == (20, 1, 0.5, 0.25)
+
+
+def test_social_counts_and_mean_rating(spark):
+    s = social(spark, ("u1", "i1", "review", "good", 5, ts(3)), ("u1", "i2", "review", "bad", 2, ts(4)),
+               ("u1", "i2", "comment", "why?", None, ts(4)), ("u1", None, "follow", None, None, ts(5)),
+               ("u1", "i1", "like", None, None, ts(5)))
+    u1 = by_user(s.transform(social_features(AS_OF)))["u1"]
+    assert u1 == {"user_id": "u1", "review_count": 2, "mean_rating": 3.5, "comment_count": 1, "like_count": 1,
+                  "share_count": 0, "follow_count": 1}

@@ -1,0 +1,182 @@
+"""Every kind of bad row lands in quarantine with the right reason; counts reconcile exactly."""
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pyspark.sql.types import StructType
+
+from conf import load_config
+from jobs.full import run_full
+from jobs.storage import SchemaMismatch, TableNotFound
+from jobs.validation import REASON, tag_inputs
+from schemas import INPUT_TABLES
+from tests.helpers import ts
+
+CFG = load_config(overrides=["spark.shuffle_partitions=2", "as_of=2025-01-31T00:00:00Z",
+                             "validation.ts_min=2025-01-01T00:00:00Z", "validation.ts_max=2025-02-01T00:00:00Z"])
+D = dt.date(2025, 1, 10)
+T = ts(10)
+
+
+def nullable(schema: StructType) -> StructType:
+    """Input rows may break the schema's NOT NULL promises: that is what validation is for."""
+    return StructType([f.__class__(f.name, f.dataType, True, f.metadata) for f in schema.fields])
+
+
+def frame(spark, table, rows):
+    return spark.createDataFrame(rows, nullable(INPUT_TABLES[table].schema))
+
+
+GOOD_USER = ("u1", ts(1, year=2024), "f", 1990, "Hangzhou", "Ann", "+86", "a@x")
+GOOD_ITEM = ("i1", "Nova lamp", "home", "Nova", 25.0)
+GOOD_TX = ("o1", "u1", "i1", 1, 25.0, T, D)
+GOOD_BROWSE = ("u1", "i1", "view", T, 1500, "s1", D)
+GOOD_SOCIAL = ("u1", "i1", "review", "nice lamp", 5, T, D)
+
+
+def replace(row, index, value):
+    return tuple(value if i == index else v for i, v in enumerate(row))
+
+
+BAD_ROWS = {
+    "users": {
+        "null_user_id": [replace(GOOD_USER, 0, None)],
+        "duplicate_row": [GOOD_USER],
+        "duplicate_user_id": [replace(GOOD_USER, 4, "Wuhan")],  # sorts after Hangzhou: the original wins
+    },
+    "items": {
+        "null_item_id": [replace(GOOD_ITEM, 0, None)],
+        "negative_price": [replace(GOOD_ITEM, 4, -1.0)],
+        "duplicate_row": [GOOD_ITEM],
+        "duplicate_item_id": [replace(GOOD_ITEM, 1, "Other lamp")],
+    },
+    "transactions": {
+        "null_order_id": [replace(GOOD_TX, 0, None)],
+        "null_user_id": [replace(GOOD_TX, 1, None)],
+        "null_item_id": [replace(GOOD_TX, 2, None)],
+        "null_ts": [replace(GOOD_TX, 5, None)],
+        "null_dt": [replace(GOOD_TX, 6, None)],
+        "unknown_user_id": [replace(GOOD_TX, 1, "ghost")],
+        "unknown_item_id": [replace(GOOD_TX, 2, "ghost")],
+        "negative_amount": [replace(GOOD_TX, 4, -5.0)],
+        "absurd_amount": [replace(GOOD_TX, 4, 1e9)],
+        "bad_quantity": [replace(GOOD_TX, 3, 0)],
+        "ts_out_of_range": [replace(GOOD_TX, 5, ts(1, year=1999)), replace(GOOD_TX, 5, ts(1, month=3))],
+        "duplicate_row": [GOOD_TX],
+    },
+    "browse": {
+        "null_user_id": [replace(GOOD_BROWSE, 0, None)],
+        "null_item_id": [replace(GOOD_BROWSE, 1, None)],
+        "null_event_type": [replace(GOOD_BROWSE, 2, None)],
+        "null_ts": [replace(GOOD_BROWSE, 3, None)],
+        "null_dt": [replace(GOOD_BROWSE, 6, None)],
+        "unknown_event_type": [replace(GOOD_BROWSE, 2, "hover")],
+        "unknown_user_id": [replace(GOOD_BROWSE, 0, "ghost")],
+        "unknown_item_id": [replace(GOOD_BROWSE, 1, "ghost")],
+        "negative_dwell": [replace(GOOD_BROWSE, 4, -1)],
+        "ts_out_of_range": [replace(GOOD_BROWSE, 3, ts(1, year=2031))],
+        "duplicate_row": [GOOD_BROWSE, GOOD_BROWSE],
+    },
+    "social": {
+        "null_user_id": [replace(GOOD_SOCIAL, 0, None)],
+        "null_kind": [replace(GOOD_SOCIAL, 2, None)],
+        "null_ts": [replace(GOOD_SOCIAL, 5, None)],
+        "null_dt": [replace(GOOD_SOCIAL, 6, None)],
+        "unknown_kind": [replace(GOOD_SOCIAL, 2, "rate")],
+        "unknown_user_id": [replace(GOOD_SOCIAL, 0, "ghost")],
+        "unknown_item_id": [replace(GOOD_SOCIAL, 1, "ghost")],
+        "rating_out_of_range": [replace(GOOD_SOCIAL, 4, 6)],
+        "ts_out_of_range": [replace(GOOD_SOCIAL, 5, ts(31, month=12, year=2024))],
+        "duplicate_row": [GOOD_SOCIAL],
+    },
+}
+GOOD = {"users": [GOOD_USER, ("u2", None, None, None, None, None, None, None)], "items": [GOOD_ITEM],
+        "transactions": [GOOD_TX, replace(GOOD_TX, 0, "o2")], "browse": [GOOD_BROWSE],
+        "social": [GOOD_SOCIAL, ("u2", None, "follow", None, None, T, D)]}
+
+
+@pytest.fixture
+def bad_warehouse(spark, warehouse):
+    for table in INPUT_TABLES:
+        rows = GOOD[table] + [r for bad in BAD_ROWS[table].values() for r in bad]
+        warehouse.overwrite(table, frame(spark, table, rows))
+    return warehouse
+
+
+def test_every_bad_row_is_quarantined_with_its_reason(spark, bad_warehouse):
+    cfg = CFG.model_copy(update={"warehouse": CFG.warehouse.model_copy(update={"path": bad_warehouse.root})})
+    summary = run_full(cfg, spark)
+    quarantined = Counter((r.source_table, r.reason) for r in bad_warehouse.read("quarantine").collect())
+    expected = Counter({(t, reason): len(rows) for t, by in BAD_ROWS.items() for reason, rows in by.items()})
+    assert quarantined == expected
+    # Counts reconcile exactly: every row is clean or quarantined, in the report and in `runs`.
+    report = summary.report
+    for table in INPUT_TABLES:
+        n_bad = sum(len(r) for r in BAD_ROWS[table].values())
+        assert report.rows_in[table] == len(GOOD[table]) + n_bad
+        assert report.rows_clean[table] == len(GOOD[table])
+        assert report.rows_quarantined[table] == n_bad
+    run = [r for r in bad_warehouse.read("runs").collect() if r.run_id == summary.run_id][0]
+    assert run.status == "succeeded"
+    assert all(run.rows_in[t] == report.rows_clean[t] + run.rows_quarantined[t] for t in INPUT_TABLES)
+    assert sorted(r.user_id for r in bad_warehouse.read("profiles").collect()) == ["u1", "u2"]
+
+
+def test_quarantine_keeps_the_raw_row(spark, bad_warehouse):
+    cfg = CFG.model_copy(update={"warehouse": CFG.warehouse.model_copy(update={"path": bad_warehouse.root})})
+    run_full(cfg, spark)
+    raw = [r.raw_row for r in bad_warehouse.read("quarantine").collect() if r.reason == "negative_amount"]
+    assert raw == ['{"order_id":"o1","user_id":"u1","item_id":"i1","quantity":1,"amount":-5.0,'
+                   '"ts":"2025-01-10T12:00:00.000Z","dt":"2025-01-10"}']
+
+
+def test_missing_required_table_stops_before_any_output(spark, warehouse):
+    warehouse.overwrite("users", frame(spark, "users", [GOOD_USER]))
+    warehouse.overwrite("items", frame(spark, "items", [GOOD_ITEM]))
+    cfg = CFG.model_copy(update={"warehouse": CFG.warehouse.model_copy(update={"path": warehouse.root})})
+    with pytest.raises(TableNotFound, match=r"transactions: table not found at .*transactions"):
+        run_full(cfg, spark)
+    assert not any(warehouse.exists(t) for t in ("profiles", "labels", "quarantine"))
+    failed = warehouse.read("runs").collect()
+    assert [r.status for r in failed] == ["failed"] and "transactions: table not found" in failed[0].error
+
+
+def test_wrong_schema_stops_before_any_output(spark, bad_warehouse):
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    write_deltalake(bad_warehouse.path("items"), pa.table({"item_id": ["i1"], "price": ["cheap"]}), mode="overwrite",
+                    schema_mode="overwrite")
+    cfg = CFG.model_copy(update={"warehouse": CFG.warehouse.model_copy(update={"path": bad_warehouse.root})})
+    with pytest.raises(SchemaMismatch, match="items: .*column price is string, expected double"):
+        run_full(cfg, spark)
+    assert not any(bad_warehouse.exists(t) for t in ("profiles", "labels", "quarantine"))
+
+
+AMOUNTS = st.one_of(st.none(), st.floats(-1e3, 1e10, allow_nan=False), st.just(-0.0))
+TIMES = st.one_of(st.none(), st.datetimes(dt.datetime(1990, 1, 1), dt.datetime(2040, 1, 1), timezones=st.just(dt.timezone.utc)))
+TX_ROWS = st.lists(st.tuples(st.sampled_from(["o1", "o2", None]), st.sampled_from(["u1", "u2", "ghost", None]),
+                             st.sampled_from(["i1", "ghost", None]), st.one_of(st.none(), st.integers(-5, 500)),
+                             AMOUNTS, TIMES), min_size=1, max_size=30)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=TX_ROWS)
+def test_fuzzed_transactions_reconcile_and_clean_rows_are_valid(spark, rows):
+    raw = {"users": frame(spark, "users", GOOD["users"]), "items": frame(spark, "items", GOOD["items"]),
+           "transactions": frame(spark, "transactions", [(*r, r[5].date() if r[5] else D) for r in rows])}
+    tagged = tag_inputs(raw, CFG.validation)["transactions"].collect()
+    assert len(tagged) == len(rows)  # nothing dropped, nothing invented
+    v = CFG.validation
+    for r in tagged:
+        if r[REASON] is None:
+            assert None not in (r.order_id, r.user_id, r.item_id, r.ts) and r.user_id in ("u1", "u2")
+            assert r.item_id == "i1" and (r.amount is None or 0 <= r.amount <= v.max_amount)
+            assert r.quantity is None or 1 <= r.quantity <= v.max_quantity
+            assert v.ts_min <= r.ts.replace(tzinfo=dt.timezone.utc) < v.ts_max
+    clean = [tuple(r[c] for c in INPUT_TABLES["transactions"].schema.fieldNames()) for r in tagged if r[REASON] is None]
+    assert len(clean) == len(set(clean))  # exact duplicates never survive
