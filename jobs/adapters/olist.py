@@ -105,7 +105,9 @@ def olist_tables(frames: dict[str, DataFrame], spark: SparkSession) -> dict[str,
                                                     F.first("item_id").alias("_item"))
                       .select("order_id", F.when(F.col("_n") == 1, F.col("_item")).alias("item_id")))
     text = F.trim(F.concat_ws(" ", F.trim("review_comment_title"), F.trim("review_comment_message")))
-    social = (ok["reviews"].join(all_orders.join(customers, "customer_id"), F.col("_order_id") == F.col("order_id"))
+    reviews = ok["reviews"].select(F.col("_order_id").alias("order_id"), "review_comment_title",
+                                   "review_comment_message", "_review_score", "_review_creation_date")
+    social = (reviews.join(all_orders.join(customers, "customer_id"), "order_id")
               .join(single_product, "order_id", "left")
               .select("user_id", "item_id", F.lit("review").alias("kind"), F.when(text != "", text).alias("text"),
                       F.col("_review_score").cast("int").alias("rating"), F.col("_review_creation_date").alias("ts"))

@@ -18,7 +18,9 @@ def sessions(users: DataFrame, days: int, start: date, seed: int) -> DataFrame:
     """One row per session: user, day, start time and the session's category."""
     day_grid = users.sparkSession.range(days).withColumnRenamed("id", "day")
     active = users.crossJoin(day_grid).filter((F.col("day") >= F.col("first_day")) & (F.col("day") < F.col("last_day_excl")))
-    n = F.floor(F.col("sessions_per_day") * F.col("activity") * 2 * uniform(seed, "n_sess", "user_id", "day"))
+    # floor(2·mean·u1 + u2) has exactly the intended mean (dithered rounding).
+    n = F.floor(F.col("sessions_per_day") * F.col("activity") * 2 * uniform(seed, "n_sess", "user_id", "day")
+                + uniform(seed, "n_sess_dither", "user_id", "day"))
     per_day = active.withColumn("_n", n.cast("int")).filter(F.col("_n") > 0)
     s = per_day.withColumn("s", F.explode(F.sequence(F.lit(0), F.col("_n") - 1)))
     u = lambda salt: uniform(seed, salt, "user_id", "day", "s")  # noqa: E731
@@ -48,7 +50,8 @@ def _item_index(seed: int, per_cat: int) -> Column:
 
 def events(sess: DataFrame, n_items: int, seed: int) -> DataFrame:
     """Browse events inside each session (first event a view), with item, dwell and timing."""
-    n = (F.lit(1) + F.floor(F.col("events_per_session") * 2 * uniform(seed, "n_ev", "session_id"))).cast("int")
+    extra = (F.col("events_per_session") - 1) * 2 * uniform(seed, "n_ev", "session_id")
+    n = (F.lit(1) + F.floor(extra + uniform(seed, "n_ev_dither", "session_id"))).cast("int")
     ev = sess.withColumn("_n", n).withColumn("e", F.explode(F.sequence(F.lit(0), F.col("_n") - 1)))
     u = lambda salt: uniform(seed, salt, "session_id", "e")  # noqa: E731
     kind = (F.when(F.col("e") == 0, "view").when(u("kind") < F.col("cart_prob"), "cart")

@@ -1,0 +1,36 @@
+"""The Quick start path through the real ``portrait`` command: demo, then SQL from the same directory."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+PORTRAIT = str(Path(sys.executable).parent / "portrait")
+
+
+def portrait(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    return subprocess.run([PORTRAIT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_demo_then_sql_from_the_same_directory(tmp_path):
+    demo = portrait("demo", "--users", "300", "--days", "14", "--set", "spark.shuffle_partitions=2", cwd=tmp_path)
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    assert (tmp_path / "warehouse" / "profiles" / "_delta_log").is_dir()
+    assert "Portrait tables under" in demo.stdout and "labels" in demo.stdout
+    answer = portrait("sql", "select tag, count(*) as n from labels group by tag order by tag", cwd=tmp_path)
+    assert answer.returncode == 0, answer.stderr[-3000:]
+    assert "dormant" in answer.stdout and "active" in answer.stdout
+
+
+def test_bad_config_fails_at_start_naming_the_key(tmp_path):
+    result = portrait("full", "--set", "tags.dormant_dayz=3", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "tags.dormant_dayz" in result.stderr
+
+
+def test_sql_without_tables_says_what_to_do(tmp_path):
+    result = portrait("sql", "select 1", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "run 'portrait demo' first" in result.stderr
