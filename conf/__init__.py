@@ -7,13 +7,16 @@ command line. Unknown keys and bad values fail at start-up with the key's name.
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
+from importlib import resources
+from importlib.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-CONF_DIR = Path(__file__).resolve().parent
+# Read through importlib.resources so the YAML also loads from a zipped job package (--py-files).
+CONF_DIR: Traversable = resources.files(__name__)
 DEFAULT_CONFIG = CONF_DIR / "local.yaml"
 
 
@@ -188,8 +191,8 @@ def _build(data: dict[str, Any]) -> Config:
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.exists():
+def _read_yaml(path: Path | Traversable) -> dict[str, Any]:
+    if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     loaded = yaml.safe_load(path.read_text()) or {}
     if not isinstance(loaded, dict):
@@ -197,7 +200,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return loaded
 
 
-def overlay_path(name: str) -> Path:
+def overlay_path(name: str) -> Path | Traversable:
     """A packaged overlay by name (``taobao-sample``) or any YAML path."""
     candidate = Path(name)
     if candidate.suffix in (".yaml", ".yml"):
@@ -205,9 +208,9 @@ def overlay_path(name: str) -> Path:
     return CONF_DIR / f"{name}.yaml"
 
 
-def load_config(*overlays: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+def load_config(*overlays: str | Path | Traversable, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """The embedded default, then each overlay file, then ``key=value`` overrides."""
     data = _read_yaml(DEFAULT_CONFIG)
     for overlay in overlays:
-        data = _deep_merge(data, _read_yaml(Path(overlay)))
+        data = _deep_merge(data, _read_yaml(overlay if isinstance(overlay, Traversable) else Path(overlay)))
     return _build(_apply_overrides(data, overrides))
