@@ -120,6 +120,28 @@ class TagsConf(_Section):
         return v
 
 
+class EmbeddingConf(_Section):
+    enabled: bool = True
+    model: str = "packaged"        # the pip-installed all-MiniLM-L6-v2, or any Hugging Face name or path
+    model_id: str | None = None    # the cache key's model part; default: derived from model
+    batch_size: int = Field(64, ge=1)
+    gpu_batch_size: int = Field(256, ge=1)
+    max_length: int = Field(128, ge=8)
+    arrow_batch_size: int = Field(2048, ge=1)
+    threads: int = Field(0, ge=0)  # torch threads per Python worker; 0: spark.task.cpus
+    partitions_per_core: int = Field(1, ge=1)
+    use_gpu: bool = True
+    dedupe: bool = True            # embed each distinct normalised text once per run
+    cache: bool = True             # and never again in later runs (embedding_cache table)
+    text_half_life_days: float = Field(14.0, gt=0)
+    interest_weights: dict[str, float] = {"view": 1.0, "click": 1.0, "fav": 2.0, "cart": 3.0, "buy": 5.0}
+
+    def resolved_model_id(self) -> str:
+        if self.model_id:
+            return self.model_id
+        return "packaged:all-MiniLM-L6-v2" if self.model == "packaged" else self.model
+
+
 class DatasetsConf(_Section):
     taobao_sample: str = "../shared/data/taobao-userbehavior-sample"
     olist_sample: str = "../shared/data/olist-sample"
@@ -133,6 +155,7 @@ class Config(_Section):
     validation: ValidationConf = ValidationConf()
     features: FeaturesConf = FeaturesConf()
     tags: TagsConf = TagsConf()
+    embedding: EmbeddingConf = EmbeddingConf()
     datasets: DatasetsConf = DatasetsConf()
     # The profile date. Null means "midnight after the latest clean event".
     as_of: datetime | None = None

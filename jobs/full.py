@@ -9,6 +9,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from conf import Config
+from jobs.embed import embed_stage
 from jobs.features.profiles import build_profiles
 from jobs.inputs import midnight_after_latest_event, read_inputs
 from jobs.runs import RunRecorder, utc_now, write_run
@@ -72,8 +73,14 @@ def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = No
         rec.partitions = sorted({str(r[0]) for t in EVENT_TABLES for r in clean[t].select("dt").distinct().collect()})
         present = {t for t in EVENT_TABLES if report.rows_clean.get(t, 0) > 0}
         gaps = DataGaps(browse_missing="browse" not in present, social_missing="social" not in present)
+        embeddings = None
+        if cfg.embedding.enabled:
+            with rec.stage("embed") as st:
+                embeddings, counts = embed_stage(wh, cfg.embedding, clean["social"], clean["items"], rec.run_id)
+                st.rows_in, st.rows_out = counts.texts, counts.embedded
+                rec.rows_out.update({"texts_embedded": counts.embedded, "texts_from_cache": counts.from_cache})
         with rec.stage("features") as st:
-            profiles = build_profiles(cfg, as_of, rec.started_at, present)(clean)
+            profiles = build_profiles(cfg, as_of, rec.started_at, present, embeddings)(clean)
             profiles = profiles.persist(StorageLevel.MEMORY_AND_DISK)
             st.rows_in, st.rows_out = report.rows_clean["users"], profiles.count()
         with rec.stage("write") as st:
@@ -82,7 +89,7 @@ def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = No
             wh.append("quarantine", quarantine, run_id=rec.run_id)
             rec.rows_out.update({t: wh.count(t) for t in ("profiles", "labels")})
             rec.rows_out["quarantine"] = sum(report.rows_quarantined.values())
-            st.rows_out = sum(rec.rows_out.values())
+            st.rows_out = sum(rec.rows_out[t] for t in ("profiles", "labels", "quarantine"))
         write_run(wh, rec, "succeeded")
         rec.console.print(rec.summary())
         return RunSummary(rec.run_id, as_of, report, dict(rec.rows_out))

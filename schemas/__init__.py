@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from pyspark.sql.types import StructType
 
+from schemas.embeddings import EMBEDDING_CACHE
 from schemas.events import BROWSE, TRANSACTIONS
 from schemas.items import ITEMS
 from schemas.operations import QUARANTINE, RUNS
@@ -50,6 +51,7 @@ OUTPUT_TABLES: dict[str, TableSpec] = {
     "quarantine": TableSpec("quarantine", QUARANTINE),
     "runs": TableSpec("runs", RUNS, ("run_id",)),
     "ground_truth": TableSpec("ground_truth", GROUND_TRUTH, ("user_id",)),
+    "embedding_cache": TableSpec("embedding_cache", EMBEDDING_CACHE, ("model_id", "text_sha256")),
 }
 
 TABLES: dict[str, TableSpec] = {**INPUT_TABLES, **OUTPUT_TABLES}

@@ -1,7 +1,7 @@
 """Output tables analysts query: ``profiles`` (one row per user) and ``labels`` (tags)."""
 from __future__ import annotations
 
-from pyspark.sql.types import (ArrayType, DoubleType, IntegerType, LongType, StringType, StructField,
+from pyspark.sql.types import (ArrayType, DoubleType, FloatType, IntegerType, LongType, StringType, StructField,
                                StructType, TimestampType)
 
 SHARE = StructType([StructField("name", StringType()), StructField("share", DoubleType())])
@@ -72,12 +72,18 @@ SOCIAL_FIELDS = [
 ]
 
 
+EMBEDDING_FIELDS = [
+    StructField("text_vector", ArrayType(FloatType())),      # recency-weighted mean of review/comment embeddings
+    StructField("interest_vector", ArrayType(FloatType())),  # weighted mean of viewed/carted/bought title embeddings
+]
+
+
 def profiles_schema(windows: tuple[int, ...] | list[int] = (7, 30, 90)) -> StructType:
     """The profiles schema; its RFM columns follow the configured windows."""
     return StructType(
         [StructField("user_id", StringType(), False), StructField("signup_ts", TimestampType())]
         + rfm_fields(windows) + AFFINITY_FIELDS + CONVERSION_FIELDS + ACTIVITY_FIELDS
-        + TIME_PATTERN_FIELDS + SOCIAL_FIELDS
+        + TIME_PATTERN_FIELDS + SOCIAL_FIELDS + EMBEDDING_FIELDS
         + [StructField("as_of", TimestampType(), False), StructField("updated_at", TimestampType(), False)]
     )
 

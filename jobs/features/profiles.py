@@ -44,16 +44,19 @@ COUNT_COLUMNS = {
 
 
 def build_profiles(cfg: "Config", as_of: datetime, updated_at: datetime,  # noqa: F821 - typed by string
-                   present: set[str]) -> Callable[[dict[str, DataFrame]], DataFrame]:
-    """Every behavioural feature for every clean user, in the profiles schema.
+                   present: set[str], embeddings: DataFrame | None = None
+                   ) -> Callable[[dict[str, DataFrame]], DataFrame]:
+    """Every feature for every clean user, in the profiles schema.
 
     ``present`` names the event tables that have clean rows; counts from an absent table stay null.
+    With ``embeddings`` (text_sha256, embedding), the text and interest vectors are filled too.
     """
     from jobs.features.activity import activity_features, all_events
     from jobs.features.affinity import affinity_features, interactions, price_band_features
     from jobs.features.conversion import conversion_features, sessionize
     from jobs.features.rfm import rfm_features
     from jobs.features.social import social_features
+    from jobs.features.text_vectors import interest_vectors, text_vectors
     from jobs.features.time_patterns import time_pattern_features
     from schemas.profiles import profiles_schema
 
@@ -74,6 +77,10 @@ def build_profiles(cfg: "Config", as_of: datetime, updated_at: datetime,  # noqa
             events.transform(time_pattern_features(as_of, f.night_hours)),
             social.transform(social_features(as_of)),
         ]
+        if embeddings is not None:
+            e = cfg.embedding
+            features += [social.transform(text_vectors(as_of, e.text_half_life_days, embeddings)),
+                         interest_vectors(e.interest_weights, as_of, items, embeddings)(browse, tx)]
         zero = [c for table in present for c in COUNT_COLUMNS.get(table, [])] + COUNT_COLUMNS["events"]
         if "transactions" in present:
             zero += [f"orders_{w}d" for w in f.rfm_windows]

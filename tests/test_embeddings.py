@@ -1,0 +1,168 @@
+"""Text embeddings: equivalence with sentence-transformers, bad text, the cache, per-user vectors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pyspark.sql import functions as F
+
+from conf import EmbeddingConf
+from jobs.embed import embed_column, embed_settings
+from jobs.features.text_vectors import interest_vectors, text_vectors, texts_to_embed
+from schemas.events import BROWSE, TRANSACTIONS
+from schemas.items import ITEMS
+from schemas.social import SOCIAL
+from tests.helpers import AS_OF, by_user, ts
+from udfs.embeddings import EmbedSettings, embed_series, embed_texts, normalize_text, resolve_model_path
+
+MODEL = resolve_model_path("packaged")
+SETTINGS = EmbedSettings(model_path=MODEL, batch_size=8, max_length=128, threads=1)
+
+TEXTS = [
+    "Absolutely love this headphones. The battery life is excellent.",
+    "Returned the tent. The waterproofing broke after a week.",
+    "Great product!",
+    "OK.",
+    "Does the dark chocolate come in other colors?",
+    "Nova Tech Premium smartwatch M17",
+    "这个耳机的音质很好, but the battery life could be better 🎧",
+    "O produto não chegou no prazo estipulado e causou transtorno",
+    "🔥🔥🔥 best purchase ever 💯",
+    "word " * 400,  # far past max_length: truncated, as sentence-transformers does
+]
+
+
+@pytest.fixture(scope="module")
+def reference():
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(MODEL, device="cpu")
+    st.max_seq_length = SETTINGS.max_length
+    return st.encode(TEXTS, normalize_embeddings=True, batch_size=4)
+
+
+def cosine(a, b):
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_bare_embeddings_match_sentence_transformers(reference):
+    ours = embed_texts(TEXTS, SETTINGS)
+    cosines = [cosine(a, b) for a, b in zip(ours, reference)]
+    assert min(cosines) >= 0.999, cosines
+    assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+
+
+def test_spark_udf_matches_sentence_transformers(spark, reference):
+    df = spark.createDataFrame([(i, t) for i, t in enumerate(TEXTS)], "id int, text string")
+    rows = sorted(embed_column(df, "text", SETTINGS, 2).collect(), key=lambda r: r.id)
+    cosines = [cosine(np.array(r.embedding), reference[r.id]) for r in rows]
+    assert min(cosines) >= 0.999, cosines
+
+
+def test_length_sorting_does_not_reorder_outputs():
+    shuffled = TEXTS[::-1]
+    assert np.allclose(embed_texts(shuffled, SETTINGS)[::-1], embed_texts(TEXTS, SETTINGS), atol=1e-5)
+
+
+BAD_TEXTS = {
+    "null": None, "empty": "", "blank": " \t\n ", "huge": "x" * 100_000, "emoji": "😀🎉👍",
+    "mixed": "质量很好 quality is great 非常推荐", "surrogate": "broken \ud800 text \udfff end",
+}
+
+
+def test_bad_text_never_crashes_and_blank_gives_null():
+    import pandas as pd
+
+    out = embed_series(pd.Series(list(BAD_TEXTS.values()), dtype=object), SETTINGS, "cpu")
+    got = dict(zip(BAD_TEXTS, out))
+    assert got["null"] is None and got["empty"] is None and got["blank"] is None
+    for name in ("huge", "emoji", "mixed", "surrogate"):
+        assert got[name].shape == (384,) and abs(np.linalg.norm(got[name]) - 1) < 1e-5, name
+
+
+def test_bad_text_through_spark(spark):
+    # Spark strings are UTF-8, so a lone surrogate arrives as a replacement character.
+    rows = [(k, v.encode("utf-8", "replace").decode("utf-8") if v else v) for k, v in BAD_TEXTS.items()]
+    df = spark.createDataFrame(rows, "name string, text string")
+    got = {r.name: r.embedding for r in embed_column(df, "text", SETTINGS, 2).collect()}
+    assert got["null"] is None and got["empty"] is None and got["blank"] is None
+    assert all(len(got[n]) == 384 for n in ("huge", "emoji", "mixed", "surrogate"))
+
+
+def test_normalize_text_strips_and_collapses():
+    assert normalize_text("  Great \n\n product!\t") == "Great product!"
+    assert normalize_text("   ") is None and normalize_text(None) is None
+
+
+def test_texts_to_embed_dedupes_by_normalised_text(spark):
+    social = spark.createDataFrame([
+        ("u1", "i1", "review", "Great  product!", 5, ts(3), ts(3).date()),
+        ("u2", "i1", "review", " Great product! ", 5, ts(4), ts(4).date()),
+        ("u2", "i1", "like", "ignored", None, ts(4), ts(4).date()),
+        ("u3", None, "comment", "   ", None, ts(4), ts(4).date())], SOCIAL)
+    items = spark.createDataFrame([("i1", "Great product!", "toys", "Apex", 1.0), ("i2", None, "toys", "Apex", 1.0)],
+                                  ITEMS)
+    texts = texts_to_embed(social, items)
+    assert texts.count() == 3 and texts.dropDuplicates(["text_sha256"]).count() == 1
+
+
+def test_text_vector_is_recency_weighted_and_null_safe(spark):
+    social = spark.createDataFrame([
+        ("u1", "i1", "review", "a", 5, ts(30, 0), ts(30).date()),   # 1 day old: weight 0.5
+        ("u1", "i1", "comment", "b", None, ts(31, 0), ts(31).date()),  # as_of itself: excluded
+        ("u1", "i1", "review", "b", 4, ts(31, 0, month=12, year=2024), ts(31, month=12, year=2024).date()),  # 31 d
+        ("u2", "i1", "like", None, None, ts(30), ts(30).date())], SOCIAL)
+    sha = {t: __import__("hashlib").sha256(t.encode()).hexdigest() for t in "ab"}
+    emb = spark.createDataFrame([(sha["a"], [1.0, 0.0]), (sha["b"], [0.0, 1.0])], "text_sha256 string, embedding array<float>")
+    out = by_user(social.transform(text_vectors(AS_OF, 1.0, emb)))
+    wa, wb = 0.5, 0.5 ** 31
+    assert out["u1"]["text_vector"] == pytest.approx([wa / (wa + wb), wb / (wa + wb)], rel=1e-6)
+    assert "u2" not in out  # no texts: the profile's column stays null
+
+
+def test_interest_vector_weights_event_kinds(spark):
+    items = spark.createDataFrame([("i1", "red", "toys", "A", 1.0), ("i2", "blue", "toys", "A", 1.0)], ITEMS)
+    sha = {t: __import__("hashlib").sha256(t.encode()).hexdigest() for t in ("red", "blue")}
+    emb = spark.createDataFrame([(sha["red"], [1.0, 0.0]), (sha["blue"], [0.0, 1.0])],
+                                "text_sha256 string, embedding array<float>")
+    browse = spark.createDataFrame([("u1", "i1", "view", ts(3), None, "s", ts(3).date()),
+                                    ("u1", "i2", "cart", ts(3), None, "s", ts(3).date())], BROWSE)
+    tx = spark.createDataFrame([("o1", "u1", "i2", 1, 1.0, ts(3), ts(3).date())], TRANSACTIONS)
+    out = by_user(interest_vectors({"view": 1.0, "cart": 3.0, "buy": 5.0}, AS_OF, items, emb)(browse, tx))
+    assert out["u1"]["interest_vector"] == pytest.approx([1 / 9, 8 / 9], rel=1e-6)
+
+
+def test_threads_follow_the_task_cpu_share(spark):
+    assert embed_settings(EmbeddingConf(), spark).threads == int(spark.conf.get("spark.task.cpus", "1"))
+    assert embed_settings(EmbeddingConf(threads=3), spark).threads == 3
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA device here")
+def test_gpu_path_matches_cpu():
+    gpu = embed_texts(TEXTS, SETTINGS, device="cuda")
+    cpu = embed_texts(TEXTS, SETTINGS, device="cpu")
+    assert min(cosine(a, b) for a, b in zip(gpu, cpu)) >= 0.99
+
+
+def test_second_run_embeds_nothing_and_fills_vectors(spark, tmp_path):
+    from conf import load_config
+    from jobs.full import open_warehouse, run_full
+    from jobs.ingest import run_generate
+
+    cfg = load_config(overrides=[f"warehouse.path={tmp_path / 'wh'}", "spark.shuffle_partitions=2",
+                                 "generator.users=150", "generator.days=10", "generator.cutoff_day=7",
+                                 "generator.items=120"])
+    run_generate(cfg, spark)
+    first, second = run_full(cfg, spark), run_full(cfg, spark)
+    wh = open_warehouse(cfg, spark)
+    runs = {r.run_id: r for r in wh.read("runs").collect()}
+    a, b = runs[first.run_id].rows_out, runs[second.run_id].rows_out
+    assert a["texts_embedded"] > 0 and a["texts_from_cache"] == 0
+    assert b["texts_embedded"] == 0 and b["texts_from_cache"] == a["texts_embedded"]
+    assert wh.count("embedding_cache") == a["texts_embedded"]
+    profiles = wh.read("profiles")
+    with_reviews = profiles.filter(F.col("review_count") + F.col("comment_count") > 0)
+    assert with_reviews.count() > 0
+    assert with_reviews.filter(F.col("text_vector").isNull()).count() == 0
+    assert profiles.filter((F.col("review_count") + F.col("comment_count") == 0) & F.col("text_vector").isNotNull()
+                           ).count() == 0
+    assert profiles.filter(F.size("interest_vector") == 384).count() > 0.9 * profiles.count()
