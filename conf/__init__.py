@@ -10,10 +10,10 @@ from datetime import date, datetime, timezone
 from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # Read through importlib.resources so the YAML also loads from a zipped job package (--py-files).
 CONF_DIR: Traversable = resources.files(__name__)
@@ -22,6 +22,15 @@ DEFAULT_CONFIG = CONF_DIR / "local.yaml"
 
 class ConfigError(ValueError):
     """A configuration file or override is invalid; the message names the key."""
+
+
+def _two_quantiles(v: list[float]) -> list[float]:
+    if len(v) != 2 or not 0 < v[0] < v[1] < 1:
+        raise ValueError("need two increasing quantiles in (0, 1)")
+    return v
+
+
+QuantilePair = Annotated[list[float], AfterValidator(_two_quantiles)]
 
 
 class _Section(BaseModel):
@@ -82,7 +91,7 @@ class FeaturesConf(_Section):
     top_k: int = Field(3, ge=1)
     session_gap_minutes: int = Field(30, ge=1)
     affinity_weights: dict[str, float] = {"view": 1.0, "click": 1.0, "fav": 2.0, "cart": 3.0, "buy": 5.0}
-    price_band_quantiles: list[float] = [0.33, 0.66]
+    price_band_quantiles: QuantilePair = [0.33, 0.66]
     night_hours: list[int] = [0, 1, 2, 3, 4, 5]
 
     @field_validator("rfm_windows")
@@ -91,13 +100,6 @@ class FeaturesConf(_Section):
         if not v or any(w <= 0 for w in v):
             raise ValueError("windows must be positive day counts")
         return sorted(set(v))
-
-    @field_validator("price_band_quantiles")
-    @classmethod
-    def _two_quantiles(cls, v: list[float]) -> list[float]:
-        if len(v) != 2 or not 0 < v[0] < v[1] < 1:
-            raise ValueError("need two increasing quantiles in (0, 1)")
-        return v
 
 
 class TagsConf(_Section):
@@ -108,16 +110,9 @@ class TagsConf(_Section):
     loyal_min_orders: int = Field(3, ge=1)
     dormant_days: int = Field(14, ge=1)
     spend_window_days: int = Field(90, ge=1)
-    spender_quantiles: list[float] = [0.5, 0.9]
+    spender_quantiles: QuantilePair = [0.5, 0.9]
     category_lover_min_share: float = Field(0.5, gt=0, le=1)
     category_lover_min_weight: float = Field(10.0, ge=0)
-
-    @field_validator("spender_quantiles")
-    @classmethod
-    def _two_quantiles(cls, v: list[float]) -> list[float]:
-        if len(v) != 2 or not 0 < v[0] < v[1] < 1:
-            raise ValueError("need two increasing quantiles in (0, 1)")
-        return v
 
 
 class EmbeddingConf(_Section):

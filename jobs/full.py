@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 from conf import Config
 from jobs.embed import embed_stage
 from jobs.features.profiles import build_profiles
+from jobs.features.text_vectors import VectorLookup, title_vectors
 from jobs.inputs import midnight_after_latest_event, read_inputs
 from jobs.runs import RunRecorder, utc_now, write_run
 from jobs.storage import Warehouse
@@ -73,14 +74,17 @@ def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = No
         rec.partitions = sorted({str(r[0]) for t in EVENT_TABLES for r in clean[t].select("dt").distinct().collect()})
         present = {t for t in EVENT_TABLES if report.rows_clean.get(t, 0) > 0}
         gaps = DataGaps(browse_missing="browse" not in present, social_missing="social" not in present)
-        embeddings = None
+        embeddings = titles = None
         if cfg.embedding.enabled:
             with rec.stage("embed") as st:
                 embeddings, counts = embed_stage(wh, cfg.embedding, clean["social"], clean["items"], rec.run_id)
                 st.rows_in, st.rows_out = counts.texts, counts.embedded
                 rec.rows_out.update({"texts_embedded": counts.embedded, "texts_from_cache": counts.from_cache})
+                # The catalogue's title vectors go to every worker for the interest vectors.
+                titles = VectorLookup.from_rows([(r.item_id, r.embedding) for r in
+                                                 title_vectors(clean["items"], embeddings).collect()])
         with rec.stage("features") as st:
-            profiles = build_profiles(cfg, as_of, rec.started_at, present, embeddings)(clean)
+            profiles = build_profiles(cfg, as_of, rec.started_at, present, embeddings, titles)(clean)
             profiles = profiles.persist(StorageLevel.MEMORY_AND_DISK)
             st.rows_in, st.rows_out = report.rows_clean["users"], profiles.count()
         with rec.stage("write") as st:

@@ -7,7 +7,8 @@ from pyspark.sql import functions as F
 
 from conf import EmbeddingConf
 from jobs.embed import embed_column, embed_settings
-from jobs.features.text_vectors import interest_vectors, text_vectors, texts_to_embed
+from jobs.features.text_vectors import (VectorLookup, interest_vectors, text_vectors, texts_to_embed,
+                                        title_vectors)
 from schemas.events import BROWSE, TRANSACTIONS
 from schemas.items import ITEMS
 from schemas.social import SOCIAL
@@ -127,7 +128,8 @@ def test_interest_vector_weights_event_kinds(spark):
     browse = spark.createDataFrame([("u1", "i1", "view", ts(3), None, "s", ts(3).date()),
                                     ("u1", "i2", "cart", ts(3), None, "s", ts(3).date())], BROWSE)
     tx = spark.createDataFrame([("o1", "u1", "i2", 1, 1.0, ts(3), ts(3).date())], TRANSACTIONS)
-    out = by_user(interest_vectors({"view": 1.0, "cart": 3.0, "buy": 5.0}, AS_OF, items, emb)(browse, tx))
+    titles = VectorLookup.from_rows([(r.item_id, r.embedding) for r in title_vectors(items, emb).collect()])
+    out = by_user(interest_vectors({"view": 1.0, "cart": 3.0, "buy": 5.0}, AS_OF, titles)(browse, tx))
     assert out["u1"]["interest_vector"] == pytest.approx([1 / 9, 8 / 9], rel=1e-6)
 
 

@@ -44,12 +44,14 @@ COUNT_COLUMNS = {
 
 
 def build_profiles(cfg: "Config", as_of: datetime, updated_at: datetime,  # noqa: F821 - typed by string
-                   present: set[str], embeddings: DataFrame | None = None
+                   present: set[str], embeddings: DataFrame | None = None,
+                   titles: "VectorLookup | None" = None,  # noqa: F821
                    ) -> Callable[[dict[str, DataFrame]], DataFrame]:
     """Every feature for every clean user, in the profiles schema.
 
     ``present`` names the event tables that have clean rows; counts from an absent table stay null.
-    With ``embeddings`` (text_sha256, embedding), the text and interest vectors are filled too.
+    With ``embeddings`` (text_sha256, embedding) and ``titles`` (item title vectors), the text and
+    interest vectors are filled too.
     """
     from jobs.features.activity import activity_features, all_events
     from jobs.features.affinity import affinity_features, interactions, price_band_features
@@ -80,7 +82,7 @@ def build_profiles(cfg: "Config", as_of: datetime, updated_at: datetime,  # noqa
         if embeddings is not None:
             e = cfg.embedding
             features += [social.transform(text_vectors(as_of, e.text_half_life_days, embeddings)),
-                         interest_vectors(e.interest_weights, as_of, items, embeddings)(browse, tx)]
+                         interest_vectors(e.interest_weights, as_of, titles)(browse, tx)]
         zero = [c for table in present for c in COUNT_COLUMNS.get(table, [])] + COUNT_COLUMNS["events"]
         if "transactions" in present:
             zero += [f"orders_{w}d" for w in f.rfm_windows]

@@ -1,9 +1,12 @@
 """Texts to embed, and per-user vectors built from their embeddings."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable
+from typing import Callable, Iterator
 
+import numpy as np
+import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -38,15 +41,55 @@ def texts_to_embed(social: DataFrame, items: DataFrame) -> DataFrame:
             .filter(F.col("text_sha256").isNotNull()).select("text_sha256", "norm_text"))
 
 
-def weighted_mean(weight: str, vector: str, out: str) -> Column:
-    """Aggregate: sum(weight * vector) / sum(weight) over the group, null when the group has no vector."""
-    pairs = F.filter(F.collect_list(F.struct(F.col(weight).alias("w"), F.col(vector).alias("v"))),
-                     lambda p: p["v"].isNotNull() & (p["w"] > 0))
-    zeros = F.transform(F.element_at(pairs, 1)["v"], lambda _: F.lit(0.0))
-    total = F.aggregate(pairs, zeros, lambda acc, p: F.zip_with(acc, p["v"], lambda a, b: a + p["w"] * b))
-    weight_sum = F.aggregate(pairs, F.lit(0.0), lambda acc, p: acc + p["w"])
-    mean = F.transform(total, lambda a: (a / weight_sum).cast("float"))
-    return F.when(F.size(pairs) > 0, mean).alias(out)
+VECTOR_SCHEMA = "user_id string, {name} array<float>"
+
+
+def _mean_per_user(name: str):
+    """pandas: one user's rows (weight, embedding) -> their weighted mean vector."""
+    def apply(rows: pd.DataFrame) -> pd.DataFrame:
+        weights = rows["weight"].to_numpy(dtype=np.float64)
+        vectors = np.stack(rows["embedding"].to_numpy()).astype(np.float64)
+        mean = (weights[:, None] * vectors).sum(axis=0) / weights.sum()
+        return pd.DataFrame({"user_id": [rows["user_id"].iloc[0]], name: [mean.astype(np.float32)]})
+    return apply
+
+
+@dataclass(frozen=True)
+class VectorLookup:
+    """Vectors by key (item_id), small enough to ship to every worker (the catalogue's titles)."""
+
+    keys: dict[str, int]
+    matrix: np.ndarray  # float32 [len(keys), dim]
+
+    @classmethod
+    def from_rows(cls, rows: list[tuple[str, list[float]]]) -> "VectorLookup":
+        keys = {key: i for i, (key, _) in enumerate(rows)}
+        dim = len(rows[0][1]) if rows else 0
+        matrix = np.asarray([v for _, v in rows], dtype=np.float32).reshape(len(rows), dim)
+        return cls(keys, matrix)
+
+
+def _sum_per_user(name: str, lookup: VectorLookup):
+    """pandas: a partition's (user_id, item_id, weight) rows -> each user's weighted mean item vector.
+
+    Rows are partitioned by user, so every user is complete within one partition.
+    """
+    def apply(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        frames = [b for b in batches if len(b)]
+        if not frames:
+            return
+        rows = pd.concat(frames, ignore_index=True)
+        index = rows["item_id"].map(lookup.keys)
+        rows, index = rows[index.notna()], index.dropna().astype(np.int64).to_numpy()
+        if not len(rows):
+            return
+        users, inverse = np.unique(rows["user_id"].to_numpy(dtype=object), return_inverse=True)
+        weights = rows["weight"].to_numpy(dtype=np.float64)
+        sums = np.zeros((len(users), lookup.matrix.shape[1]))
+        np.add.at(sums, inverse, weights[:, None] * lookup.matrix[index])
+        means = (sums / np.bincount(inverse, weights=weights)[:, None]).astype(np.float32)
+        yield pd.DataFrame({"user_id": users, name: list(means)})
+    return apply
 
 
 def text_vectors(as_of: datetime, half_life_days: float, embeddings: DataFrame) -> Callable[[DataFrame], DataFrame]:
@@ -60,25 +103,30 @@ def text_vectors(as_of: datetime, half_life_days: float, embeddings: DataFrame) 
         written = (social.filter(before(as_of) & F.col("kind").isin(*TEXT_KINDS)).transform(with_text_keys())
                    .join(embeddings, "text_sha256")
                    .withColumn("weight", F.pow(F.lit(0.5), age_days / half_life_days)))
-        return written.groupBy("user_id").agg(weighted_mean("weight", "embedding", "text_vector"))
+        return (written.select("user_id", "weight", "embedding").groupBy("user_id")
+                .applyInPandas(_mean_per_user("text_vector"), VECTOR_SCHEMA.format(name="text_vector")))
     return apply
 
 
-def interest_vectors(weights: dict[str, float], as_of: datetime, items: DataFrame,
-                     embeddings: DataFrame) -> Callable[[DataFrame, DataFrame], DataFrame]:
+def title_vectors(items: DataFrame, embeddings: DataFrame) -> DataFrame:
+    """item_id, embedding of its normalised title."""
+    return items.transform(with_text_keys("title")).join(embeddings, "text_sha256").select("item_id", "embedding")
+
+
+def interest_vectors(weights: dict[str, float], as_of: datetime,
+                     titles: VectorLookup) -> Callable[[DataFrame, DataFrame], DataFrame]:
     """Per user: the weighted mean title embedding of items they viewed, carted or bought.
 
     Weights per event kind come from config (purchases count as ``buy``); an item's weight is the
-    sum over the user's events on it.
+    sum over the user's events on it. ``titles`` maps item_id to its title's embedding.
     """
     weight_of = F.create_map(*[x for k, v in sorted(weights.items()) for x in (F.lit(k), F.lit(float(v)))])
-    titles = items.transform(with_text_keys("title")).join(embeddings, "text_sha256").select("item_id", "embedding")
 
     def apply(browse: DataFrame, tx: DataFrame) -> DataFrame:
         events = (browse.filter(before(as_of)).select("user_id", "item_id", F.col("event_type").alias("kind"))
                   .unionByName(tx.filter(before(as_of)).select("user_id", "item_id", F.lit("buy").alias("kind"))))
         per_item = (events.withColumn("w", F.coalesce(weight_of[F.col("kind")], F.lit(0.0))).filter(F.col("w") > 0)
                     .groupBy("user_id", "item_id").agg(F.sum("w").alias("weight")))
-        return (per_item.join(titles, "item_id").groupBy("user_id")
-                .agg(weighted_mean("weight", "embedding", "interest_vector")))
+        return (per_item.repartition("user_id")
+                .mapInPandas(_sum_per_user("interest_vector", titles), VECTOR_SCHEMA.format(name="interest_vector")))
     return apply

@@ -69,14 +69,13 @@ def table_checks(table: str, cfg: ValidationConf) -> list[Check]:
     """The ordered checks for one input table."""
     schema = INPUT_TABLES[table].schema
     nulls = null_checks(schema)
+    references = [_known(USER_KNOWN, "user_id", "users"), _known(ITEM_KNOWN, "item_id", "items")]
     if table == "users":
         specific = []
     elif table == "items":
         specific = [Check("negative_price", "price", "have a negative price", lambda: F.col("price") < 0)]
     elif table == "transactions":
-        specific = [
-            _known(USER_KNOWN, "user_id", "users"),
-            _known(ITEM_KNOWN, "item_id", "items"),
+        specific = references + [
             Check("negative_amount", "amount", "have a negative amount", lambda: F.col("amount") < 0),
             Check("absurd_amount", "amount", f"have an amount above {cfg.max_amount:,.0f}",
                   lambda: F.col("amount") > cfg.max_amount),
@@ -86,17 +85,13 @@ def table_checks(table: str, cfg: ValidationConf) -> list[Check]:
         ]
     elif table == "browse":
         specific = [
-            _one_of("unknown_event_type", "event_type", cfg.event_types),
-            _known(USER_KNOWN, "user_id", "users"),
-            _known(ITEM_KNOWN, "item_id", "items"),
+            _one_of("unknown_event_type", "event_type", cfg.event_types), *references,
             Check("negative_dwell", "dwell_ms", "have a negative dwell time", lambda: F.col("dwell_ms") < 0),
             _in_range(cfg),
         ]
     elif table == "social":
         specific = [
-            _one_of("unknown_kind", "kind", cfg.social_kinds),
-            _known(USER_KNOWN, "user_id", "users"),
-            _known(ITEM_KNOWN, "item_id", "items"),
+            _one_of("unknown_kind", "kind", cfg.social_kinds), *references,
             Check("rating_out_of_range", "rating", "have a rating outside 1..5",
                   lambda: (F.col("rating") < 1) | (F.col("rating") > 5)),
             _in_range(cfg),
