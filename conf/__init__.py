@@ -137,6 +137,12 @@ class EmbeddingConf(_Section):
         return "packaged:all-MiniLM-L6-v2" if self.model == "packaged" else self.model
 
 
+class PrivacyConf(_Section):
+    pseudonymize: bool = True      # user ids become keyed-HMAC pseudonyms at ingest
+    key_file: str = "./.portrait/hmac.key"  # read when PORTRAIT_HMAC_KEY is unset; generated if absent
+    strict: bool = False           # refuse to run unless the key comes from the environment or an existing file
+
+
 class DatasetsConf(_Section):
     taobao_sample: str = "../shared/data/taobao-userbehavior-sample"
     olist_sample: str = "../shared/data/olist-sample"
@@ -151,6 +157,7 @@ class Config(_Section):
     features: FeaturesConf = FeaturesConf()
     tags: TagsConf = TagsConf()
     embedding: EmbeddingConf = EmbeddingConf()
+    privacy: PrivacyConf = PrivacyConf()
     datasets: DatasetsConf = DatasetsConf()
     # The profile date. Null means "midnight after the latest clean event".
     as_of: datetime | None = None

@@ -1,6 +1,7 @@
 """The ``portrait`` command line."""
 from __future__ import annotations
 
+import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -72,7 +73,7 @@ def full(config: ConfigOpt = None, set_: SetOpt = None, warehouse: WarehouseOpt 
     from jobs.full import run_full
 
     cfg = _config(config, set_, warehouse)
-    run_full(cfg, _spark(cfg))
+    run_full(cfg, _spark(cfg), env=os.environ)
 
 
 @app.command()
@@ -99,15 +100,16 @@ def demo(dataset: Annotated[Dataset, typer.Option(help="Which data to run on.")]
     overlays = () if dataset is Dataset.generated else (overlay_path(dataset.value),)
     extra = tuple(f"generator.{k}={v}" for k, v in (("users", users), ("days", days)) if v is not None)
     cfg = _config(config, set_, warehouse, *overlays, extra=extra)
-    run_demo(cfg, _spark(cfg), dataset.value, str(path) if path else None, print_frame)
+    run_demo(cfg, _spark(cfg), dataset.value, str(path) if path else None, print_frame, env=os.environ)
 
 
 def main() -> None:
+    from jobs.privacy import PrivacyError
     from jobs.storage import StorageError
 
     try:
         app()
-    except (ConfigError, StorageError, FileNotFoundError) as error:
+    except (ConfigError, StorageError, PrivacyError, FileNotFoundError) as error:
         err.print(f"[bold red]error:[/] {error}")
         raise SystemExit(2) from None
 

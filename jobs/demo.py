@@ -1,7 +1,7 @@
 """The demo: land a dataset, run the full recompute, and show what came out."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Mapping
 
 from pyspark.sql import SparkSession
 from rich.console import Console
@@ -14,25 +14,26 @@ from jobs.sql import run_sql
 DEMO_QUERY = "SELECT tag, count(*) AS users FROM labels GROUP BY tag ORDER BY users DESC, tag"
 
 
-def land(cfg: Config, spark: SparkSession, dataset: str, path: str | None) -> None:
+def land(cfg: Config, spark: SparkSession, dataset: str, path: str | None,
+         env: Mapping[str, str] | None = None) -> None:
     """Write the input tables for ``dataset`` into the warehouse."""
     if dataset == "generated":
         run_generate(cfg, spark)
     elif dataset == "taobao-sample":
         from jobs.adapters.taobao import run_taobao_ingest
-        run_taobao_ingest(cfg, spark, path or cfg.datasets.taobao_sample)
+        run_taobao_ingest(cfg, spark, path or cfg.datasets.taobao_sample, env)
     elif dataset == "olist-sample":
         from jobs.adapters.olist import run_olist_ingest
-        run_olist_ingest(cfg, spark, path or cfg.datasets.olist_sample)
+        run_olist_ingest(cfg, spark, path or cfg.datasets.olist_sample, env)
     else:
         raise ValueError(f"unknown dataset {dataset!r}")
 
 
 def run_demo(cfg: Config, spark: SparkSession, dataset: str, path: str | None,
-             show: Callable[..., None]) -> None:
+             show: Callable[..., None], env: Mapping[str, str] | None = None) -> None:
     console = Console(highlight=False, soft_wrap=True)
-    land(cfg, spark, dataset, path)
-    run_full(cfg, spark)
+    land(cfg, spark, dataset, path, env)
+    run_full(cfg, spark, env=env)
     wh = open_warehouse(cfg, spark)
     console.print(f"\n[bold]Portrait tables[/] under {wh.path('')} ({wh.engine}):")
     for name in sorted(wh.specs):

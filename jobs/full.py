@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Mapping
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -10,6 +11,7 @@ from pyspark.sql import functions as F
 
 from conf import Config
 from jobs.embed import embed_stage
+from jobs.privacy import ingest_privacy
 from jobs.features.profiles import build_profiles
 from jobs.features.text_vectors import VectorLookup, title_vectors
 from jobs.inputs import midnight_after_latest_event, read_inputs
@@ -49,14 +51,20 @@ def validate(tagged: dict[str, DataFrame], cfg: Config, run_id: str, at: datetim
     return clean, quarantine, ValidationReport.from_counts(counts)
 
 
-def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = None) -> RunSummary:
-    """Read inputs, validate, build features and tags, write profiles, labels and quarantine."""
+def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = None,
+             env: Mapping[str, str] | None = None) -> RunSummary:
+    """Read inputs, validate, build features and tags, write profiles, labels and quarantine.
+
+    ``env`` is where the pseudonymisation key may come from (the CLI passes the process environment).
+    """
     rec = recorder or RunRecorder("full")
     wh = open_warehouse(cfg, spark)
     rec.details["engine"] = wh.engine
     try:
+        private = ingest_privacy(cfg.privacy, env, rec)  # strict mode without a key stops here, first
         with rec.stage("read") as st:
             raw, absent = read_inputs(wh, cfg.inputs)
+            raw = {t: df.transform(private) for t, df in raw.items()}
             st.rows_out = len(raw)
         with rec.stage("validate") as st:
             tagged = {t: df.persist(StorageLevel.MEMORY_AND_DISK) for t, df in tag_inputs(raw, cfg.validation).items()}

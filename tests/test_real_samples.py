@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from typing import Callable
+
 from conf import load_config, overlay_path
+from jobs.privacy import load_key, pseudonym
 from jobs.demo import land
 from jobs.full import open_warehouse, run_full
 from tests.helpers import by_user
@@ -17,10 +20,17 @@ UTC = dt.timezone.utc
 
 
 def run_on(spark, dataset: str, path: Path, warehouse: Path):
-    cfg = load_config(overlay_path(dataset), overrides=["spark.shuffle_partitions=2", f"warehouse.path={warehouse}"])
+    cfg = load_config(overlay_path(dataset), overrides=["spark.shuffle_partitions=2", f"warehouse.path={warehouse}",
+                                                        f"privacy.key_file={warehouse.parent / 'hmac.key'}"])
     land(cfg, spark, dataset, str(path))
     run_full(cfg, spark)
     return cfg, open_warehouse(cfg, spark)
+
+
+def pseudonyms(cfg) -> Callable[[str], str]:
+    """Raw CSV id -> the pseudonym Portrait stores (ids are keyed-HMAC'd at ingest)."""
+    key = load_key(cfg.privacy.key_file, False, {})
+    return lambda raw: pseudonym(raw, key)
 
 
 def tags_by_user(wh) -> dict[str, set[str]]:
@@ -78,15 +88,15 @@ def test_taobao_out_of_range_rows_land_in_quarantine(taobao):
 
 
 def test_taobao_features_match_the_csv(taobao):
-    _, wh, lines = taobao
-    expected = taobao_expected(lines)
+    cfg, wh, lines = taobao
+    expected, p_id = taobao_expected(lines), pseudonyms(cfg)
     profiles = by_user(wh.read("profiles"))
     assert len(profiles) == len({r[0] for r in lines if TAOBAO_FROM <= dt.datetime.fromtimestamp(int(r[4]), UTC) < TAOBAO_TO})
     busiest = max(expected, key=lambda u: sum(expected[u][k] for k in WEIGHTS))
     buyer = max(expected, key=lambda u: (expected[u]["buy"], u))
     idle = max(expected, key=lambda u: (expected[u]["idle_days"], u))
     for user in {busiest, buyer, idle}:
-        e, p = expected[user], profiles[user]
+        e, p = expected[user], profiles[p_id(user)]
         assert (p["views"], p["carts"], p["favs"]) == (e["pv"], e["cart"], e["fav"]), user
         assert p["frequency"] == e["buy"] and p["monetary"] is None, user
         assert p["active_days"] == e["active_days"] and p["events_7d"] == e["events_7d"], user
@@ -97,7 +107,7 @@ def test_taobao_features_match_the_csv(taobao):
 def test_taobao_tags_match_the_csv(taobao):
     cfg, wh, lines = taobao
     t = cfg.tags
-    expected = taobao_expected(lines)
+    expected, p_id = taobao_expected(lines), pseudonyms(cfg)
     tags = tags_by_user(wh)
     checked = sorted(expected, key=lambda u: -sum(expected[u][k] for k in WEIGHTS))[:3]
     for user in checked:
@@ -109,7 +119,7 @@ def test_taobao_tags_match_the_csv(taobao):
         want |= {"spend_unknown"} if e["buy"] > 0 else set()
         if e["top_share"] >= t.category_lover_min_share and e["top_weight"] >= t.category_lover_min_weight:
             want.add(f"category_lover:{e['top_category']}")
-        assert tags[user] == want, user
+        assert tags[p_id(user)] == want, user
 
 
 def test_taobao_truncated_and_malformed_lines_are_quarantined(spark, shared_data, tmp_path):
@@ -168,14 +178,14 @@ def olist_expected(path: Path):
 
 
 def test_olist_features_match_the_csv(olist):
-    _, wh, path = olist
-    expected = olist_expected(path)
+    cfg, wh, path = olist
+    expected, p_id = olist_expected(path), pseudonyms(cfg)
     profiles = by_user(wh.read("profiles"))
     repeat = sorted((u for u, e in expected.items() if len(e["orders"]) >= 2 and e["ratings"]),
                     key=lambda u: (-len(expected[u]["orders"]), u))[:3]
     assert len(repeat) == 3
     for user in repeat:
-        e, p = expected[user], profiles[user]
+        e, p = expected[user], profiles[p_id(user)]
         assert p["frequency"] == len(e["orders"]), user
         assert p["monetary"] == pytest.approx(e["spend"]), user
         assert p["review_count"] == len(e["ratings"]), user
@@ -186,7 +196,9 @@ def test_olist_features_match_the_csv(olist):
 
 def test_olist_tags_match_the_csv_and_explain_missing_browse(olist):
     cfg, wh, path = olist
-    expected, tags = olist_expected(path), tags_by_user(wh)
+    expected, p_id = olist_expected(path), pseudonyms(cfg)
+    stored = tags_by_user(wh)
+    tags = {raw: stored[p_id(raw)] for raw in expected}
     assert cfg.tags.loyal_window_days == cfg.tags.spend_window_days == 365  # what the CSV side computes
     for user in sorted((u for u, e in expected.items() if len(e["orders"]) >= 2), key=lambda u: u)[:3]:
         e = expected[user]

@@ -11,6 +11,7 @@ from pyspark.sql.types import StructType
 
 from conf import load_config
 from jobs.full import run_full
+from jobs.privacy import load_key, pseudonym
 from jobs.storage import SchemaMismatch, TableNotFound
 from jobs.validation import REASON, tag_inputs
 from schemas import INPUT_TABLES
@@ -123,15 +124,22 @@ def test_every_bad_row_is_quarantined_with_its_reason(spark, bad_warehouse):
     run = [r for r in bad_warehouse.read("runs").collect() if r.run_id == summary.run_id][0]
     assert run.status == "succeeded"
     assert all(run.rows_in[t] == report.rows_clean[t] + run.rows_quarantined[t] for t in INPUT_TABLES)
-    assert sorted(r.user_id for r in bad_warehouse.read("profiles").collect()) == ["u1", "u2"]
+    key = load_key(cfg.privacy.key_file, False, {})
+    assert sorted(r.user_id for r in bad_warehouse.read("profiles").collect()) == sorted(
+        pseudonym(u, key) for u in ("u1", "u2"))
 
 
 def test_quarantine_keeps_the_raw_row(spark, bad_warehouse):
     cfg = CFG.model_copy(update={"warehouse": CFG.warehouse.model_copy(update={"path": bad_warehouse.root})})
     run_full(cfg, spark)
-    raw = [r.raw_row for r in bad_warehouse.read("quarantine").collect() if r.reason == "negative_amount"]
-    assert raw == ['{"order_id":"o1","user_id":"u1","item_id":"i1","quantity":1,"amount":-5.0,'
+    quarantine = bad_warehouse.read("quarantine").collect()
+    raw = [r.raw_row for r in quarantine if r.reason == "negative_amount"]
+    user = pseudonym("u1", load_key(cfg.privacy.key_file, False, {}))
+    assert raw == ['{"order_id":"o1","user_id":"' + user + '","item_id":"i1","quantity":1,"amount":-5.0,'
                    '"ts":"2025-01-10T12:00:00.000Z","dt":"2025-01-10"}']
+    # PII columns of a quarantined user row are redacted: quarantine is an output table.
+    conflict = [r.raw_row for r in quarantine if r.reason == "duplicate_user_id"][0]
+    assert '"name":"<redacted>"' in conflict and "Ann" not in conflict and '"city":"Wuhan"' in conflict
 
 
 def test_missing_required_table_stops_before_any_output(spark, warehouse):

@@ -2,26 +2,32 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Callable
+from typing import Callable, Mapping
 
 from pyspark.sql import DataFrame, SparkSession
 
 from conf import Config
 from jobs.full import open_warehouse
 from jobs.ingest import write_inputs
+from jobs.privacy import PseudonymKey, privacy_key
 from jobs.runs import RunRecorder, write_run
 
-Builder = Callable[[str, datetime], tuple[dict[str, DataFrame], DataFrame, int]]
+Builder = Callable[[str, datetime, "PseudonymKey | None"], tuple[dict[str, DataFrame], DataFrame, int]]
 
 
-def run_adapter(cfg: Config, spark: SparkSession, job: str, path: str, build: Builder) -> RunRecorder:
-    """``build(run_id, at)`` returns (input tables, quarantined rows, raw rows read)."""
+def run_adapter(cfg: Config, spark: SparkSession, job: str, path: str, build: Builder,
+                env: Mapping[str, str] | None = None) -> RunRecorder:
+    """``build(run_id, at, key)`` returns (input tables, quarantined rows, raw rows read).
+
+    The key pseudonymises ids in the raw rows kept for quarantine (an output table).
+    """
     rec = RunRecorder(job)
     rec.details["source"] = path
     wh = open_warehouse(cfg, spark)
     try:
+        key = privacy_key(cfg.privacy, env, rec)
         with rec.stage("parse") as st:
-            tables, failures, rows_read = build(rec.run_id, rec.started_at)
+            tables, failures, rows_read = build(rec.run_id, rec.started_at, key)
             failures = failures.cache()
             st.rows_in = rec.rows_in["source"] = rows_read
             st.rows_out = rows_read - failures.count()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Mapping
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -20,6 +21,7 @@ from conf import Config
 from jobs.adapters.ingest import run_adapter
 from jobs.adapters.parsing import (as_double, as_hex_id, as_long, as_timestamp, parse_columns, parse_failures,
                                    parsed_rows, read_raw_csv, union_all)
+from jobs.privacy import PseudonymKey
 from jobs.validation.validate import PARSE_ERROR
 from schemas import INPUT_TABLES
 
@@ -58,7 +60,10 @@ PARSERS = {
 NOT_PURCHASED = ("canceled", "unavailable")
 
 
-def read_olist(spark: SparkSession, path: str) -> dict[str, DataFrame]:
+ID_COLUMNS = ["customer_id", "customer_unique_id"]
+
+
+def read_olist(spark: SparkSession, path: str, key: PseudonymKey | None = None) -> dict[str, DataFrame]:
     """Each CSV as parsed frames (typed ``_column`` plus the raw strings and ``_parse_error``)."""
     frames = {}
     for name, (file, columns) in FILES.items():
@@ -66,7 +71,7 @@ def read_olist(spark: SparkSession, path: str) -> dict[str, DataFrame]:
         if not location.exists():
             raise FileNotFoundError(f"olist: {file} not found in {path}")
         raw = read_raw_csv(spark, [str(location)], columns, header=True)
-        frames[name] = raw.transform(parse_columns(PARSERS[name], columns))
+        frames[name] = raw.transform(parse_columns(PARSERS[name], columns, ID_COLUMNS, key))
     return frames
 
 
@@ -124,11 +129,11 @@ def canceled_lines(frames: dict[str, DataFrame]) -> DataFrame:
             .withColumn(PARSE_ERROR, F.lit("order_canceled")).drop("_canceled"))
 
 
-def run_olist_ingest(cfg: Config, spark: SparkSession, path: str):
-    def build(run_id: str, at: datetime) -> tuple[dict[str, DataFrame], DataFrame, int]:
-        frames = {name: df.cache() for name, df in read_olist(spark, path).items()}
+def run_olist_ingest(cfg: Config, spark: SparkSession, path: str, env: Mapping[str, str] | None = None):
+    def build(run_id: str, at: datetime, key: PseudonymKey | None) -> tuple[dict[str, DataFrame], DataFrame, int]:
+        frames = {name: df.cache() for name, df in read_olist(spark, path, key).items()}
         failures = union_all([df.transform(parse_failures(f"olist:{name}", run_id, at)) for name, df in frames.items()]
                              + [canceled_lines(frames).transform(parse_failures("olist:order_items", run_id, at))])
         rows = sum(df.count() for df in frames.values())
         return olist_tables(frames, spark), failures, rows
-    return run_adapter(cfg, spark, "ingest-olist", path, build)
+    return run_adapter(cfg, spark, "ingest-olist", path, build, env)

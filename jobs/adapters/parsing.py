@@ -9,6 +9,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
+from jobs.privacy import PseudonymKey, hmac_column
 from jobs.validation.validate import PARSE_ERROR, RAW_JSON, REASON, quarantine_rows
 
 CORRUPT = "_corrupt_record"
@@ -47,15 +48,22 @@ def as_hex_id(column: str) -> Column:
     return F.when(F.trim(F.col(column)).rlike(r"^[0-9a-f]{32}$"), F.trim(F.col(column)))
 
 
-def parse_columns(parsers: dict[str, Column], raw_columns: list[str]) -> Callable[[DataFrame], DataFrame]:
+def parse_columns(parsers: dict[str, Column], raw_columns: list[str], id_columns: list[str] = (),
+                  key: PseudonymKey | None = None) -> Callable[[DataFrame], DataFrame]:
     """Add ``_{name}`` parsed columns, ``_raw_json`` and ``_parse_error``.
 
     A row is ``malformed_row`` when Spark could not split it into the expected fields, and
     ``unparseable_{name}`` for the first column whose non-empty text failed to parse.
+    The raw JSON kept for quarantine carries pseudonyms for ``id_columns`` (with a key); a
+    malformed line, which cannot be split into fields, is kept only as its hash and length.
     """
     def apply(raw: DataFrame) -> DataFrame:
-        out = raw.withColumn(RAW_JSON, F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*raw_columns),
-                                                                             {"ignoreNullFields": "false"})))
+        fields = [hmac_column(F.col(c), key).alias(c) if key is not None and c in id_columns else F.col(c)
+                  for c in raw_columns]
+        malformed = F.to_json(F.struct(F.sha2(F.col(CORRUPT), 256).alias("malformed_line_sha256"),
+                                       F.length(CORRUPT).alias("length")))
+        kept = F.when(F.col(CORRUPT).isNotNull(), malformed if key is not None else F.col(CORRUPT))
+        out = raw.withColumn(RAW_JSON, F.coalesce(kept, F.to_json(F.struct(*fields), {"ignoreNullFields": "false"})))
         for name, parser in parsers.items():
             out = out.withColumn(f"_{name}", parser)
         failures = [F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed_row"))] + [

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Mapping
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -14,6 +15,7 @@ from pyspark.sql import functions as F
 from conf import Config
 from jobs.adapters.ingest import run_adapter
 from jobs.adapters.parsing import as_digits, as_long, parse_columns, parse_failures, parsed_rows, read_raw_csv
+from jobs.privacy import PseudonymKey
 from schemas import INPUT_TABLES
 
 COLUMNS = ["user_id", "item_id", "category_id", "behavior_type", "timestamp"]
@@ -28,7 +30,7 @@ def csv_files(path: str) -> list[str]:
     return files
 
 
-def parse_taobao(raw: DataFrame) -> DataFrame:
+def parse_taobao(raw: DataFrame, key: PseudonymKey | None = None) -> DataFrame:
     """Typed columns ``_user_id``, ``_item_id``, ``_category_id``, ``_behavior_type``, ``_timestamp``."""
     return raw.transform(parse_columns({
         "user_id": as_digits("user_id"),
@@ -36,7 +38,7 @@ def parse_taobao(raw: DataFrame) -> DataFrame:
         "category_id": as_digits("category_id"),
         "behavior_type": F.lower(F.trim("behavior_type")),
         "timestamp": F.timestamp_seconds(as_long("timestamp")),
-    }, COLUMNS))
+    }, COLUMNS, id_columns=["user_id"], key=key))
 
 
 def taobao_tables(parsed: DataFrame, spark: SparkSession) -> dict[str, DataFrame]:
@@ -62,9 +64,9 @@ def taobao_tables(parsed: DataFrame, spark: SparkSession) -> dict[str, DataFrame
     return {"users": users, "items": items, "transactions": transactions, "browse": browse, "social": social}
 
 
-def run_taobao_ingest(cfg: Config, spark: SparkSession, path: str):
-    def build(run_id: str, at: datetime) -> tuple[dict[str, DataFrame], DataFrame, int]:
-        parsed = parse_taobao(read_raw_csv(spark, csv_files(path), COLUMNS, header=False)).cache()
+def run_taobao_ingest(cfg: Config, spark: SparkSession, path: str, env: Mapping[str, str] | None = None):
+    def build(run_id: str, at: datetime, key: PseudonymKey | None) -> tuple[dict[str, DataFrame], DataFrame, int]:
+        parsed = parse_taobao(read_raw_csv(spark, csv_files(path), COLUMNS, header=False), key).cache()
         return taobao_tables(parsed, spark), parsed.transform(parse_failures("taobao:UserBehavior", run_id, at)), \
             parsed.count()
-    return run_adapter(cfg, spark, "ingest-taobao", path, build)
+    return run_adapter(cfg, spark, "ingest-taobao", path, build, env)

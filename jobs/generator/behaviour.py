@@ -31,7 +31,9 @@ def sessions(users: DataFrame, days: int, start: date, seed: int) -> DataFrame:
     preferred = F.element_at("pref_categories", (F.floor(u("pref") * F.size("pref_categories")) + 1).cast("int"))
     category = F.when(u("explore") < 0.85, preferred).otherwise(F.floor(u("cat") * N_CATEGORIES).cast("int"))
     return s.select(*USER_COLUMNS, "day", "s",
-                    F.format_string("S%s-%d-%d", "user_id", "day", "s").alias("session_id"),
+                    # Opaque ids: a session or order id must not reveal whose it is.
+                    F.concat(F.lit("S"), F.lower(F.hex(F.xxhash64(F.lit(seed), "user_id", "day", "s"))))
+                    .alias("session_id"),
                     start_ts.alias("start_ts"), category.alias("category_idx"),
                     (u("buy") < F.col("buy_prob")).alias("buys"))
 

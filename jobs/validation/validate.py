@@ -9,6 +9,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from conf import ValidationConf
+from jobs.privacy import redacted_struct
 from jobs.validation.checks import (DUPLICATE, ITEM_KNOWN, KEY_CONFLICTS, KEY_DUPLICATE, USER_KNOWN, describe,
                                     table_checks)
 from schemas import INPUT_TABLES
@@ -71,8 +72,9 @@ def tag_table(table: str, cfg: ValidationConf, users: DataFrame | None = None,
     key = {"users": "user_id", "items": "item_id"}.get(table)
 
     def apply(df: DataFrame) -> DataFrame:
-        if RAW_JSON not in df.columns:
-            df = df.withColumn(RAW_JSON, F.to_json(F.struct(*columns), {"ignoreNullFields": "false"}))
+        if RAW_JSON not in df.columns:  # quarantine is an output: PII columns are redacted in it
+            raw = redacted_struct(columns, INPUT_TABLES[table].pii_columns)
+            df = df.withColumn(RAW_JSON, F.to_json(raw, {"ignoreNullFields": "false"}))
         tagged = (df.transform(with_known_ids(users, items))
                   .transform(with_duplicate_flags(columns))
                   .transform(with_reasons(table, cfg)))

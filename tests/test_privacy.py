@@ -1,0 +1,95 @@
+"""Privacy by default: pseudonymous ids, no PII or raw id in any output file, strict mode."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from conf import load_config
+from jobs.full import open_warehouse, run_full
+from jobs.ingest import run_generate
+from jobs.privacy import KEY_ENV, PrivacyError, PseudonymKey, hmac_column, load_key, pseudonym
+
+OUTPUTS = ("profiles", "labels", "quarantine", "runs", "embedding_cache")
+
+
+def test_spark_hmac_is_rfc2104_hmac_sha256(spark):
+    from pyspark.sql import functions as F
+
+    ids = ["U0000001", "1", "57b2a98a409812fe9618067b6b8ebe4f", "用户-42", None]
+    for secret in (b"short key", b"k" * 100):  # keys longer than a block are hashed first
+        key = PseudonymKey(secret, "test")
+        got = [r[0] for r in spark.createDataFrame([(i,) for i in ids], "id string")
+               .select(hmac_column(F.col("id"), key)).collect()]
+        want = [None if i is None else "u_" + hmac.new(secret, i.encode(), hashlib.sha256).hexdigest()[:32]
+                for i in ids]
+        assert got == want
+        assert got[0] == pseudonym("U0000001", key)
+
+
+def test_key_comes_from_env_then_file_then_is_generated(tmp_path):
+    assert load_key(str(tmp_path / "k"), False, {KEY_ENV: "from-env"}).secret == b"from-env"
+    generated = load_key(str(tmp_path / "k"), False, {})
+    assert "generated local key" in generated.source and (tmp_path / "k").stat().st_mode & 0o777 == 0o600
+    again = load_key(str(tmp_path / "k"), True, {})  # an existing key file satisfies strict mode
+    assert again.secret == generated.secret and "key file" in again.source
+
+
+def test_strict_mode_without_a_key_refuses(tmp_path):
+    with pytest.raises(PrivacyError, match="strict mode: no pseudonymisation key"):
+        load_key(str(tmp_path / "missing"), True, {})
+
+
+def test_strict_mode_cli_fails_at_start_with_a_clear_message(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != KEY_ENV}
+    result = subprocess.run([str(Path(sys.executable).parent / "portrait"), "full", "--set", "privacy.strict=true"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2
+    assert f"strict mode: no pseudonymisation key. Set {KEY_ENV}" in result.stderr
+
+
+def strings_in(value) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in strings_in(v)]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in strings_in(v)]
+    return []
+
+
+def test_no_output_file_holds_pii_or_raw_ids(spark, tmp_path):
+    cfg = load_config(overrides=[f"warehouse.path={tmp_path / 'wh'}", f"privacy.key_file={tmp_path / 'key'}",
+                                 "spark.shuffle_partitions=2", "generator.users=120", "generator.days=8",
+                                 "generator.cutoff_day=6", "generator.items=120", "generator.bad_row_share=0.05"])
+    run_generate(cfg, spark)
+    run_full(cfg, spark)
+    wh = open_warehouse(cfg, spark)
+    users = wh.read("users").collect()
+    secrets_ = {u.user_id for u in users if u.user_id} | {v for u in users for v in (u.name, u.phone, u.email) if v}
+    assert len(secrets_) > 300
+    scanned = 0
+    for table in OUTPUTS:
+        root = Path(wh.path(table))
+        for file in root.rglob("*"):
+            if file.suffix == ".parquet":
+                values = set(strings_in(pq.read_table(file).to_pylist()))
+            elif file.suffix in (".json", ".crc") or file.name.endswith(".checkpoint.parquet"):
+                values = {file.read_text(errors="replace")}
+            else:
+                continue
+            scanned += 1
+            leaked = [s for s in secrets_ if any(s in v for v in values)]
+            assert not leaked, f"{file} holds {leaked[:3]}"
+    assert scanned >= 10
+    quarantined_users = [json.loads(r.raw_row) for r in wh.read("quarantine").collect() if r.source_table == "users"]
+    assert quarantined_users and all(q["name"] in (None, "<redacted>") for q in quarantined_users)
+    profile_ids = [r.user_id for r in wh.read("profiles").select("user_id").collect()]
+    assert all(i.startswith("u_") and len(i) == 34 for i in profile_ids)
