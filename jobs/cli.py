@@ -103,6 +103,19 @@ def demo(dataset: Annotated[Dataset, typer.Option(help="Which data to run on.")]
     run_demo(cfg, _spark(cfg), dataset.value, str(path) if path else None, print_frame, env=os.environ)
 
 
+@app.command()
+def pseudonym(raw_ids: Annotated[list[str], typer.Argument(help="Raw user ids from the source systems.")],
+              config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Print the pseudonym Portrait stores for each raw user id (needs the same key as the job)."""
+    from jobs.privacy import load_key
+    from jobs.privacy import pseudonym as to_pseudonym
+
+    cfg = _config(config, set_, None)
+    key = load_key(cfg.privacy.key_file, True, os.environ)  # never invent a key just to look one up
+    for raw in raw_ids:
+        out.print(f"{raw}\t{to_pseudonym(raw, key)}")
+
+
 def main() -> None:
     from jobs.privacy import PrivacyError
     from jobs.storage import StorageError

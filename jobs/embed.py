@@ -63,7 +63,8 @@ def embed_stage(wh: Warehouse, cfg: EmbeddingConf, social: DataFrame, items: Dat
         if cfg.cache:
             if to_embed:
                 wh.append("embedding_cache", embedded, run_id=run_id)
-            vectors = wh.read("embedding_cache").filter(F.col("model_id") == model_id)
+            # read_or_empty: a source with no text at all (Taobao) never creates the cache.
+            vectors = wh.read_or_empty("embedding_cache").filter(F.col("model_id") == model_id)
         else:
             vectors = embedded.cache()
             vectors.count()

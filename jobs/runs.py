@@ -30,7 +30,8 @@ class RunRecorder:
     """Times stages, prints a line per stage, and builds the job's ``runs`` row."""
 
     job: str
-    console: Console = field(default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True))
+    console: Console = field(default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True,
+                                                                         markup=False))
     run_id: str = ""
     started_at: datetime = field(default_factory=utc_now)
     stage_seconds: dict[str, float] = field(default_factory=dict)
