@@ -141,6 +141,42 @@ class PrivacyConf(_Section):
     pseudonymize: bool = True      # user ids become keyed-HMAC pseudonyms at ingest
     key_file: str = "./.portrait/hmac.key"  # read when PORTRAIT_HMAC_KEY is unset; generated if absent
     strict: bool = False           # refuse to run unless the key comes from the environment or an existing file
+    k_anonymity_floor: int = Field(50, ge=1)  # audiences and segments smaller than this are never exported
+
+
+class ModelConf(_Section):
+    """The multi-task user model: training snapshot, network, distributed training, tracking."""
+
+    enabled: bool = True
+    horizon_days: int = Field(7, ge=1)          # labels come from [cutoff, cutoff + horizon); cutoff = as_of - horizon
+    holdout_share: float = Field(0.2, gt=0, lt=1)  # users held out (by hashed id) for honest evaluation
+    embedding_dim: int = Field(64, ge=2)
+    hidden_dim: int = Field(256, ge=4)
+    epochs: int = Field(12, ge=1)
+    batch_size: int = Field(256, ge=1)
+    learning_rate: float = Field(0.002, gt=0)
+    weight_decay: float = Field(1e-5, ge=0)
+    seed: int = 7
+    num_processes: int = Field(2, ge=1)         # TorchDistributor processes (gloo on CPU, nccl on GPU)
+    local_mode: Literal["auto", "local", "barrier"] = "auto"  # auto: local when the master is local[...]
+    use_gpu: bool = True                        # used only when CUDA is visible
+    spend_tier_quantiles: QuantilePair = [0.5, 0.9]  # of buyers' horizon spend: low / mid / high
+    checkpoint_dir: str = "./.portrait/checkpoints"
+    tracking_uri: str = "file:./mlruns"         # MLflow; a local file store unless a server is configured
+    experiment: str = "portrait"
+    baselines: bool = True                      # also fit the RFM rule and MLlib baselines, for the metrics table
+    propensity_tag_min: float = Field(0.6, gt=0, lt=1)
+    churn_tag_min: float = Field(0.6, gt=0, lt=1)
+    segments_k_min: int = Field(4, ge=2)
+    segments_k_max: int = Field(10, ge=2)
+    segments_sample: int = Field(6000, ge=100)  # users sampled to pick k by silhouette
+    segment_top_features: int = Field(3, ge=1)
+
+    @model_validator(mode="after")
+    def _k_range(self) -> "ModelConf":
+        if self.segments_k_min > self.segments_k_max:
+            raise ValueError("segments_k_min must not exceed segments_k_max")
+        return self
 
 
 class DatasetsConf(_Section):
@@ -158,6 +194,7 @@ class Config(_Section):
     tags: TagsConf = TagsConf()
     embedding: EmbeddingConf = EmbeddingConf()
     privacy: PrivacyConf = PrivacyConf()
+    model: ModelConf = ModelConf()
     datasets: DatasetsConf = DatasetsConf()
     # The profile date. Null means "midnight after the latest clean event".
     as_of: datetime | None = None

@@ -116,13 +116,43 @@ def pseudonym(raw_ids: Annotated[list[str], typer.Argument(help="Raw user ids fr
         out.print(f"{raw}\t{to_pseudonym(raw, key)}")
 
 
+@app.command()
+def lookalike(seed_users: Annotated[Path, typer.Option("--seed-users", help="File with one user id per line.")],
+              k: Annotated[int, typer.Option("--k", help="Audience size (at least privacy.k_anonymity_floor).")],
+              out_file: Annotated[Optional[Path], typer.Option("--out", help="Write the audience as CSV.")] = None,
+              raw_ids: Annotated[bool, typer.Option(help="Seed ids are raw source ids: pseudonymise them.")] = False,
+              config: ConfigOpt = None, set_: SetOpt = None, warehouse: WarehouseOpt = None) -> None:
+    """The k users nearest to the seed users by profile embedding."""
+    from jobs.audiences import lookalike_audience, read_seed_ids, write_csv
+
+    cfg = _config(config, set_, warehouse)
+    seeds = read_seed_ids(seed_users, raw_ids, cfg, os.environ)
+    audience = lookalike_audience(cfg, _spark(cfg), seeds, k)
+    if out_file:
+        err.print(f"wrote {write_csv(audience, out_file):,} users to {out_file}")
+    else:
+        print_frame(audience, limit=k)
+
+
+@app.command("export-segment")
+def export_segment(segment: Annotated[int, typer.Option(help="segment_id from the segments table.")],
+                   out_file: Annotated[Path, typer.Option("--out", help="CSV file to write.")],
+                   config: ConfigOpt = None, set_: SetOpt = None, warehouse: WarehouseOpt = None) -> None:
+    """Export one segment's user ids (refused below the k-anonymity floor)."""
+    from jobs.audiences import segment_members, write_csv
+
+    cfg = _config(config, set_, warehouse)
+    err.print(f"wrote {write_csv(segment_members(cfg, _spark(cfg), segment), out_file):,} users to {out_file}")
+
+
 def main() -> None:
+    from jobs.model.lookalike import AudienceRefused
     from jobs.privacy import PrivacyError
     from jobs.storage import StorageError
 
     try:
         app()
-    except (ConfigError, StorageError, PrivacyError, FileNotFoundError) as error:
+    except (ConfigError, StorageError, PrivacyError, AudienceRefused, FileNotFoundError) as error:
         err.print(f"[bold red]error:[/] {error}")
         raise SystemExit(2) from None
 

@@ -13,6 +13,8 @@ from conf import Config
 from jobs.embed import embed_stage
 from jobs.privacy import ingest_privacy
 from jobs.features.profiles import build_profiles
+from jobs.frames import conform
+from jobs.model.stages import model_stages
 from jobs.features.text_vectors import VectorLookup, title_vectors
 from jobs.inputs import midnight_after_latest_event, read_inputs
 from jobs.runs import RunRecorder, utc_now, write_run
@@ -93,12 +95,22 @@ def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = No
                                                  title_vectors(clean["items"], embeddings).collect()])
         with rec.stage("features") as st:
             profiles = build_profiles(cfg, as_of, rec.started_at, present, embeddings, titles)(clean)
-            profiles = profiles.persist(StorageLevel.MEMORY_AND_DISK)
+            # Materialise and cut the lineage: later stages (scoring, segments) build on it many times.
+            profiles = profiles.localCheckpoint(eager=True)
             st.rows_in, st.rows_out = report.rows_clean["users"], profiles.count()
+        labels = profiles.transform(rule_tags(cfg.tags, as_of, gaps))
+        model = None
+        if cfg.model.enabled:
+            model = model_stages(cfg, spark, wh, clean, profiles, as_of, present, embeddings, titles, rec)
+            profiles, labels = model.profiles, labels.unionByName(model.labels)
         with rec.stage("write") as st:
-            wh.overwrite("profiles", profiles, run_id=rec.run_id)
-            wh.overwrite("labels", profiles.transform(rule_tags(cfg.tags, as_of, gaps)), run_id=rec.run_id)
+            wh.overwrite("profiles", profiles.transform(conform(wh.spec("profiles").schema, "profiles")),
+                         run_id=rec.run_id)
+            wh.overwrite("labels", labels, run_id=rec.run_id)
             wh.append("quarantine", quarantine, run_id=rec.run_id)
+            if model is not None:
+                wh.overwrite("segments", model.segments, run_id=rec.run_id)
+                wh.append("model_metrics", model.metrics, run_id=rec.run_id)
             rec.rows_out.update({t: wh.count(t) for t in ("profiles", "labels")})
             rec.rows_out["quarantine"] = sum(report.rows_quarantined.values())
             st.rows_out = sum(rec.rows_out[t] for t in ("profiles", "labels", "quarantine"))

@@ -83,3 +83,21 @@ def rule_tags(cfg: TagsConf, as_of: datetime, gaps: DataGaps = DataGaps()) -> Ca
                 "social table is absent or empty for this run: review, comment, like and share counts are null")))
         return reduce(DataFrame.unionByName, tags)
     return apply
+
+
+def model_tags(propensity_min: float, churn_min: float, horizon_days: int) -> Callable[[DataFrame], DataFrame]:
+    """Tags from the model's scores, each with its probability as score and in the reason."""
+    def apply(p: DataFrame) -> DataFrame:
+        prop, churn = F.col("purchase_propensity"), F.col("churn_risk")
+        return reduce(DataFrame.unionByName, [
+            _tag(p, prop >= propensity_min, "likely_buyer", prop,
+                 F.format_string("likely to buy in %d days (p=%.2f)", F.lit(horizon_days), prop)),
+            _tag(p, churn >= churn_min, "churn_risk", churn,
+                 F.format_string("churn risk: no activity expected in the next %d days (p=%.2f)",
+                                 F.lit(horizon_days), churn)),
+            _tag(p, F.col("spend_tier") == "high", "predicted_high_spender", prop,
+                 F.format_string("predicted to be in the top spend tier in the next %d days", F.lit(horizon_days))),
+            _tag(p, F.col("segment_id").isNotNull(), F.format_string("segment:%d", F.col("segment_id")), F.lit(None),
+                 F.format_string("nearest to segment %d's centre in embedding space", F.col("segment_id"))),
+        ])
+    return apply

@@ -13,6 +13,7 @@ from pyspark.sql.types import StructType
 from schemas.embeddings import EMBEDDING_CACHE
 from schemas.events import BROWSE, TRANSACTIONS
 from schemas.items import ITEMS
+from schemas.model import MODEL_METRICS, SEGMENTS, TRAINING_SNAPSHOT
 from schemas.operations import QUARANTINE, RUNS
 from schemas.profiles import LABELS, PROFILES, profiles_schema
 from schemas.social import SOCIAL
@@ -51,6 +52,9 @@ OUTPUT_TABLES: dict[str, TableSpec] = {
     "quarantine": TableSpec("quarantine", QUARANTINE),
     "runs": TableSpec("runs", RUNS, ("run_id",)),
     "ground_truth": TableSpec("ground_truth", GROUND_TRUTH, ("user_id",)),
+    "training_snapshot": TableSpec("training_snapshot", TRAINING_SNAPSHOT, ("user_id",)),
+    "segments": TableSpec("segments", SEGMENTS, ("segment_id",)),
+    "model_metrics": TableSpec("model_metrics", MODEL_METRICS, ("run_id", "metric", "method")),
     "embedding_cache": TableSpec("embedding_cache", EMBEDDING_CACHE, ("model_id", "text_sha256")),
 }
 

@@ -78,12 +78,25 @@ EMBEDDING_FIELDS = [
 ]
 
 
+# Filled by the scoring stage from the current model; null when the model is disabled.
+SCORE = StructType([StructField("name", StringType()), StructField("score", DoubleType())])
+MODEL_FIELDS = [
+    StructField("user_embedding", ArrayType(FloatType())),
+    StructField("purchase_propensity", DoubleType()),   # P(buys anything in the next horizon)
+    StructField("churn_risk", DoubleType()),            # P(no activity at all in the next horizon)
+    StructField("category_affinity", ArrayType(SCORE)),  # top categories by P(buys in category)
+    StructField("spend_tier", StringType()),            # none / low / mid / high, predicted for the horizon
+    StructField("segment_id", IntegerType()),
+    StructField("model_run_id", StringType()),
+]
+
+
 def profiles_schema(windows: tuple[int, ...] | list[int] = (7, 30, 90)) -> StructType:
     """The profiles schema; its RFM columns follow the configured windows."""
     return StructType(
         [StructField("user_id", StringType(), False), StructField("signup_ts", TimestampType())]
         + rfm_fields(windows) + AFFINITY_FIELDS + CONVERSION_FIELDS + ACTIVITY_FIELDS
-        + TIME_PATTERN_FIELDS + SOCIAL_FIELDS + EMBEDDING_FIELDS
+        + TIME_PATTERN_FIELDS + SOCIAL_FIELDS + EMBEDDING_FIELDS + MODEL_FIELDS
         + [StructField("as_of", TimestampType(), False), StructField("updated_at", TimestampType(), False)]
     )
 

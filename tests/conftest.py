@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -40,3 +42,38 @@ def shared_data() -> Path:
     if not SHARED_DATA.exists():
         pytest.fail(f"real samples not found at {SHARED_DATA}; the project expects ../shared/data beside it")
     return SHARED_DATA
+
+
+PORTRAIT = str(Path(sys.executable).parent / "portrait")
+
+
+def portrait(*args: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run the real ``portrait`` command in ``cwd``."""
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    return subprocess.run([PORTRAIT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    directory: Path
+    result: subprocess.CompletedProcess
+
+    @property
+    def warehouse(self) -> Path:
+        return self.directory / "warehouse"
+
+
+# Small enough for CI, big enough for every stage: generate, validate, embed, features, snapshot,
+# 2-process training, evaluation with both baselines, scoring, segments and tags.
+DEMO_ARGS = ("demo", "--users", "400", "--days", "14", "--set", "spark.shuffle_partitions=2",
+             "--set", "model.epochs=4", "--set", "model.segments_k_max=6", "--set", "model.segments_sample=400",
+             "--set", "privacy.k_anonymity_floor=20")
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> DemoRun:
+    """One real ``portrait demo`` (model included) that the CLI, model, notebook and report tests share."""
+    directory = tmp_path_factory.mktemp("demo")
+    result = portrait(*DEMO_ARGS, cwd=directory)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return DemoRun(directory, result)

@@ -1,22 +1,11 @@
 """The Quick start path through the real ``portrait`` command: demo, then SQL from the same directory."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-PORTRAIT = str(Path(sys.executable).parent / "portrait")
+from conftest import portrait
 
 
-def portrait(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
-    return subprocess.run([PORTRAIT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-
-
-def test_demo_then_sql_from_the_same_directory(tmp_path):
-    demo = portrait("demo", "--users", "300", "--days", "14", "--set", "spark.shuffle_partitions=2", cwd=tmp_path)
-    assert demo.returncode == 0, demo.stderr[-3000:]
+def test_demo_then_sql_from_the_same_directory(demo_run):
+    tmp_path, demo = demo_run.directory, demo_run.result
     assert (tmp_path / "warehouse" / "profiles" / "_delta_log").is_dir()
     assert "Portrait tables under" in demo.stdout and "labels" in demo.stdout
     answer = portrait("sql", "select tag, count(*) as n from labels group by tag order by tag", cwd=tmp_path)

@@ -8,10 +8,13 @@ from pyspark.sql import functions as F
 
 from jobs.generator.catalogue import N_CATEGORIES, item_id, items_per_category
 from jobs.generator.random import pick, uniform
-from jobs.generator.vocabulary import BRAND_STEMS, CATEGORIES, OPENERS, QUESTIONS, STOCK_PHRASES, VERDICTS
+from jobs.generator.vocabulary import (BRAND_STEMS, CATEGORIES, INTENT_PHRASES, OPENERS, QUESTIONS, STOCK_PHRASES,
+                                      VERDICTS)
 
 USER_COLUMNS = ["user_id", "pref_categories", "price_preference", "events_per_session", "cart_prob", "buy_prob",
-                "review_prob", "positive_prob", "brand_loyal", "fav_brand"]
+                "review_prob", "positive_prob", "brand_loyal", "fav_brand", "intent_day"]
+INTENT_DAYS = 7           # how long an intent episode lifts the chance to buy
+INTENT_BUY_PROB = 0.85    # per session during the episode
 
 
 def sessions(users: DataFrame, days: int, start: date, seed: int) -> DataFrame:
@@ -35,7 +38,14 @@ def sessions(users: DataFrame, days: int, start: date, seed: int) -> DataFrame:
                     F.concat(F.lit("S"), F.lower(F.hex(F.xxhash64(F.lit(seed), "user_id", "day", "s"))))
                     .alias("session_id"),
                     start_ts.alias("start_ts"), category.alias("category_idx"),
-                    (u("buy") < F.col("buy_prob")).alias("buys"))
+                    (u("buy") < _buy_prob()).alias("buys"))
+
+
+def _buy_prob() -> Column:
+    """The archetype's per-session buy probability, lifted during a shopping-intent episode."""
+    in_episode = (F.col("day") > F.col("intent_day")) & (F.col("day") <= F.col("intent_day") + INTENT_DAYS)
+    return F.when(F.coalesce(in_episode, F.lit(False)), F.greatest(F.col("buy_prob"), F.lit(INTENT_BUY_PROB))
+                  ).otherwise(F.col("buy_prob"))
 
 
 def _item_index(seed: int, per_cat: int) -> Column:
@@ -133,6 +143,21 @@ def interaction_rows(ev: DataFrame, items: DataFrame, seed: int) -> DataFrame:
     return (with_noun.withColumn("_q", question)
             .select("user_id", "item_id", "kind", text.alias("text"), F.lit(None).cast("int").alias("rating"),
                     (F.col("ts") + F.make_interval(secs=F.lit(20))).alias("ts")))
+
+
+def intent_rows(users: DataFrame, items: DataFrame, n_items: int, start: date, seed: int) -> DataFrame:
+    """The comment that opens each shopping-intent episode, about an item of a preferred category."""
+    u = lambda salt: uniform(seed, salt, "user_id")  # noqa: E731
+    category = F.element_at("pref_categories", (F.floor(u("intent_cat") * F.size("pref_categories")) + 1).cast("int"))
+    item = item_id(category, F.floor(u("intent_item") * items_per_category(n_items)))
+    phrase = pick(list(INTENT_PHRASES), F.floor(u("intent_phrase") * len(INTENT_PHRASES)))
+    ts = F.lit(start).cast("timestamp") + F.make_interval(days=F.col("intent_day"), hours=F.col("peak_hour"))
+    active = (F.col("intent_day") >= F.col("first_day")) & (F.col("intent_day") < F.col("last_day_excl"))
+    return (users.filter(F.col("intent_day").isNotNull() & active).withColumn("item_id", item)
+            .withColumn("_p", phrase).join(F.broadcast(items.select("item_id", "_noun")), "item_id")
+            .select("user_id", "item_id", F.lit("comment").alias("kind"),
+                    F.expr("replace(_p, '{x}', _noun)").alias("text"), F.lit(None).cast("int").alias("rating"),
+                    ts.alias("ts")))
 
 
 def follow_rows(users: DataFrame, start: date, seed: int) -> DataFrame:

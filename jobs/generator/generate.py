@@ -8,8 +8,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from conf import GeneratorConf
-from jobs.generator.behaviour import (browse_rows, events, follow_rows, interaction_rows, review_rows, sessions,
-                                      transaction_rows)
+from jobs.generator.behaviour import (browse_rows, events, follow_rows, intent_rows, interaction_rows, review_rows,
+                                      sessions, transaction_rows)
 from jobs.generator.catalogue import generate_items
 from jobs.generator.corruption import with_bad_rows
 from jobs.generator.population import generate_users
@@ -58,6 +58,7 @@ def generate_tables(spark: SparkSession, cfg: GeneratorConf) -> GeneratedTables:
     browse = browse_rows(ev)
     social = (review_rows(tx, items, end_ts, seed).unionByName(interaction_rows(ev, items, seed))
               .unionByName(follow_rows(population, start, seed))
+              .unionByName(intent_rows(population, items, cfg.items, start, seed))
               .withColumn("dt", F.to_date("ts")))
     tx_rows = tx.drop("review_prob", "positive_prob")
     truth = ground_truth(population, tx_rows, browse, social, items, cutoff_ts)

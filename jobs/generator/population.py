@@ -11,6 +11,9 @@ from jobs.generator.random import pick_uniform, uniform
 from jobs.generator.vocabulary import CITIES
 
 
+INTENT_SHARE = 0.35
+
+
 def generate_users(spark: SparkSession, n_users: int, days: int, cutoff_day: int, start: date, seed: int) -> DataFrame:
     """Users joined with their archetype's parameters (the ``_``-free columns are the users table)."""
     u = lambda salt: uniform(seed, salt, "id")  # noqa: E731
@@ -26,6 +29,9 @@ def generate_users(spark: SparkSession, n_users: int, days: int, cutoff_day: int
     # Churners go quiet before the cutoff, so their silence after it is the planted truth.
     churn_day = F.when(F.col("archetype") == "churning",
                        F.least(F.lit(max(cutoff_day - 5, 1)), F.lit(5) + F.floor(u("churn") * max(cutoff_day - 10, 1))))
+    # A shopping-intent episode: on intent_day the user asks about an item they mean to buy, then
+    # buys far more readily for a week. Only the comment's words tell it apart from other comments.
+    intent_day = F.when(u("intent") < INTENT_SHARE, F.floor(u("intent_day") * days).cast("int"))
     return users.select(
         F.format_string("U%07d", "id").alias("user_id"),
         signup_ts.alias("signup_ts"),
@@ -41,4 +47,5 @@ def generate_users(spark: SparkSession, n_users: int, days: int, cutoff_day: int
         F.coalesce(churn_day, F.lit(days)).alias("last_day_excl"),
         (0.5 + u("activity")).alias("activity"),
         F.floor(u("brand") * 8).cast("int").alias("fav_brand"),
+        intent_day.alias("intent_day"),
     )

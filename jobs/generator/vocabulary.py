@@ -63,5 +63,10 @@ STOCK_PHRASES = (
     ("OK.", "As described.", "Average product.", "It's fine."),
     ("Great product!", "Fast delivery, thanks!", "Good value.", "Five stars."),
 )
+# Comments that announce a purchase: the user buys noticeably more in the week after writing one.
+INTENT_PHRASES = ("Planning to order a {x} next week, which size should I pick?",
+                  "I need a new {x} soon, is this one in stock?",
+                  "Going to buy this {x} for my family, does it ship fast?",
+                  "About to order the {x}, any discount coming?")
 QUESTIONS = ("Does the {x} come in other colors?", "How is the {x} after a few months?",
              "Is this {x} worth it?", "Anyone compared this {x} with the older model?")

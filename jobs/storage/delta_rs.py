@@ -40,6 +40,9 @@ class DeltaRsStore:
     def version(self, path: str) -> int:
         return DeltaTable(path).version()
 
+    def files(self, path: str) -> list[str]:
+        return list(DeltaTable(path).file_uris())
+
     def count(self, path: str) -> int:
         return DeltaTable(path).count()  # from the log's per-file record counts
 

@@ -25,6 +25,9 @@ class DeltaSparkStore:
     def version(self, path: str) -> int:
         return self._delta_table.forPath(self.spark, path).history(1).collect()[0]["version"]
 
+    def files(self, path: str) -> list[str]:
+        return list(self.spark.read.format("delta").load(path).inputFiles())
+
     def count(self, path: str) -> int:
         return self.spark.read.format("delta").load(path).count()
 

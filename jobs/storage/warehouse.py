@@ -73,6 +73,10 @@ class Warehouse:
     def count(self, name: str) -> int:
         return self.store.count(self.path(name)) if self.exists(name) else 0
 
+    def files(self, name: str) -> list[str]:
+        """The parquet files of the table's current version (for readers outside Spark, like training ranks)."""
+        return self.store.files(self.path(name))
+
     def version(self, name: str) -> int:
         return self.store.version(self.path(name))
 

@@ -1,0 +1,126 @@
+"""Honest evaluation on held-out users: the model against an RFM rule and an MLlib baseline.
+
+All three methods are scored on the same held-out users of the same training snapshot, in the
+same run. The baselines see behavioural features only; the model also sees text and interest.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pyspark.ml.classification import LogisticRegression
+from pyspark.ml.feature import StandardScaler
+from pyspark.ml.functions import array_to_vector, vector_to_array
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from jobs.model.inputs import category_shares
+
+METHODS = ("model", "rfm_rule", "mllib")
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Held-out truth and one method's scores, row-aligned."""
+
+    bought: np.ndarray
+    churned: np.ndarray
+    categories: np.ndarray       # users x categories, multi-hot
+    propensity: np.ndarray
+    churn: np.ndarray
+    category_scores: np.ndarray  # users x categories
+
+
+def recall_at_k(truth: np.ndarray, scores: np.ndarray, k: int) -> float | None:
+    """Mean over users with at least one true category of |top-k ∩ true| / |true|."""
+    has = truth.sum(axis=1) > 0
+    if not has.any() or truth.shape[1] == 0:
+        return None
+    top = np.argsort(-scores[has], axis=1, kind="stable")[:, :k]
+    hits = np.take_along_axis(truth[has], top, axis=1).sum(axis=1)
+    return float(np.mean(hits / truth[has].sum(axis=1)))
+
+
+def _binary(metric, y: np.ndarray, s: np.ndarray) -> float | None:
+    return float(metric(y, s)) if 0 < y.sum() < len(y) else None  # undefined with one class only
+
+
+def metrics(h: HeldOut, k: int = 10) -> dict[str, float | None]:
+    return {
+        "propensity_roc_auc": _binary(roc_auc_score, h.bought, h.propensity),
+        "propensity_pr_auc": _binary(average_precision_score, h.bought, h.propensity),
+        "churn_roc_auc": _binary(roc_auc_score, h.churned, h.churn),
+        "churn_pr_auc": _binary(average_precision_score, h.churned, h.churn),
+        f"category_recall_at_{k}": recall_at_k(h.categories, h.category_scores, k),
+    }
+
+
+def _quintile(column: str, ascending: bool) -> F.Column:
+    """1..5 by percent rank (equal values share a score); 0 when the value is null (never ordered)."""
+    order = F.col(column).asc() if ascending else F.col(column).desc()
+    rank = F.percent_rank().over(Window.orderBy(order))
+    return F.when(F.col(column).isNull(), 0).otherwise(F.least(F.floor(rank * 5) + 1, F.lit(5)))
+
+
+def rfm_rule_scores(categories: tuple[str, ...]):
+    """profiles at the cutoff -> the classic RFM rule: R+F+M quintile score for propensity,
+    days since any activity for churn, the user's historical category shares for affinity."""
+    def apply(profiles: DataFrame) -> DataFrame:
+        # The historical shares, with popularity (vocabulary order) breaking ties.
+        shares = [share + F.lit((len(categories) - i) * 1e-6) for i, share in enumerate(category_shares(categories))]
+        return profiles.select(
+            "user_id",
+            (_quintile("recency_days", False) + _quintile("frequency", True) + _quintile("monetary", True))
+            .cast("double").alias("propensity"),
+            F.coalesce("days_since_last_event", F.lit(1e6)).cast("double").alias("churn"),
+            F.array(*shares).cast("array<double>").alias("category_scores"))
+    return apply
+
+
+def _logistic(train: DataFrame, test: DataFrame, label: str, seed: int) -> DataFrame:
+    lr = LogisticRegression(featuresCol="scaled", labelCol=label, maxIter=50, regParam=0.001)
+    model = lr.fit(train)
+    return model.transform(test).select("user_id", vector_to_array("probability")[1].alias("p"))
+
+
+def mllib_scores(snapshot: DataFrame, n_categories: int, seed: int) -> DataFrame:
+    """Logistic regression (Spark MLlib) per target on the standardised behavioural features only."""
+    frame = snapshot.withColumn("features", array_to_vector("behaviour"))
+    scaler = StandardScaler(inputCol="features", outputCol="scaled", withMean=True).fit(frame.filter(~F.col("holdout")))
+    frame = scaler.transform(frame).withColumn("_churned", F.col("churned").cast("double")).withColumn(
+        "_bought", F.col("bought").cast("double"))
+    train, test = frame.filter(~F.col("holdout")).cache(), frame.filter(F.col("holdout")).cache()
+    out = (_logistic(train, test, "_bought", seed).withColumnRenamed("p", "propensity")
+           .join(_logistic(train, test, "_churned", seed).withColumnRenamed("p", "churn"), "user_id"))
+    per_category = []
+    for i in range(n_categories):
+        label = f"_cat{i}"
+        with_label = lambda df: df.withColumn(label, F.col("categories")[i].cast("double"))  # noqa: E731
+        if train.filter(F.col("categories")[i] > 0).limit(1).count() == 0:
+            per_category.append(test.select("user_id", F.lit(0.0).alias(label)))
+            continue
+        per_category.append(_logistic(with_label(train), with_label(test), label, seed).withColumnRenamed("p", label))
+    for frame_i in per_category:
+        out = out.join(frame_i, "user_id")
+    labels = [f"_cat{i}" for i in range(n_categories)]
+    out = out.select("user_id", "propensity", "churn",
+                     F.array(*[F.col(c) for c in labels]).cast("array<double>").alias("category_scores"))
+    train.unpersist()
+    test.unpersist()
+    return out
+
+
+def held_out(truth: DataFrame, scores: DataFrame, n_categories: int) -> HeldOut:
+    """Collect held-out truth joined with one method's scores (user_id, propensity, churn, category_scores)."""
+    rows = truth.join(scores, "user_id").orderBy("user_id").collect()
+    width = max(n_categories, 0)
+    matrix = lambda key: np.array([r[key] for r in rows], dtype=np.float64).reshape(len(rows), width)  # noqa: E731
+    return HeldOut(
+        bought=np.array([r["bought"] for r in rows], dtype=np.float64),
+        churned=np.array([r["churned"] for r in rows], dtype=np.float64),
+        categories=matrix("categories"),
+        propensity=np.array([r["propensity"] for r in rows], dtype=np.float64),
+        churn=np.array([r["churn"] for r in rows], dtype=np.float64),
+        category_scores=matrix("category_scores"),
+    )

@@ -1,0 +1,144 @@
+"""Model inputs from a profiles frame, and point-in-time training data with horizon labels.
+
+Features for training come only from events strictly before the cutoff T; labels come only
+from the horizon [T, T + H). The same ``model_inputs`` turns today's profiles into the inputs
+the scoring stage feeds to the trained model, so training and scoring cannot drift apart.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Callable
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+EVENT_TABLES = ("transactions", "browse", "social")
+TEXT_DIM = 384
+
+# Heavy-tailed counts and amounts enter as log1p; rates and shares as they are.
+LOG_COLUMNS = ["frequency", "monetary", "avg_order_value", "recency_days", "top_category_weight", "median_unit_price",
+               "views", "clicks", "carts", "favs", "sessions", "avg_session_events", "avg_session_minutes",
+               "avg_dwell_s", "active_days", "days_since_last_event", "review_count", "comment_count", "like_count",
+               "share_count", "follow_count", "tenure_days"]
+PLAIN_COLUMNS = ["top_category_share", "top_brand_share", "view_to_cart_rate", "cart_to_buy_rate", "weekend_share",
+                 "night_share", "mean_rating"]
+PRICE_BANDS = ("low", "mid", "high")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the model's behaviour vector holds, in order; saved with the model."""
+
+    windows: tuple[int, ...]
+    categories: tuple[str, ...]   # the category vocabulary (most bought first)
+    recent_days: int
+
+    def scalar_columns(self) -> list[str]:
+        per_window = [f"{kind}_{w}d" for w in self.windows for kind in ("orders", "spend")]
+        return per_window + [f"events_{self.recent_days}d"] + LOG_COLUMNS + PLAIN_COLUMNS
+
+    def names(self) -> list[str]:
+        """One name per position of the behaviour vector (used to describe segments)."""
+        scalars = self.scalar_columns()
+        return (scalars + [f"{c}_missing" for c in scalars] + [f"hour_{h}" for h in range(24)]
+                + [f"weekday_{d}" for d in range(1, 8)] + [f"category_share:{c}" for c in self.categories]
+                + [f"price_band:{b}" for b in PRICE_BANDS])
+
+
+def _scalar(name: str, log: bool) -> Column:
+    value = F.coalesce(F.col(name).cast("double"), F.lit(0.0))
+    return F.log1p(F.greatest(value, F.lit(0.0))) if log else value
+
+
+def _histogram(name: str, size: int) -> Column:
+    return F.coalesce(F.col(name), F.array_repeat(F.lit(0.0), size))
+
+
+def category_shares(categories: tuple[str, ...]) -> list[Column]:
+    """Per vocabulary category, its share of the user's weighted activity (0 outside the user's top k)."""
+    def share(name: str) -> Column:
+        hits = F.filter(F.coalesce("top_categories", F.array().cast("array<struct<name:string,share:double>>")),
+                        lambda s: s["name"] == F.lit(name))
+        return F.coalesce(F.try_element_at(hits, F.lit(1))["share"], F.lit(0.0))
+    return [share(c) for c in categories]
+
+
+def behaviour_vector(spec: InputSpec) -> Column:
+    """The behavioural features as one float array (nulls as 0 plus a missing flag per scalar)."""
+    scalars = spec.scalar_columns()
+    logged = set(LOG_COLUMNS) | {c for c in scalars if c.startswith(("spend_", "orders_", "events_"))}
+    values = [_scalar(c, c in logged) for c in scalars]
+    missing = [F.col(c).isNull().cast("double") for c in scalars]
+    bands = [(F.col("price_band") == b).cast("double") for b in PRICE_BANDS]
+    parts = [F.array(*values, *missing), _histogram("hour_hist", 24), _histogram("weekday_hist", 7),
+             F.array(*category_shares(spec.categories)), F.array(*[F.coalesce(b, F.lit(0.0)) for b in bands])]
+    return F.concat(*parts).cast("array<float>")
+
+
+def _vector_or_zeros(name: str) -> Column:
+    return F.coalesce(F.col(name), F.array_repeat(F.lit(0.0), TEXT_DIM).cast("array<float>")).cast("array<float>")
+
+
+def model_inputs(spec: InputSpec) -> Callable[[DataFrame], DataFrame]:
+    """profiles -> user_id, behaviour, text, interest (arrays of float, never null)."""
+    def apply(profiles: DataFrame) -> DataFrame:
+        tenure = (F.col("as_of").cast("double") - F.col("signup_ts").cast("double")) / 86_400.0
+        return (profiles.withColumn("tenure_days", tenure)
+                .select("user_id", behaviour_vector(spec).alias("behaviour"), _vector_or_zeros("text_vector")
+                        .alias("text"), _vector_or_zeros("interest_vector").alias("interest")))
+    return apply
+
+
+def point_in_time(cutoff: datetime) -> Callable[[dict[str, DataFrame]], dict[str, DataFrame]]:
+    """The clean inputs as they were at ``cutoff``: events strictly before it, users signed up before it."""
+    def apply(clean: dict[str, DataFrame]) -> dict[str, DataFrame]:
+        out = dict(clean)
+        for table in EVENT_TABLES:
+            out[table] = clean[table].filter(F.col("ts") < F.lit(cutoff))
+        out["users"] = clean["users"].filter(F.col("signup_ts") < F.lit(cutoff))
+        return out
+    return apply
+
+
+def category_vocabulary(tx: DataFrame, items: DataFrame, limit: int) -> tuple[str, ...]:
+    """The ``limit`` most bought categories (ties by name), the category head's classes."""
+    counts = (tx.join(items.select("item_id", "category"), "item_id").filter(F.col("category").isNotNull())
+              .groupBy("category").count().orderBy(F.desc("count"), "category").limit(limit).collect())
+    return tuple(r["category"] for r in counts)
+
+
+def horizon_labels(cutoff: datetime, horizon_days: int, categories: tuple[str, ...],
+                   tier_quantiles: list[float]) -> Callable[[dict[str, DataFrame]], DataFrame]:
+    """Per user: bought, churned (no activity at all), multi-hot categories bought, spend and its tier in [T, T+H).
+
+    Spend tiers: 0 no purchase, then 1/2/3 by the buyers' spend quantiles (1 for every buyer when the
+    source has no amounts).
+    """
+    end = cutoff + timedelta(days=horizon_days)
+
+    def in_horizon(df: DataFrame) -> DataFrame:
+        return df.filter((F.col("ts") >= F.lit(cutoff)) & (F.col("ts") < F.lit(end)))
+
+    def apply(clean: dict[str, DataFrame]) -> DataFrame:
+        tx = in_horizon(clean["transactions"]).join(clean["items"].select("item_id", "category"), "item_id", "left")
+        bought = tx.groupBy("user_id").agg(F.coalesce(F.sum("amount"), F.lit(0.0)).alias("spend"),
+                                           F.collect_set("category").alias("_cats"))
+        active = (in_horizon(clean["browse"]).select("user_id").unionByName(in_horizon(clean["social"]).select("user_id"))
+                  .unionByName(tx.select("user_id")).distinct().withColumn("_active", F.lit(True)))
+        cuts = bought.approxQuantile("spend", list(tier_quantiles), 0.0)  # exact; one value per buyer
+        low, high = cuts if len(cuts) == 2 else (0.0, 0.0)
+        spend = F.coalesce("spend", F.lit(0.0))
+        tier = (F.when(F.col("_cats").isNull(), 0).when(spend > high, 3).when(spend > low, 2).otherwise(1))
+        multi_hot = F.array(*[F.coalesce(F.array_contains("_cats", c), F.lit(False)).cast("float") for c in categories])
+        return (clean["users"].select("user_id").join(bought, "user_id", "left").join(active, "user_id", "left")
+                .select("user_id", F.col("_cats").isNotNull().cast("float").alias("bought"),
+                        F.col("_active").isNull().cast("float").alias("churned"),
+                        multi_hot.cast("array<float>").alias("categories"),
+                        tier.cast("int").alias("spend_tier"), spend.cast("double").alias("spend")))
+    return apply
+
+
+def holdout_flag(share: float, seed: int) -> Column:
+    """Held-out users, chosen by a hash of the (pseudonymised) id, so the split is stable across runs."""
+    return (F.abs(F.xxhash64(F.lit(seed), "user_id")) % 10_000) < int(share * 10_000)

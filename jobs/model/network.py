@@ -1,0 +1,93 @@
+"""The multi-task user model: a shared tower to a user embedding, and one head per prediction."""
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+SPEND_TIERS = ("none", "low", "mid", "high")
+
+
+@dataclass(frozen=True)
+class NetworkShape:
+    n_behaviour: int
+    text_dim: int
+    n_categories: int
+    embedding_dim: int = 64
+    hidden_dim: int = 256
+
+
+class UserModel(nn.Module):
+    """(behaviour, text, interest) -> (embedding, propensity logit, churn logit, category logits, spend-tier logits).
+
+    Behaviour is standardised inside the model (buffers set from the training rows), so a saved
+    model takes the same raw inputs that ``jobs.model.inputs.model_inputs`` produces.
+    The heads are linear in the embedding, which keeps the embedding's geometry meaningful for
+    segments and lookalikes.
+    """
+
+    def __init__(self, shape: NetworkShape):
+        super().__init__()
+        self.shape = shape
+        self.register_buffer("mean", torch.zeros(shape.n_behaviour))
+        self.register_buffer("std", torch.ones(shape.n_behaviour))
+        width = shape.n_behaviour + 2 * shape.text_dim
+        self.tower = nn.Sequential(nn.Linear(width, shape.hidden_dim), nn.ReLU(),
+                                   nn.Linear(shape.hidden_dim, shape.hidden_dim), nn.ReLU(),
+                                   nn.Linear(shape.hidden_dim, shape.embedding_dim))
+        self.propensity = nn.Linear(shape.embedding_dim, 1)
+        self.churn = nn.Linear(shape.embedding_dim, 1)
+        self.category = nn.Linear(shape.embedding_dim, max(shape.n_categories, 1))
+        self.spend = nn.Linear(shape.embedding_dim, len(SPEND_TIERS))
+
+    def set_standardisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.mean.copy_(mean)
+        self.std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+
+    def forward(self, behaviour: torch.Tensor, text: torch.Tensor, interest: torch.Tensor):
+        x = torch.cat([(behaviour - self.mean) / self.std, text, interest], dim=1)
+        embedding = self.tower(x)
+        return (embedding, self.propensity(embedding).squeeze(1), self.churn(embedding).squeeze(1),
+                self.category(embedding), self.spend(embedding))
+
+
+def multitask_loss(outputs, bought: torch.Tensor, churned: torch.Tensor, categories: torch.Tensor,
+                   tier: torch.Tensor) -> torch.Tensor:
+    """Sum of the four task losses (the category loss averages over the vocabulary's classes)."""
+    _, propensity, churn, category, spend = outputs
+    loss = F.binary_cross_entropy_with_logits(propensity, bought) + F.binary_cross_entropy_with_logits(churn, churned)
+    if categories.shape[1]:
+        loss = loss + F.binary_cross_entropy_with_logits(category, categories)
+    return loss + 0.5 * F.cross_entropy(spend, tier)
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """Everything the scoring stage needs: the network's shape, weights and the input spec's vocabulary."""
+
+    shape: NetworkShape
+    state: dict
+    categories: tuple[str, ...]
+    windows: tuple[int, ...]
+    recent_days: int
+    run_id: str
+
+    def network(self) -> UserModel:
+        model = UserModel(self.shape)
+        model.load_state_dict(self.state)
+        return model.eval()
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        torch.save({"shape": asdict(self.shape), "state": self.state, "categories": list(self.categories),
+                    "windows": list(self.windows), "recent_days": self.recent_days, "run_id": self.run_id}, buffer)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "ModelBundle":
+        raw = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        return cls(NetworkShape(**raw["shape"]), raw["state"], tuple(raw["categories"]), tuple(raw["windows"]),
+                   int(raw["recent_days"]), raw["run_id"])

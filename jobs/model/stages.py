@@ -1,0 +1,206 @@
+"""The model's stages inside a job: snapshot, train, evaluate, score, segment.
+
+Each function reads DataFrames and returns DataFrames or small results; the job decides what
+to write. Training data is point-in-time: features at cutoff T = as_of - horizon, labels in [T, as_of).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from conf import Config
+from jobs.features.profiles import build_profiles
+from jobs.features.text_vectors import VectorLookup
+from jobs.model.evaluate import METHODS, held_out, metrics, mllib_scores, rfm_rule_scores
+from jobs.model.inputs import (TEXT_DIM, InputSpec, category_vocabulary, holdout_flag, horizon_labels, model_inputs,
+                               point_in_time)
+from jobs.model.network import ModelBundle, NetworkShape
+from jobs.model.score import predict, with_model_scores
+from jobs.model.segments import SegmentModel, assign_segments, describe_segments, fit_segments
+from jobs.model.train import TrainSettings, distributed_train, final_state
+from jobs.runs import RunRecorder
+from jobs.storage import Warehouse
+from schemas.model import TRAINING_SNAPSHOT
+
+MAX_CATEGORIES = 50  # the category head's vocabulary: the most bought categories
+
+
+@dataclass
+class Snapshot:
+    cutoff: datetime
+    spec: InputSpec
+    table: DataFrame          # the training_snapshot rows (read back from the warehouse)
+    profiles_at_cutoff: DataFrame
+
+
+@dataclass
+class Trained:
+    bundle: ModelBundle
+    history: list[float]
+    resumed_from: int
+    checkpoint_dir: str
+    metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)  # metric -> method -> value
+    holdout_users: int = 0
+    mlflow_run_id: str | None = None
+
+
+def snapshot_stage(cfg: Config, wh: Warehouse, clean: dict[str, DataFrame], as_of: datetime, present: set[str],
+                   embeddings: DataFrame | None, titles: VectorLookup | None, run_id: str, updated_at: datetime
+                   ) -> Snapshot:
+    """Write the point-in-time training snapshot: features before T, labels from [T, T + horizon)."""
+    m = cfg.model
+    cutoff = as_of - timedelta(days=m.horizon_days)
+    past = point_in_time(cutoff)(clean)
+    spec = InputSpec(tuple(cfg.features.rfm_windows),
+                     category_vocabulary(past["transactions"], past["items"], MAX_CATEGORIES),
+                     cfg.tags.active_window_days)
+    at_cutoff = build_profiles(cfg, cutoff, updated_at, present, embeddings, titles)(past).localCheckpoint(eager=True)
+    labels = horizon_labels(cutoff, m.horizon_days, spec.categories, m.spend_tier_quantiles)(past | {
+        t: clean[t] for t in ("transactions", "browse", "social")})
+    rows = (at_cutoff.transform(model_inputs(spec)).join(labels, "user_id")
+            .withColumn("holdout", holdout_flag(m.holdout_share, m.seed))
+            .select(*TRAINING_SNAPSHOT.fieldNames()))
+    # A few files per training process, so every rank gets its own row groups.
+    wh.overwrite("training_snapshot", rows.repartition(max(2, m.num_processes * 2), "user_id"), run_id=run_id)
+    return Snapshot(cutoff, spec, wh.read("training_snapshot"), at_cutoff)
+
+
+def _fingerprint(settings: TrainSettings, snapshot: Snapshot) -> str:
+    content = snapshot.table.agg(F.sum(F.xxhash64("user_id", "behaviour", "text", "interest", "bought", "churned",
+                                                   "spend_tier", "holdout").cast("decimal(38,0)"))).first()[0]
+    payload = json.dumps([settings.fingerprint_payload(), snapshot.cutoff.isoformat(), str(content)], sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _local_mode(cfg: Config, spark: SparkSession) -> bool:
+    if cfg.model.local_mode != "auto":
+        return cfg.model.local_mode == "local"
+    return spark.sparkContext.master.startswith("local")
+
+
+def _use_gpu(cfg: Config, spark: SparkSession, local: bool) -> bool:
+    if not cfg.model.use_gpu:
+        return False
+    if local:
+        import torch
+
+        return torch.cuda.is_available()
+    return spark.conf.get("spark.task.resource.gpu.amount", None) is not None
+
+
+def train_stage(cfg: Config, spark: SparkSession, wh: Warehouse, snapshot: Snapshot, run_id: str) -> Trained:
+    """Train across ``model.num_processes`` TorchDistributor processes; resumes a matching interrupted run."""
+    m = cfg.model
+    local = _local_mode(cfg, spark)
+    shape = NetworkShape(n_behaviour=len(snapshot.spec.names()), text_dim=TEXT_DIM,
+                         n_categories=len(snapshot.spec.categories), embedding_dim=m.embedding_dim,
+                         hidden_dim=m.hidden_dim)
+    settings = TrainSettings(files=tuple(wh.files("training_snapshot")), checkpoint_dir="", shape=shape,
+                             epochs=m.epochs, batch_size=m.batch_size, learning_rate=m.learning_rate,
+                             weight_decay=m.weight_decay, seed=m.seed, use_gpu=_use_gpu(cfg, spark, local))
+    directory = str(Path(m.checkpoint_dir).absolute() / _fingerprint(settings, snapshot))
+    settings = TrainSettings(**{**settings.__dict__, "checkpoint_dir": directory})
+    result = distributed_train(settings, m.num_processes, local)
+    state = final_state(settings)
+    bundle = ModelBundle(shape, state["model"], snapshot.spec.categories, snapshot.spec.windows,
+                         snapshot.spec.recent_days, run_id)
+    return Trained(bundle, list(state["history"]), int(result["resumed_from"]), directory)
+
+
+def evaluate_stage(cfg: Config, snapshot: Snapshot, trained: Trained) -> None:
+    """Model vs RFM rule vs MLlib on the same held-out users; fills ``trained.metrics``."""
+    n_cat = len(snapshot.spec.categories)
+    truth = snapshot.table.filter("holdout").select("user_id", "bought", "churned", "categories").cache()
+    model_scores = (snapshot.table.filter("holdout").transform(predict(trained.bundle))
+                    .select("user_id", F.col("purchase_propensity").alias("propensity"),
+                            F.col("churn_risk").alias("churn"), F.col("category_probs").alias("category_scores")))
+    scores = {"model": model_scores}
+    if cfg.model.baselines:
+        scores["rfm_rule"] = snapshot.profiles_at_cutoff.transform(rfm_rule_scores(snapshot.spec.categories))
+        scores["mllib"] = mllib_scores(snapshot.table, n_cat, cfg.model.seed)
+    for method in METHODS:
+        if method not in scores:
+            continue
+        held = held_out(truth, scores[method], n_cat)
+        trained.holdout_users = len(held.bought)
+        for metric, value in metrics(held).items():
+            trained.metrics.setdefault(metric, {})[method] = value
+    truth.unpersist()
+
+
+def metrics_rows(trained: Trained, run_id: str, as_of: datetime) -> list[tuple]:
+    return [(run_id, metric, method, value, trained.holdout_users, as_of)
+            for metric, by_method in sorted(trained.metrics.items()) for method, value in sorted(by_method.items())]
+
+
+def score_stage(cfg: Config, profiles: DataFrame, trained: Trained, as_of: datetime, rec: RunRecorder
+                ) -> tuple[DataFrame, DataFrame, SegmentModel]:
+    """Today's profiles with embedding, scores and segment; and the segments table."""
+    m = cfg.model
+    spec = InputSpec(trained.bundle.windows, trained.bundle.categories, trained.bundle.recent_days)
+    predictions = profiles.transform(model_inputs(spec)).transform(predict(trained.bundle))
+    scored = profiles.transform(with_model_scores(predictions, spec.categories, cfg.features.top_k,
+                                                  trained.bundle.run_id)).localCheckpoint(eager=True)
+    segments = fit_segments(scored, m.segments_k_min, m.segments_k_max, m.segments_sample, m.seed)
+    rec.details["segments_k"] = str(segments.k)
+    rec.details["silhouettes"] = json.dumps({str(k): round(v, 4) for k, v in segments.silhouettes.items()})
+    with_segments = scored.transform(assign_segments(segments)).localCheckpoint(eager=True)
+    table = with_segments.transform(describe_segments(trained.bundle.run_id, as_of, segments.silhouettes[segments.k],
+                                                      m.segment_top_features))
+    return with_segments, table, segments
+
+
+@dataclass
+class ModelOutputs:
+    profiles: DataFrame   # scored, with segment_id
+    labels: DataFrame     # model-based tags
+    segments: DataFrame
+    metrics: DataFrame    # model_metrics rows
+    trained: Trained
+
+
+def model_stages(cfg: Config, spark: SparkSession, wh: Warehouse, clean: dict[str, DataFrame], profiles: DataFrame,
+                 as_of: datetime, present: set[str], embeddings: DataFrame | None, titles: VectorLookup | None,
+                 rec: RunRecorder) -> ModelOutputs:
+    """Snapshot, train, evaluate, score and segment, each a recorded stage; then log it all to MLflow."""
+    from jobs.model.tracking import log_training
+    from jobs.tags import model_tags
+    from schemas.model import MODEL_METRICS
+
+    m = cfg.model
+    with rec.stage("snapshot") as st:
+        snap = snapshot_stage(cfg, wh, clean, as_of, present, embeddings, titles, rec.run_id, rec.started_at)
+        st.rows_out = rec.rows_out["training_snapshot"] = wh.count("training_snapshot")
+        rec.details["cutoff"] = snap.cutoff.isoformat()
+    with rec.stage("train") as st:
+        trained = train_stage(cfg, spark, wh, snap, rec.run_id)
+        st.rows_in = st.rows_out
+        rec.details["checkpoints"] = trained.checkpoint_dir
+        rec.console.print("  loss per epoch: " + ", ".join(f"{v:.4f}" for v in trained.history)
+                          + (f" (resumed from the checkpoint of epoch {trained.resumed_from - 1})"
+                             if trained.resumed_from else ""))
+    with rec.stage("evaluate") as st:
+        evaluate_stage(cfg, snap, trained)
+        st.rows_in = trained.holdout_users
+        for metric, by_method in sorted(trained.metrics.items()):
+            rec.console.print(f"  {metric:<24}" + "  ".join(
+                f"{method} {'n/a' if v is None else f'{v:.3f}'}" for method, v in sorted(by_method.items())))
+    with rec.stage("score") as st:
+        scored, segments, seg = score_stage(cfg, profiles, trained, as_of, rec)
+        st.rows_in, st.rows_out = None, seg.k
+    flat = {f"{method}/{metric}": v for metric, by in trained.metrics.items() for method, v in by.items()}
+    trained.mlflow_run_id = log_training(m, rec.run_id, {
+        **{k: v for k, v in m.model_dump().items() if k not in ("tracking_uri",)},
+        "cutoff": snap.cutoff.isoformat(), "categories": len(snap.spec.categories),
+        "behaviour_features": len(snap.spec.names()), "segments_k": seg.k}, trained.history,
+        {**flat, "segments_k": seg.k, "silhouette": seg.silhouettes[seg.k]}, trained.bundle)
+    rec.details["mlflow_run_id"] = trained.mlflow_run_id
+    metrics = spark.createDataFrame(metrics_rows(trained, rec.run_id, as_of), MODEL_METRICS)
+    labels = scored.transform(model_tags(m.propensity_tag_min, m.churn_tag_min, m.horizon_days))
+    return ModelOutputs(scored, labels, segments, metrics, trained)

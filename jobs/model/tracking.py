@@ -1,0 +1,38 @@
+"""MLflow tracking: params, per-epoch loss, evaluation metrics and the model, to the configured store."""
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+from conf import ModelConf
+from jobs.model.network import ModelBundle
+
+
+def _prepare(uri: str) -> None:
+    import mlflow
+
+    if uri.startswith("file:") or "://" not in uri:
+        # MLflow 3 keeps the plain-directory store in maintenance mode; it is still the right default
+        # for a local run with no server, so opt in explicitly.
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network here, and none needed
+    mlflow.set_tracking_uri(uri)
+
+
+def log_training(cfg: ModelConf, run_name: str, params: Mapping[str, object], history: list[float],
+                 metrics: Mapping[str, float | None], bundle: ModelBundle | None) -> str:
+    """One MLflow run with everything about this training; returns its run id."""
+    import mlflow
+
+    _prepare(cfg.tracking_uri)
+    mlflow.set_experiment(cfg.experiment)
+    with mlflow.start_run(run_name=run_name) as run:
+        mlflow.log_params({k: str(v) for k, v in params.items()})
+        for epoch, loss in enumerate(history):
+            mlflow.log_metric("train_loss", loss, step=epoch)
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None})
+        if bundle is not None:
+            mlflow.log_dict({"categories": list(bundle.categories), "windows": list(bundle.windows),
+                             "recent_days": bundle.recent_days}, "input_spec.json")
+            mlflow.pytorch.log_model(bundle.network(), name="model", serialization_format="pickle")
+        return run.info.run_id
