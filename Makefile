@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: demo test setup setup-test clean
+.PHONY: demo test setup setup-test clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,14 @@ $(VENV)/.installed: setup.py | $(BIN)/python
 
 $(VENV)/.installed-test: setup.py $(VENV)/.installed
 	$(PIP) install -e ".[test]"
+	command -v chromium >/dev/null || $(MAKE) chromium
 	touch $@
+
+# Debian's chromium renders the HTML report headlessly in tests/test_notebook_and_report.py.
+chromium:
+	@if [ "$$(id -u)" = 0 ]; then \
+	  apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q && apt-get install -y -q chromium); \
+	else echo "the report test needs Debian's chromium: sudo apt-get install chromium" >&2; fi
 
 setup: $(VENV)/.installed
 setup-test: $(VENV)/.installed-test
@@ -28,4 +35,4 @@ test: setup-test
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) warehouse spark-warehouse .pytest_cache
+	rm -rf $(VENV) warehouse spark-warehouse .pytest_cache mlruns .portrait/checkpoints portrait-report.html

@@ -17,6 +17,9 @@ INSTALL_REQUIRES = [
     "pyyaml==6.0.3",
     "typer==0.29.2",
     "rich==15.0.0",
+    "scikit-learn==1.9.1",      # evaluation metrics (ROC-AUC, PR-AUC, adjusted Rand index)
+    "mlflow-skinny==3.17.2",    # tracking: params, metrics and models, local file store by default
+    "matplotlib==3.11.2",       # the HTML report's charts
 ]
 
 TEST_REQUIRES = [
@@ -24,6 +27,9 @@ TEST_REQUIRES = [
     "chispa==0.12.0",
     "hypothesis==6.155.2",
     "sentence-transformers==6.2.0",
+    "nbclient==0.11.0",         # executes the analyst notebook in CI
+    "nbformat==5.11.1",
+    "ipykernel==7.4.0",
 ]
 
 setup(

@@ -117,6 +117,18 @@ def pseudonym(raw_ids: Annotated[list[str], typer.Argument(help="Raw user ids fr
 
 
 @app.command()
+def report(out_file: Annotated[Path, typer.Option("--out", help="HTML file to write.")] = Path("portrait-report.html"),
+           config: ConfigOpt = None, set_: SetOpt = None, warehouse: WarehouseOpt = None) -> None:
+    """Write one self-contained HTML report: data quality, segments, tags, features, model metrics, runs."""
+    from jobs.full import open_warehouse
+    from jobs.report import collect_report_data, render_report
+
+    cfg = _config(config, set_, warehouse)
+    out_file.write_text(render_report(collect_report_data(open_warehouse(cfg, _spark(cfg))), cfg.warehouse.path))
+    err.print(f"wrote {out_file} ({out_file.stat().st_size / 1024:,.0f} KiB); open it in any browser")
+
+
+@app.command()
 def lookalike(seed_users: Annotated[Path, typer.Option("--seed-users", help="File with one user id per line.")],
               k: Annotated[int, typer.Option("--k", help="Audience size (at least privacy.k_anonymity_floor).")],
               out_file: Annotated[Optional[Path], typer.Option("--out", help="Write the audience as CSV.")] = None,

@@ -41,4 +41,8 @@ def run_demo(cfg: Config, spark: SparkSession, dataset: str, path: str | None,
             console.print(f"  {name:<13} {wh.count(name):>10,} rows  {wh.path(name)}")
     console.print(f"\n[bold]Query:[/] {DEMO_QUERY}")
     show(run_sql(wh, DEMO_QUERY), 50)
+    if wh.exists("segments"):
+        console.print("\n[bold]Segments[/] (KMeans on the model's user embeddings):")
+        show(run_sql(wh, "SELECT segment_id, size, description FROM segments ORDER BY segment_id"), 50)
     console.print(f"Query them yourself: portrait sql \"select * from profiles limit 5\" -w {cfg.warehouse.path}")
+    console.print("See them: portrait report --out portrait-report.html, then open the file in a browser")

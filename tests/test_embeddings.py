@@ -152,7 +152,7 @@ def test_second_run_embeds_nothing_and_fills_vectors(spark, tmp_path):
 
     cfg = load_config(overrides=[f"warehouse.path={tmp_path / 'wh'}", "spark.shuffle_partitions=2",
                                  "generator.users=150", "generator.days=10", "generator.cutoff_day=7",
-                                 "generator.items=120"])
+                                 "generator.items=120", "model.enabled=false"])
     run_generate(cfg, spark)
     first, second = run_full(cfg, spark), run_full(cfg, spark)
     wh = open_warehouse(cfg, spark)

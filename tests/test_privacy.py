@@ -65,30 +65,46 @@ def strings_in(value) -> list[str]:
     return []
 
 
+def scan_for_leaks(secrets_: set[str], roots: list[Path]) -> int:
+    """Fail if any parquet value, JSON/YAML/text file or pickle under ``roots`` contains a secret; return files scanned."""
+    scanned = 0
+    for root in roots:
+        for file in root.rglob("*"):
+            if file.suffix == ".parquet":
+                values = set(strings_in(pq.read_table(file).to_pylist()))
+            elif file.is_file() and file.suffix in (".json", ".crc", ".yaml", ".txt", ".pt", ".pkl", ".pth", ""):
+                values = {file.read_bytes().decode("utf-8", errors="replace")}
+            else:
+                continue
+            scanned += 1
+            leaked = [s for s in secrets_ if any(s in v for v in values)]
+            assert not leaked, f"{file} holds {leaked[:3]}"
+    return scanned
+
+
+def test_model_outputs_mlflow_and_checkpoints_hold_no_pii_or_raw_ids(demo_run, spark):
+    cfg = load_config(overrides=[f"warehouse.path={demo_run.warehouse}"])
+    wh = open_warehouse(cfg, spark)
+    users = wh.read("users").collect()
+    secrets_ = {u.user_id for u in users if u.user_id} | {v for u in users for v in (u.name, u.phone, u.email) if v}
+    roots = [Path(wh.path(t)) for t in (*OUTPUTS, "training_snapshot", "segments", "model_metrics")]
+    roots += [demo_run.directory / "mlruns", demo_run.directory / ".portrait" / "checkpoints"]
+    assert all(r.exists() for r in roots)
+    assert scan_for_leaks(secrets_, roots) >= 30
+
+
 def test_no_output_file_holds_pii_or_raw_ids(spark, tmp_path):
     cfg = load_config(overrides=[f"warehouse.path={tmp_path / 'wh'}", f"privacy.key_file={tmp_path / 'key'}",
                                  "spark.shuffle_partitions=2", "generator.users=120", "generator.days=8",
-                                 "generator.cutoff_day=6", "generator.items=120", "generator.bad_row_share=0.05"])
+                                 "generator.cutoff_day=6", "generator.items=120", "generator.bad_row_share=0.05",
+                                 "model.enabled=false"])  # the model's outputs are scanned on the demo's run below
     run_generate(cfg, spark)
     run_full(cfg, spark)
     wh = open_warehouse(cfg, spark)
     users = wh.read("users").collect()
     secrets_ = {u.user_id for u in users if u.user_id} | {v for u in users for v in (u.name, u.phone, u.email) if v}
     assert len(secrets_) > 300
-    scanned = 0
-    for table in OUTPUTS:
-        root = Path(wh.path(table))
-        for file in root.rglob("*"):
-            if file.suffix == ".parquet":
-                values = set(strings_in(pq.read_table(file).to_pylist()))
-            elif file.suffix in (".json", ".crc") or file.name.endswith(".checkpoint.parquet"):
-                values = {file.read_text(errors="replace")}
-            else:
-                continue
-            scanned += 1
-            leaked = [s for s in secrets_ if any(s in v for v in values)]
-            assert not leaked, f"{file} holds {leaked[:3]}"
-    assert scanned >= 10
+    assert scan_for_leaks(secrets_, [Path(wh.path(t)) for t in OUTPUTS]) >= 10
     quarantined_users = [json.loads(r.raw_row) for r in wh.read("quarantine").collect() if r.source_table == "users"]
     assert quarantined_users and all(q["name"] in (None, "<redacted>") for q in quarantined_users)
     profile_ids = [r.user_id for r in wh.read("profiles").select("user_id").collect()]

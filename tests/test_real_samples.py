@@ -19,9 +19,12 @@ from tests.helpers import by_user
 UTC = dt.timezone.utc
 
 
-def run_on(spark, dataset: str, path: Path, warehouse: Path):
+def run_on(spark, dataset: str, path: Path, warehouse: Path, model: bool = False):
     cfg = load_config(overlay_path(dataset), overrides=["spark.shuffle_partitions=2", f"warehouse.path={warehouse}",
-                                                        f"privacy.key_file={warehouse.parent / 'hmac.key'}"])
+                                                        f"privacy.key_file={warehouse.parent / 'hmac.key'}",
+                                                        f"model.enabled={str(model).lower()}",
+                                                        f"model.checkpoint_dir={warehouse.parent / 'checkpoints'}",
+                                                        f"model.tracking_uri=file:{warehouse.parent / 'mlruns'}"])
     land(cfg, spark, dataset, str(path))
     run_full(cfg, spark)
     return cfg, open_warehouse(cfg, spark)
@@ -50,7 +53,8 @@ WEIGHTS = {"pv": 1.0, "fav": 2.0, "cart": 3.0, "buy": 5.0}
 @pytest.fixture(scope="module")
 def taobao(spark, shared_data, tmp_path_factory):
     path = shared_data / "taobao-userbehavior-sample"
-    cfg, wh = run_on(spark, "taobao-sample", path, tmp_path_factory.mktemp("taobao") / "warehouse")
+    # The whole pipeline, model included (train, evaluate, score, segment, tag), on real data.
+    cfg, wh = run_on(spark, "taobao-sample", path, tmp_path_factory.mktemp("taobao") / "warehouse", model=True)
     with open(path / "UserBehavior.csv", newline="") as f:
         lines = [tuple(r) for r in csv.reader(f)]
     return cfg, wh, lines
@@ -120,6 +124,20 @@ def test_taobao_tags_match_the_csv(taobao):
         if e["top_share"] >= t.category_lover_min_share and e["top_weight"] >= t.category_lover_min_weight:
             want.add(f"category_lover:{e['top_category']}")
         assert tags[p_id(user)] == want, user
+
+
+def test_taobao_model_trains_scores_segments_and_tags(taobao):
+    from pyspark.sql import functions as F
+
+    _, wh, _ = taobao
+    profiles = wh.read("profiles")
+    assert profiles.filter(F.col("purchase_propensity").isNull() | F.col("segment_id").isNull()).count() == 0
+    metrics = {(r.metric, r.method): r.value for r in wh.read("model_metrics").collect()}
+    assert {m for _, m in metrics} == {"model", "rfm_rule", "mllib"}
+    assert metrics[("propensity_roc_auc", "model")] > 0.5
+    assert wh.count("segments") >= 2
+    tags = {r.tag for r in wh.read("labels").select("tag").distinct().collect()}
+    assert {"likely_buyer", "churn_risk"} & tags
 
 
 def test_taobao_truncated_and_malformed_lines_are_quarantined(spark, shared_data, tmp_path):

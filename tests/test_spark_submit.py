@@ -20,14 +20,17 @@ def submit(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_spark_submit_full_builds_profiles_from_scratch(tmp_path):
     settings = ["--set", "spark.shuffle_partitions=2", "--warehouse", str(tmp_path / "wh")]
+    # The model trains too (2 TorchDistributor processes from the zipped package), kept short for CI.
+    model = ["--set", "model.epochs=2", "--set", "model.baselines=false", "--set", "model.segments_k_max=4"]
     generated = submit("generate", "--users", "200", "--days", "10", *settings, cwd=tmp_path)
     assert generated.returncode == 0, generated.stderr[-3000:]
-    full = submit("full", *settings, cwd=tmp_path)
+    full = submit("full", *settings, *model, cwd=tmp_path)
     assert full.returncode == 0, full.stderr[-3000:]
     # Per-stage progress lines (spark-submit's PythonRunner merges the driver's stderr into stdout).
     assert "[full] write" in full.stdout + full.stderr
     profiles = DeltaTable(str(tmp_path / "wh" / "profiles")).to_pyarrow_table()
     assert profiles.num_rows == 200
+    assert profiles.column("purchase_propensity").null_count == 0
     runs = DeltaTable(str(tmp_path / "wh" / "runs")).to_pyarrow_table().to_pylist()
     runs.sort(key=lambda r: r["started_at"])
     assert [(r["job"], r["status"]) for r in runs] == [("generate", "succeeded"), ("full", "succeeded")]

@@ -17,7 +17,7 @@ from jobs.validation import REASON, tag_inputs
 from schemas import INPUT_TABLES
 from tests.helpers import ts
 
-CFG = load_config(overrides=["spark.shuffle_partitions=2", "as_of=2025-01-31T00:00:00Z",
+CFG = load_config(overrides=["spark.shuffle_partitions=2", "model.enabled=false", "as_of=2025-01-31T00:00:00Z",
                              "validation.ts_min=2025-01-01T00:00:00Z", "validation.ts_max=2025-02-01T00:00:00Z"])
 D = dt.date(2025, 1, 10)
 T = ts(10)

@@ -8,7 +8,16 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
+from conf import Config
+from jobs.features.activity import activity_features, all_events
+from jobs.features.affinity import affinity_features, interactions, price_band_features
+from jobs.features.conversion import conversion_features, sessionize
+from jobs.features.rfm import rfm_features
+from jobs.features.social import social_features
+from jobs.features.text_vectors import VectorLookup, interest_vectors, text_vectors
+from jobs.features.time_patterns import time_pattern_features
 from jobs.frames import conform
+from schemas.profiles import profiles_schema
 
 
 def fill_zero(columns: list[str]) -> Callable[[DataFrame], DataFrame]:
@@ -43,9 +52,8 @@ COUNT_COLUMNS = {
 }
 
 
-def build_profiles(cfg: "Config", as_of: datetime, updated_at: datetime,  # noqa: F821 - typed by string
-                   present: set[str], embeddings: DataFrame | None = None,
-                   titles: "VectorLookup | None" = None,  # noqa: F821
+def build_profiles(cfg: Config, as_of: datetime, updated_at: datetime, present: set[str],
+                   embeddings: DataFrame | None = None, titles: VectorLookup | None = None,
                    ) -> Callable[[dict[str, DataFrame]], DataFrame]:
     """Every feature for every clean user, in the profiles schema.
 
@@ -53,15 +61,6 @@ def build_profiles(cfg: "Config", as_of: datetime, updated_at: datetime,  # noqa
     With ``embeddings`` (text_sha256, embedding) and ``titles`` (item title vectors), the text and
     interest vectors are filled too.
     """
-    from jobs.features.activity import activity_features, all_events
-    from jobs.features.affinity import affinity_features, interactions, price_band_features
-    from jobs.features.conversion import conversion_features, sessionize
-    from jobs.features.rfm import rfm_features
-    from jobs.features.social import social_features
-    from jobs.features.text_vectors import interest_vectors, text_vectors
-    from jobs.features.time_patterns import time_pattern_features
-    from schemas.profiles import profiles_schema
-
     f = cfg.features
     recent = cfg.tags.active_window_days
 

@@ -26,15 +26,17 @@ class Archetype:
     brand_loyal: bool
 
 
+# Per-session buy probabilities are low, as on real platforms (most sessions buy nothing); a
+# shopping-intent episode (see population.py) lifts them for a week.
 ARCHETYPES: tuple[Archetype, ...] = (
-    Archetype("bargain_hunter", 0.20, ("grocery", "home", "pet"), "low", 0.5, 5, 0.25, 0.35, 20, 0.20, 0.55, False),
-    Archetype("brand_loyalist", 0.15, ("electronics", "sports", "outdoors"), "any", 0.4, 4, 0.30, 0.45, 12, 0.30,
+    Archetype("bargain_hunter", 0.20, ("grocery", "home", "pet"), "low", 0.5, 5, 0.25, 0.10, 20, 0.20, 0.55, False),
+    Archetype("brand_loyalist", 0.15, ("electronics", "sports", "outdoors"), "any", 0.4, 4, 0.30, 0.14, 12, 0.30,
               0.85, True),
-    Archetype("high_spender", 0.12, ("jewelry", "electronics", "beauty"), "high", 0.45, 4, 0.30, 0.55, 21, 0.25,
+    Archetype("high_spender", 0.12, ("jewelry", "electronics", "beauty"), "high", 0.45, 4, 0.30, 0.16, 21, 0.25,
               0.75, False),
-    Archetype("window_shopper", 0.23, ("fashion", "beauty", "home"), "any", 0.8, 7, 0.08, 0.04, 15, 0.05, 0.50, False),
-    Archetype("churning", 0.15, ("books", "toys", "outdoors"), "any", 0.5, 4, 0.20, 0.30, 9, 0.30, 0.15, False),
-    Archetype("new_user", 0.15, ("baby", "pet", "toys"), "any", 0.7, 5, 0.20, 0.30, 18, 0.10, 0.70, False),
+    Archetype("window_shopper", 0.23, ("fashion", "beauty", "home"), "any", 0.8, 7, 0.08, 0.02, 15, 0.05, 0.50, False),
+    Archetype("churning", 0.15, ("books", "toys", "outdoors"), "any", 0.5, 4, 0.20, 0.08, 9, 0.30, 0.15, False),
+    Archetype("new_user", 0.15, ("baby", "pet", "toys"), "any", 0.7, 5, 0.20, 0.10, 18, 0.10, 0.70, False),
 )
 
 _SCHEMA = StructType([

@@ -14,7 +14,7 @@ from jobs.generator.vocabulary import (BRAND_STEMS, CATEGORIES, INTENT_PHRASES, 
 USER_COLUMNS = ["user_id", "pref_categories", "price_preference", "events_per_session", "cart_prob", "buy_prob",
                 "review_prob", "positive_prob", "brand_loyal", "fav_brand", "intent_day"]
 INTENT_DAYS = 7           # how long an intent episode lifts the chance to buy
-INTENT_BUY_PROB = 0.85    # per session during the episode
+INTENT_BUY_PROB = 0.75    # per session during the episode
 
 
 def sessions(users: DataFrame, days: int, start: date, seed: int) -> DataFrame:

@@ -11,7 +11,7 @@ from jobs.generator.random import pick_uniform, uniform
 from jobs.generator.vocabulary import CITIES
 
 
-INTENT_SHARE = 0.35
+INTENT_SHARE = 0.6
 
 
 def generate_users(spark: SparkSession, n_users: int, days: int, cutoff_day: int, start: date, seed: int) -> DataFrame:

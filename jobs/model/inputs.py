@@ -96,7 +96,8 @@ def point_in_time(cutoff: datetime) -> Callable[[dict[str, DataFrame]], dict[str
         out = dict(clean)
         for table in EVENT_TABLES:
             out[table] = clean[table].filter(F.col("ts") < F.lit(cutoff))
-        out["users"] = clean["users"].filter(F.col("signup_ts") < F.lit(cutoff))
+        # Users without a signup date (Taobao has none) existed as far as anyone can tell.
+        out["users"] = clean["users"].filter(F.col("signup_ts").isNull() | (F.col("signup_ts") < F.lit(cutoff)))
         return out
     return apply
 

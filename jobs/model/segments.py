@@ -13,6 +13,8 @@ from pyspark.ml.functions import array_to_vector
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from schemas.model import SEGMENTS
+
 # Interpretable profile columns a segment is described by (z-score of its mean vs the population).
 DESCRIBED_FEATURES = ("frequency", "monetary", "avg_order_value", "median_unit_price", "views", "carts",
                       "view_to_cart_rate", "cart_to_buy_rate", "sessions", "active_days", "days_since_last_event",
@@ -107,7 +109,5 @@ def describe_segments(model_run_id: str, as_of: datetime, silhouette: float | No
             rows.append((seg["segment_id"], seg["size"], seg["size"] / n, text, [(c, float(v)) for c, v in z],
                          [(c, float(v)) for c, v in lifts], seg["mean_propensity"], seg["mean_churn_risk"],
                          silhouette, model_run_id, as_of))
-        from schemas.model import SEGMENTS
-
         return profiles.sparkSession.createDataFrame(rows, SEGMENTS)
     return apply

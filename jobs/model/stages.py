@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -23,10 +23,12 @@ from jobs.model.inputs import (TEXT_DIM, InputSpec, category_vocabulary, holdout
 from jobs.model.network import ModelBundle, NetworkShape
 from jobs.model.score import predict, with_model_scores
 from jobs.model.segments import SegmentModel, assign_segments, describe_segments, fit_segments
+from jobs.model.tracking import log_training
 from jobs.model.train import TrainSettings, distributed_train, final_state
 from jobs.runs import RunRecorder
 from jobs.storage import Warehouse
-from schemas.model import TRAINING_SNAPSHOT
+from jobs.tags import model_tags
+from schemas.model import MODEL_METRICS, TRAINING_SNAPSHOT
 
 MAX_CATEGORIES = 50  # the category head's vocabulary: the most bought categories
 
@@ -105,7 +107,7 @@ def train_stage(cfg: Config, spark: SparkSession, wh: Warehouse, snapshot: Snaps
                              epochs=m.epochs, batch_size=m.batch_size, learning_rate=m.learning_rate,
                              weight_decay=m.weight_decay, seed=m.seed, use_gpu=_use_gpu(cfg, spark, local))
     directory = str(Path(m.checkpoint_dir).absolute() / _fingerprint(settings, snapshot))
-    settings = TrainSettings(**{**settings.__dict__, "checkpoint_dir": directory})
+    settings = replace(settings, checkpoint_dir=directory)
     result = distributed_train(settings, m.num_processes, local)
     state = final_state(settings)
     bundle = ModelBundle(shape, state["model"], snapshot.spec.categories, snapshot.spec.windows,
@@ -169,10 +171,6 @@ def model_stages(cfg: Config, spark: SparkSession, wh: Warehouse, clean: dict[st
                  as_of: datetime, present: set[str], embeddings: DataFrame | None, titles: VectorLookup | None,
                  rec: RunRecorder) -> ModelOutputs:
     """Snapshot, train, evaluate, score and segment, each a recorded stage; then log it all to MLflow."""
-    from jobs.model.tracking import log_training
-    from jobs.tags import model_tags
-    from schemas.model import MODEL_METRICS
-
     m = cfg.model
     with rec.stage("snapshot") as st:
         snap = snapshot_stage(cfg, wh, clean, as_of, present, embeddings, titles, rec.run_id, rec.started_at)
