@@ -151,11 +151,11 @@ class ModelConf(_Section):
     horizon_days: int = Field(7, ge=1)          # labels come from [cutoff, cutoff + horizon); cutoff = as_of - horizon
     holdout_share: float = Field(0.2, gt=0, lt=1)  # users held out (by hashed id) for honest evaluation
     embedding_dim: int = Field(64, ge=2)
-    hidden_dim: int = Field(256, ge=4)
-    epochs: int = Field(12, ge=1)
+    hidden_dim: int = Field(128, ge=4)
+    epochs: int = Field(8, ge=1)
     batch_size: int = Field(256, ge=1)
     learning_rate: float = Field(0.002, gt=0)
-    weight_decay: float = Field(1e-5, ge=0)
+    weight_decay: float = Field(0.05, ge=0)
     seed: int = 7
     num_processes: int = Field(2, ge=1)         # TorchDistributor processes (gloo on CPU, nccl on GPU)
     local_mode: Literal["auto", "local", "barrier"] = "auto"  # auto: local when the master is local[...]

@@ -98,7 +98,7 @@ def quality_section(d: ReportData) -> str:
         return _empty("quarantined rows in the latest full run")
     pivot = d.quality.pivot_table(index="table", columns="reason", values="rows", fill_value=0)
     return _chart("Quarantined rows per table and reason (latest full run)",
-                  lambda ax: pivot.plot.barh(stacked=True, ax=ax, legend=True).legend(fontsize=6, ncol=2)) + \
+                  lambda ax: pivot.plot.barh(stacked=True, ax=ax, colormap="tab20").legend(fontsize=6, ncol=2)) + \
         _table(d.quality)
 
 
