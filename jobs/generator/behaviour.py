@@ -14,7 +14,8 @@ from jobs.generator.vocabulary import (BRAND_STEMS, CATEGORIES, INTENT_PHRASES, 
 USER_COLUMNS = ["user_id", "pref_categories", "price_preference", "events_per_session", "cart_prob", "buy_prob",
                 "review_prob", "positive_prob", "brand_loyal", "fav_brand", "intent_day"]
 INTENT_DAYS = 7           # how long an intent episode lifts the chance to buy
-INTENT_BUY_PROB = 0.75    # per session during the episode
+INTENT_LIFT = 5.0         # the episode multiplies the per-session buy probability ...
+INTENT_MAX_BUY_PROB = 0.9  # ... up to this
 
 
 def sessions(users: DataFrame, days: int, start: date, seed: int) -> DataFrame:
@@ -44,8 +45,8 @@ def sessions(users: DataFrame, days: int, start: date, seed: int) -> DataFrame:
 def _buy_prob() -> Column:
     """The archetype's per-session buy probability, lifted during a shopping-intent episode."""
     in_episode = (F.col("day") > F.col("intent_day")) & (F.col("day") <= F.col("intent_day") + INTENT_DAYS)
-    return F.when(F.coalesce(in_episode, F.lit(False)), F.greatest(F.col("buy_prob"), F.lit(INTENT_BUY_PROB))
-                  ).otherwise(F.col("buy_prob"))
+    lifted = F.least(F.col("buy_prob") * INTENT_LIFT, F.lit(INTENT_MAX_BUY_PROB))
+    return F.when(F.coalesce(in_episode, F.lit(False)), lifted).otherwise(F.col("buy_prob"))
 
 
 def _item_index(seed: int, per_cat: int) -> Column:
