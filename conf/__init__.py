@@ -165,8 +165,8 @@ class ModelConf(_Section):
     tracking_uri: str = "file:./mlruns"         # MLflow; a local file store unless a server is configured
     experiment: str = "portrait"
     baselines: bool = True                      # also fit the RFM rule and MLlib baselines, for the metrics table
-    propensity_tag_min: float = Field(0.6, gt=0, lt=1)
-    churn_tag_min: float = Field(0.6, gt=0, lt=1)
+    propensity_tag_min: float = Field(0.5, gt=0, lt=1)
+    churn_tag_min: float = Field(0.5, gt=0, lt=1)
     segments_k_min: int = Field(4, ge=2)
     segments_k_max: int = Field(10, ge=2)
     segments_sample: int = Field(6000, ge=100)  # users sampled to pick k by silhouette

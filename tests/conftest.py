@@ -67,7 +67,9 @@ class DemoRun:
 # 2-process training, evaluation with both baselines, scoring, segments and tags.
 DEMO_ARGS = ("demo", "--users", "400", "--days", "14", "--set", "spark.shuffle_partitions=2",
              "--set", "model.epochs=4", "--set", "model.segments_k_max=6", "--set", "model.segments_sample=400",
-             "--set", "privacy.k_anonymity_floor=20")
+             "--set", "privacy.k_anonymity_floor=20",
+             # 400 users over 14 days give few confident scores; low thresholds so model tags exist to check.
+             "--set", "model.propensity_tag_min=0.2", "--set", "model.churn_tag_min=0.2")
 
 
 @pytest.fixture(scope="session")
