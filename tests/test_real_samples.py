@@ -133,17 +133,23 @@ def test_taobao_tags_match_the_csv(taobao):
 
 
 def test_taobao_model_trains_scores_segments_and_tags(taobao):
-    from pyspark.sql import functions as F
-
-    _, wh, _ = taobao
-    profiles = wh.read("profiles")
-    assert profiles.filter(F.col("purchase_propensity").isNull() | F.col("segment_id").isNull()).count() == 0
+    cfg, wh, _ = taobao
+    profiles = wh.read("profiles").collect()
+    assert all(p.purchase_propensity is not None and p.segment_id is not None for p in profiles)
     metrics = {(r.metric, r.method): r.value for r in wh.read("model_metrics").collect()}
     assert {m for _, m in metrics} == {"model"}
     assert metrics[("propensity_roc_auc", "model")] > 0.5
     assert wh.count("segments") >= 2
-    tags = {r.tag for r in wh.read("labels").select("tag").distinct().collect()}
-    assert {"likely_buyer", "churn_risk"} & tags
+    # The model's tags follow its scores exactly: which users pass a threshold depends on the trained
+    # weights (43 users), so the test checks the rule, not a count.
+    tags = defaultdict(set)
+    for r in wh.read("labels").collect():
+        tags[r.user_id].add(r.tag)
+    m = cfg.model
+    for p in profiles:
+        assert ("likely_buyer" in tags[p.user_id]) == (p.purchase_propensity >= m.propensity_tag_min), p.user_id
+        assert ("churn_risk" in tags[p.user_id]) == (p.churn_risk >= m.churn_tag_min), p.user_id
+        assert f"segment:{p.segment_id}" in tags[p.user_id]
 
 
 def test_taobao_truncated_and_malformed_lines_are_quarantined(spark, shared_data, tmp_path):
