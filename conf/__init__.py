@@ -129,6 +129,7 @@ class EmbeddingConf(_Section):
     dedupe: bool = True            # embed each distinct normalised text once per run
     cache: bool = True             # and never again in later runs (embedding_cache table)
     text_half_life_days: float = Field(14.0, gt=0)
+    recent_text_days: int = Field(7, ge=1)  # window of recent_text_vector (fresh intent, undiluted)
     interest_weights: dict[str, float] = {"view": 1.0, "click": 1.0, "fav": 2.0, "cart": 3.0, "buy": 5.0}
 
     def resolved_model_id(self) -> str:
@@ -152,10 +153,10 @@ class ModelConf(_Section):
     holdout_share: float = Field(0.2, gt=0, lt=1)  # users held out (by hashed id) for honest evaluation
     embedding_dim: int = Field(64, ge=2)
     hidden_dim: int = Field(128, ge=4)
-    epochs: int = Field(8, ge=1)
+    epochs: int = Field(6, ge=1)
     batch_size: int = Field(256, ge=1)
     learning_rate: float = Field(0.002, gt=0)
-    weight_decay: float = Field(0.05, ge=0)
+    weight_decay: float = Field(0.2, ge=0)
     seed: int = 7
     num_processes: int = Field(2, ge=1)         # TorchDistributor processes (gloo on CPU, nccl on GPU)
     local_mode: Literal["auto", "local", "barrier"] = "auto"  # auto: local when the master is local[...]
@@ -167,7 +168,7 @@ class ModelConf(_Section):
     baselines: bool = True                      # also fit the RFM rule and MLlib baselines, for the metrics table
     propensity_tag_min: float = Field(0.5, gt=0, lt=1)
     churn_tag_min: float = Field(0.5, gt=0, lt=1)
-    segments_k_min: int = Field(4, ge=2)
+    segments_k_min: int = Field(5, ge=2)
     segments_k_max: int = Field(10, ge=2)
     segments_sample: int = Field(6000, ge=100)  # users sampled to pick k by silhouette
     segment_top_features: int = Field(3, ge=1)

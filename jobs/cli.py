@@ -79,13 +79,19 @@ def full(config: ConfigOpt = None, set_: SetOpt = None, warehouse: WarehouseOpt 
 @app.command()
 def sql(query: Annotated[str, typer.Argument(help="Spark SQL over profiles, labels, quarantine, runs and inputs.")],
         limit: Annotated[int, typer.Option(help="Rows to print.")] = 50,
+        at: Annotated[Optional[list[str]], typer.Option(
+            "--at", help="Time travel: TABLE=VERSION, registered as TABLE_vVERSION beside TABLE.")] = None,
         config: ConfigOpt = None, set_: SetOpt = None, warehouse: WarehouseOpt = None) -> None:
     """Run Spark SQL over every Portrait table, registered by name, and print the answer."""
     from jobs.full import open_warehouse
-    from jobs.sql import run_sql
+    from jobs.sql import parse_versions, run_sql
 
+    try:
+        versions = parse_versions(at or [])
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--at") from None
     cfg = _config(config, set_, warehouse)
-    print_frame(run_sql(open_warehouse(cfg, _spark(cfg)), query), limit)
+    print_frame(run_sql(open_warehouse(cfg, _spark(cfg)), query, versions), limit)
 
 
 @app.command()
@@ -144,6 +150,44 @@ def lookalike(seed_users: Annotated[Path, typer.Option("--seed-users", help="Fil
         err.print(f"wrote {write_csv(audience, out_file):,} users to {out_file}")
     else:
         print_frame(audience, limit=k)
+
+
+@app.command()
+def forget(users: Annotated[list[str], typer.Option("--user", help="Raw user id to erase (repeat for more).")],
+           config: ConfigOpt = None, set_: SetOpt = None, warehouse: WarehouseOpt = None) -> None:
+    """Erase users from every table, the embedding cache and checkpoints; vacuum so the bytes are gone."""
+    from jobs.forget import run_forget
+    from jobs.full import open_warehouse
+
+    cfg = _config(config, set_, warehouse)
+    erasure = run_forget(cfg, open_warehouse(cfg, _spark(cfg)), users, env=os.environ)
+    err.print(f"erased {erasure.subjects} user(s): " + ", ".join(f"{t} {n:,}" for t, n in erasure.rows_removed.items()))
+
+
+@app.command()
+def history(user: Annotated[str, typer.Option(help="User id as stored (a pseudonym; see 'portrait pseudonym').")],
+            columns: Annotated[str, typer.Option(help="Comma-separated profile columns to show.")] =
+            "frequency,monetary,recency_days,days_since_last_event,purchase_propensity,churn_risk,segment_id",
+            config: ConfigOpt = None, set_: SetOpt = None, warehouse: WarehouseOpt = None) -> None:
+    """A user's profile in every version of the profiles table (Delta time travel), oldest first."""
+    from jobs.full import open_warehouse
+    from jobs.history import profile_history
+
+    cfg = _config(config, set_, warehouse)
+    print_frame(profile_history(open_warehouse(cfg, _spark(cfg)), user, columns.split(",")), limit=1000)
+
+
+@app.command()
+def changes(from_version: Annotated[int, typer.Option("--from", help="Older labels table version.")],
+            to_version: Annotated[int, typer.Option("--to", help="Newer labels table version.")],
+            limit: Annotated[int, typer.Option(help="Rows to print.")] = 50,
+            config: ConfigOpt = None, set_: SetOpt = None, warehouse: WarehouseOpt = None) -> None:
+    """Tags added and removed between two versions of the labels table."""
+    from jobs.full import open_warehouse
+    from jobs.history import tag_changes
+
+    cfg = _config(config, set_, warehouse)
+    print_frame(tag_changes(open_warehouse(cfg, _spark(cfg)), from_version, to_version), limit)
 
 
 @app.command("export-segment")

@@ -8,7 +8,7 @@ from schemas.profiles import SCORE
 TRAINING_SNAPSHOT = StructType([
     StructField("user_id", StringType(), False),
     StructField("behaviour", ArrayType(FloatType()), False),   # see jobs.model.inputs.behaviour_columns
-    StructField("text", ArrayType(FloatType()), False),        # zeros when the user wrote nothing
+    StructField("text", ArrayType(FloatType()), False),        # text_vector ++ recent_text_vector; zeros if none
     StructField("interest", ArrayType(FloatType()), False),
     StructField("holdout", BooleanType(), False),
     StructField("bought", FloatType(), False),

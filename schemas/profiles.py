@@ -74,6 +74,7 @@ SOCIAL_FIELDS = [
 
 EMBEDDING_FIELDS = [
     StructField("text_vector", ArrayType(FloatType())),      # recency-weighted mean of review/comment embeddings
+    StructField("recent_text_vector", ArrayType(FloatType())),  # plain mean of the last days' reviews/comments
     StructField("interest_vector", ArrayType(FloatType())),  # weighted mean of viewed/carted/bought title embeddings
 ]
 

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
+import pyarrow.parquet as pq
 from pyspark.sql import DataFrame
 
 UTC = dt.timezone.utc
@@ -25,3 +27,30 @@ def rows(df: DataFrame, key: str = "user_id") -> list[dict]:
 
 def by_user(df: DataFrame) -> dict[str, dict]:
     return {r["user_id"]: r for r in rows(df)}
+
+
+def strings_in(value) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in strings_in(v)]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in strings_in(v)]
+    return []
+
+
+def scan_for_leaks(secrets_: set[str], roots: list[Path]) -> int:
+    """Fail if any parquet value, JSON/YAML/text file or pickle under ``roots`` contains a secret; return files scanned."""
+    scanned = 0
+    for root in roots:
+        for file in root.rglob("*"):
+            if file.suffix == ".parquet":
+                values = set(strings_in(pq.read_table(file).to_pylist()))
+            elif file.is_file() and file.suffix in (".json", ".crc", ".yaml", ".txt", ".pt", ".pkl", ".pth", ""):
+                values = {file.read_bytes().decode("utf-8", errors="replace")}
+            else:
+                continue
+            scanned += 1
+            leaked = [s for s in secrets_ if any(s in v for v in values)]
+            assert not leaked, f"{file} holds {leaked[:3]}"
+    return scanned

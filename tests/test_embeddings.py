@@ -7,8 +7,8 @@ from pyspark.sql import functions as F
 
 from conf import EmbeddingConf
 from jobs.embed import embed_column, embed_settings
-from jobs.features.text_vectors import (VectorLookup, interest_vectors, text_vectors, texts_to_embed,
-                                        title_vectors)
+from jobs.features.text_vectors import (VectorLookup, interest_vectors, recent_text_vectors, text_vectors,
+                                        texts_to_embed, title_vectors)
 from schemas.events import BROWSE, TRANSACTIONS
 from schemas.items import ITEMS
 from schemas.social import SOCIAL
@@ -118,6 +118,8 @@ def test_text_vector_is_recency_weighted_and_null_safe(spark):
     wa, wb = 0.5, 0.5 ** 31
     assert out["u1"]["text_vector"] == pytest.approx([wa / (wa + wb), wb / (wa + wb)], rel=1e-6)
     assert "u2" not in out  # no texts: the profile's column stays null
+    recent = by_user(social.transform(recent_text_vectors(AS_OF, 7, emb)))
+    assert list(recent) == ["u1"] and recent["u1"]["recent_text_vector"] == [1.0, 0.0]  # 31-day-old text is out
 
 
 def test_interest_vector_weights_event_kinds(spark):

@@ -159,7 +159,7 @@ def test_training_is_deterministic_and_resumes_from_the_last_checkpoint(tables, 
     files = tuple(wh.files("training_snapshot"))
     width = len(wh.read("training_snapshot").first()["behaviour"])
     n_cat = len(wh.read("training_snapshot").first()["categories"])
-    settings = lambda d, epochs: TrainSettings(files, str(tmp_path / d), NetworkShape(width, 384, n_cat, 16, 32),  # noqa
+    settings = lambda d, epochs: TrainSettings(files, str(tmp_path / d), NetworkShape(width, 384, n_cat, 16, 32, 2),  # noqa
                                                epochs, 64, 0.003, 0.0, 11)
     train_loop(settings("straight", 3))
     train_loop(settings("again", 3))

@@ -9,13 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from conf import load_config
 from jobs.full import open_warehouse, run_full
 from jobs.ingest import run_generate
 from jobs.privacy import KEY_ENV, PrivacyError, PseudonymKey, hmac_column, load_key, pseudonym
+from tests.helpers import scan_for_leaks
 
 OUTPUTS = ("profiles", "labels", "quarantine", "runs", "embedding_cache")
 
@@ -53,33 +53,6 @@ def test_strict_mode_cli_fails_at_start_with_a_clear_message(tmp_path):
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 2
     assert f"strict mode: no pseudonymisation key. Set {KEY_ENV}" in result.stderr
-
-
-def strings_in(value) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in strings_in(v)]
-    if isinstance(value, (list, tuple)):
-        return [s for v in value for s in strings_in(v)]
-    return []
-
-
-def scan_for_leaks(secrets_: set[str], roots: list[Path]) -> int:
-    """Fail if any parquet value, JSON/YAML/text file or pickle under ``roots`` contains a secret; return files scanned."""
-    scanned = 0
-    for root in roots:
-        for file in root.rglob("*"):
-            if file.suffix == ".parquet":
-                values = set(strings_in(pq.read_table(file).to_pylist()))
-            elif file.is_file() and file.suffix in (".json", ".crc", ".yaml", ".txt", ".pt", ".pkl", ".pth", ""):
-                values = {file.read_bytes().decode("utf-8", errors="replace")}
-            else:
-                continue
-            scanned += 1
-            leaked = [s for s in secrets_ if any(s in v for v in values)]
-            assert not leaked, f"{file} holds {leaked[:3]}"
-    return scanned
 
 
 def test_model_outputs_mlflow_and_checkpoints_hold_no_pii_or_raw_ids(demo_run, spark):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Callable, Iterator
 
 import numpy as np
@@ -92,20 +92,36 @@ def _sum_per_user(name: str, lookup: VectorLookup):
     return apply
 
 
+def _text_mean(name: str, as_of: datetime, embeddings: DataFrame, weight: Callable[[Column], Column],
+               since: datetime | None = None) -> Callable[[DataFrame], DataFrame]:
+    """Per user: the ``weight(age_days)``-weighted mean embedding of their reviews and comments in [since, as_of)."""
+    def apply(social: DataFrame) -> DataFrame:
+        age_days = (F.lit(as_of).cast("double") - F.col("ts").cast("double")) / SECONDS_PER_DAY
+        window = before(as_of) if since is None else before(as_of) & (F.col("ts") >= F.lit(since))
+        written = (social.filter(window & F.col("kind").isin(*TEXT_KINDS)).transform(with_text_keys())
+                   .join(embeddings, "text_sha256").withColumn("weight", weight(age_days)))
+        return (written.select("user_id", "weight", "embedding").groupBy("user_id")
+                .applyInPandas(_mean_per_user(name), VECTOR_SCHEMA.format(name=name)))
+    return apply
+
+
 def text_vectors(as_of: datetime, half_life_days: float, embeddings: DataFrame) -> Callable[[DataFrame], DataFrame]:
     """Per user: the recency-weighted mean embedding of their reviews and comments.
 
     A text written ``a`` days before ``as_of`` weighs 0.5 ** (a / half_life_days).
     ``embeddings`` has text_sha256 and embedding.
     """
-    def apply(social: DataFrame) -> DataFrame:
-        age_days = (F.lit(as_of).cast("double") - F.col("ts").cast("double")) / SECONDS_PER_DAY
-        written = (social.filter(before(as_of) & F.col("kind").isin(*TEXT_KINDS)).transform(with_text_keys())
-                   .join(embeddings, "text_sha256")
-                   .withColumn("weight", F.pow(F.lit(0.5), age_days / half_life_days)))
-        return (written.select("user_id", "weight", "embedding").groupBy("user_id")
-                .applyInPandas(_mean_per_user("text_vector"), VECTOR_SCHEMA.format(name="text_vector")))
-    return apply
+    return _text_mean("text_vector", as_of, embeddings, lambda age: F.pow(F.lit(0.5), age / half_life_days))
+
+
+def recent_text_vectors(as_of: datetime, days: int, embeddings: DataFrame) -> Callable[[DataFrame], DataFrame]:
+    """Per user: the plain mean embedding of the reviews and comments of the last ``days`` days.
+
+    Kept beside the long-memory ``text_vector`` because a fresh signal (a comment saying the user is
+    about to buy) is one text among many there; here it is one among a few.
+    """
+    return _text_mean("recent_text_vector", as_of, embeddings, lambda age: F.lit(1.0),
+                      since=as_of - timedelta(days=days))
 
 
 def title_vectors(items: DataFrame, embeddings: DataFrame) -> DataFrame:

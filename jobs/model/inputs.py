@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 
 EVENT_TABLES = ("transactions", "browse", "social")
 TEXT_DIM = 384
+TEXT_VECTORS = ("text_vector", "recent_text_vector")  # concatenated into the model's text input
 
 # Heavy-tailed counts and amounts enter as log1p; rates and shares as they are.
 LOG_COLUMNS = ["frequency", "monetary", "avg_order_value", "recency_days", "top_category_weight", "median_unit_price",
@@ -85,8 +86,9 @@ def model_inputs(spec: InputSpec) -> Callable[[DataFrame], DataFrame]:
     def apply(profiles: DataFrame) -> DataFrame:
         tenure = (F.col("as_of").cast("double") - F.col("signup_ts").cast("double")) / 86_400.0
         return (profiles.withColumn("tenure_days", tenure)
-                .select("user_id", behaviour_vector(spec).alias("behaviour"), _vector_or_zeros("text_vector")
-                        .alias("text"), _vector_or_zeros("interest_vector").alias("interest")))
+                .select("user_id", behaviour_vector(spec).alias("behaviour"),
+                        F.concat(*[_vector_or_zeros(c) for c in TEXT_VECTORS]).alias("text"),
+                        _vector_or_zeros("interest_vector").alias("interest")))
     return apply
 
 

@@ -14,10 +14,15 @@ SPEND_TIERS = ("none", "low", "mid", "high")
 @dataclass(frozen=True)
 class NetworkShape:
     n_behaviour: int
-    text_dim: int
+    text_dim: int           # one text vector's width
     n_categories: int
     embedding_dim: int = 64
     hidden_dim: int = 256
+    n_text_vectors: int = 1  # how many text vectors the text input concatenates
+
+    @property
+    def text_width(self) -> int:
+        return self.n_text_vectors * self.text_dim
 
 
 class UserModel(nn.Module):
@@ -34,7 +39,7 @@ class UserModel(nn.Module):
         self.shape = shape
         self.register_buffer("mean", torch.zeros(shape.n_behaviour))
         self.register_buffer("std", torch.ones(shape.n_behaviour))
-        width = shape.n_behaviour + 2 * shape.text_dim
+        width = shape.n_behaviour + shape.text_width + shape.text_dim
         self.tower = nn.Sequential(nn.Linear(width, shape.hidden_dim), nn.ReLU(),
                                    nn.Linear(shape.hidden_dim, shape.hidden_dim), nn.ReLU(),
                                    nn.Linear(shape.hidden_dim, shape.embedding_dim))

@@ -18,8 +18,8 @@ from conf import Config
 from jobs.features.profiles import build_profiles
 from jobs.features.text_vectors import VectorLookup
 from jobs.model.evaluate import METHODS, held_out, metrics, mllib_scores, rfm_rule_scores
-from jobs.model.inputs import (TEXT_DIM, InputSpec, category_vocabulary, holdout_flag, horizon_labels, model_inputs,
-                               point_in_time)
+from jobs.model.inputs import (TEXT_DIM, TEXT_VECTORS, InputSpec, category_vocabulary, holdout_flag, horizon_labels,
+                               model_inputs, point_in_time)
 from jobs.model.network import ModelBundle, NetworkShape
 from jobs.model.score import predict, with_model_scores
 from jobs.model.segments import SegmentModel, assign_segments, describe_segments, fit_segments
@@ -102,7 +102,7 @@ def train_stage(cfg: Config, spark: SparkSession, wh: Warehouse, snapshot: Snaps
     local = _local_mode(cfg, spark)
     shape = NetworkShape(n_behaviour=len(snapshot.spec.names()), text_dim=TEXT_DIM,
                          n_categories=len(snapshot.spec.categories), embedding_dim=m.embedding_dim,
-                         hidden_dim=m.hidden_dim)
+                         hidden_dim=m.hidden_dim, n_text_vectors=len(TEXT_VECTORS))
     settings = TrainSettings(files=tuple(wh.files("training_snapshot")), checkpoint_dir="", shape=shape,
                              epochs=m.epochs, batch_size=m.batch_size, learning_rate=m.learning_rate,
                              weight_decay=m.weight_decay, seed=m.seed, use_gpu=_use_gpu(cfg, spark, local))

@@ -88,6 +88,14 @@ class DeltaRsStore:
                                 commit_properties=_commit_properties(run_id))
          .when_matched_update_all().when_not_matched_insert_all().execute())
 
+    def vacuum(self, path: str) -> list[str]:
+        """Delete every file the current version does not use (zero retention; ``full`` also takes strays)."""
+        return DeltaTable(path).vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False, full=True)
+
+    def history(self, path: str) -> list[dict]:
+        return [{"version": h.get("version"), "timestamp": h.get("timestamp"), "operation": h.get("operation"),
+                 "run_id": h.get("portrait.run_id")} for h in DeltaTable(path).history()]
+
     def _stage_files(self, path: str, df: DataFrame, partition_by: list[str]) -> list[AddAction]:
         """Executors write parquet into a staging dir; move the files into the table and describe them."""
         staging = os.path.join(path, STAGING_DIR, uuid.uuid4().hex)

@@ -52,6 +52,21 @@ class DeltaSparkStore:
             writer = writer.mode("overwrite").option("replaceWhere", f"{partition_by[0]} IN ({values})")
         writer.save(path)
 
+    def vacuum(self, path: str) -> list[str]:
+        """Delete every file the current version does not use (zero retention).
+
+        delta-spark's API does not say which files went, so this returns an empty list.
+        """
+        self.spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
+        self._delta_table.forPath(self.spark, path).vacuum(0.0)
+        return []
+
+    def history(self, path: str) -> list[dict]:
+        rows = self._delta_table.forPath(self.spark, path).history().collect()
+        return [{"version": r["version"], "timestamp": int(r["timestamp"].timestamp() * 1000),
+                 "operation": r["operation"], "run_id": json.loads(r["userMetadata"] or "{}").get("portrait.run_id")}
+                for r in rows]
+
     def merge(self, path: str, df: DataFrame, schema: StructType, keys: tuple[str, ...],
               run_id: str | None = None) -> None:
         if not self.exists(path):

@@ -80,6 +80,14 @@ class Warehouse:
     def version(self, name: str) -> int:
         return self.store.version(self.path(name))
 
+    def vacuum(self, name: str) -> list[str]:
+        """Delete the files no current row lives in (after an erasure); returns them."""
+        return self.store.vacuum(self.path(name))
+
+    def history(self, name: str) -> list[dict]:
+        """The table's commits, newest first: version, timestamp (ms), operation and Portrait's run_id."""
+        return self.store.history(self.path(name))
+
     def overwrite(self, name: str, df: DataFrame, run_id: str | None = None) -> None:
         self._write(name, df, "overwrite", None, run_id)
 
