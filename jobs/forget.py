@@ -68,13 +68,14 @@ def rewrite_without(wh: Warehouse, table: str, drop: Column, run_id: str) -> int
     df = wh.read(table)
     spec = wh.spec(table)
     if spec.partition_by:
-        hit = [r[0] for r in df.filter(drop).select(spec.partition_by[0]).distinct().collect()]
-        if not hit:
+        # One scan finds both the partitions to rewrite and how many rows leave them.
+        per_partition = df.filter(drop).groupBy(spec.partition_by[0]).count().collect()
+        if not per_partition:
             return 0
-        part = F.col(spec.partition_by[0]).isin(hit)
-        removed = df.filter(part & drop).count()
-        wh.overwrite_partitions(table, df.filter(part & ~drop).localCheckpoint(), hit, run_id=run_id)
-        return removed
+        hit = [r[0] for r in per_partition]
+        wh.overwrite_partitions(table, df.filter(F.col(spec.partition_by[0]).isin(hit) & ~drop).localCheckpoint(),
+                                hit, run_id=run_id)
+        return sum(r[1] for r in per_partition)
     removed = df.filter(drop).count()
     if removed:
         wh.overwrite(table, df.filter(~drop).localCheckpoint(), run_id=run_id)

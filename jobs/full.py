@@ -14,7 +14,7 @@ from jobs.embed import embed_stage
 from jobs.privacy import ingest_privacy
 from jobs.features.profiles import build_profiles
 from jobs.frames import conform
-from jobs.model.stages import model_stages
+from jobs.model.stages import ModelOutputs, model_stages
 from jobs.features.text_vectors import VectorLookup, title_vectors
 from jobs.inputs import midnight_after_latest_event, read_inputs
 from jobs.runs import RunRecorder, utc_now, write_run
@@ -53,6 +53,57 @@ def validate(tagged: dict[str, DataFrame], cfg: Config, run_id: str, at: datetim
     return clean, quarantine, ValidationReport.from_counts(counts)
 
 
+def read_and_validate(cfg: Config, wh: Warehouse, env: Mapping[str, str] | None, rec: RunRecorder
+                      ) -> tuple[dict[str, DataFrame], DataFrame, ValidationReport]:
+    """Read the inputs, pseudonymise them, and split each into clean rows and quarantine (with counts)."""
+    private = ingest_privacy(cfg.privacy, env, rec)  # strict mode without a key stops here, first
+    with rec.stage("read") as st:
+        raw, absent = read_inputs(wh, cfg.inputs)
+        raw = {t: df.transform(private) for t, df in raw.items()}
+        st.rows_out = len(raw)
+    with rec.stage("validate") as st:
+        tagged = {t: df.persist(StorageLevel.MEMORY_AND_DISK) for t, df in tag_inputs(raw, cfg.validation).items()}
+        clean, quarantine, report = validate(tagged, cfg, rec.run_id, rec.started_at)
+        st.rows_in, st.rows_out = sum(report.rows_in.values()), sum(report.rows_clean.values())
+        rec.rows_in.update(report.rows_in)
+        rec.rows_quarantined.update(report.rows_quarantined)
+        for table, reasons in report.by_reason.items():
+            for reason, n in reasons.items():
+                rec.console.print("  " + quarantine_message(table, reason, n, report.rows_in[table], cfg.validation))
+        for table in absent:
+            rec.console.print(f"  {table}: table absent; features that need it are null")
+    return clean, quarantine, report
+
+
+def embed_and_titles(cfg: Config, wh: Warehouse, clean: dict[str, DataFrame], rec: RunRecorder
+                     ) -> tuple[DataFrame, VectorLookup]:
+    """Embed every text not in the cache; return the embeddings and the catalogue's title vectors."""
+    with rec.stage("embed") as st:
+        embeddings, counts = embed_stage(wh, cfg.embedding, clean["social"], clean["items"], rec.run_id)
+        st.rows_in, st.rows_out = counts.texts, counts.embedded
+        rec.rows_out.update({"texts_embedded": counts.embedded, "texts_from_cache": counts.from_cache})
+        # The catalogue's title vectors go to every worker for the interest vectors.
+        titles = VectorLookup.from_rows([(r.item_id, r.embedding) for r in
+                                         title_vectors(clean["items"], embeddings).collect()])
+    return embeddings, titles
+
+
+def write_outputs(wh: Warehouse, rec: RunRecorder, profiles: DataFrame, labels: DataFrame, quarantine: DataFrame,
+                  model: ModelOutputs | None, report: ValidationReport) -> None:
+    """One commit per output table, each tagged with the run id."""
+    with rec.stage("write") as st:
+        wh.overwrite("profiles", profiles.transform(conform(wh.spec("profiles").schema, "profiles")),
+                     run_id=rec.run_id)
+        wh.overwrite("labels", labels, run_id=rec.run_id)
+        wh.append("quarantine", quarantine, run_id=rec.run_id)
+        if model is not None:
+            wh.overwrite("segments", model.segments, run_id=rec.run_id)
+            wh.append("model_metrics", model.metrics, run_id=rec.run_id)
+        rec.rows_out.update({t: wh.count(t) for t in ("profiles", "labels")})
+        rec.rows_out["quarantine"] = sum(report.rows_quarantined.values())
+        st.rows_out = sum(rec.rows_out[t] for t in ("profiles", "labels", "quarantine"))
+
+
 def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = None,
              env: Mapping[str, str] | None = None) -> RunSummary:
     """Read inputs, validate, build features and tags, write profiles, labels and quarantine.
@@ -63,36 +114,13 @@ def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = No
     wh = open_warehouse(cfg, spark)
     rec.details["engine"] = wh.engine
     try:
-        private = ingest_privacy(cfg.privacy, env, rec)  # strict mode without a key stops here, first
-        with rec.stage("read") as st:
-            raw, absent = read_inputs(wh, cfg.inputs)
-            raw = {t: df.transform(private) for t, df in raw.items()}
-            st.rows_out = len(raw)
-        with rec.stage("validate") as st:
-            tagged = {t: df.persist(StorageLevel.MEMORY_AND_DISK) for t, df in tag_inputs(raw, cfg.validation).items()}
-            clean, quarantine, report = validate(tagged, cfg, rec.run_id, rec.started_at)
-            st.rows_in, st.rows_out = sum(report.rows_in.values()), sum(report.rows_clean.values())
-            rec.rows_in.update(report.rows_in)
-            rec.rows_quarantined.update(report.rows_quarantined)
-            for table, reasons in report.by_reason.items():
-                for reason, n in reasons.items():
-                    rec.console.print("  " + quarantine_message(table, reason, n, report.rows_in[table], cfg.validation))
-            for table in absent:
-                rec.console.print(f"  {table}: table absent; features that need it are null")
+        clean, quarantine, report = read_and_validate(cfg, wh, env, rec)
         as_of = cfg.as_of or midnight_after_latest_event(clean)
         rec.details["as_of"] = as_of.isoformat()
         rec.partitions = sorted({str(r[0]) for t in EVENT_TABLES for r in clean[t].select("dt").distinct().collect()})
         present = {t for t in EVENT_TABLES if report.rows_clean.get(t, 0) > 0}
         gaps = DataGaps(browse_missing="browse" not in present, social_missing="social" not in present)
-        embeddings = titles = None
-        if cfg.embedding.enabled:
-            with rec.stage("embed") as st:
-                embeddings, counts = embed_stage(wh, cfg.embedding, clean["social"], clean["items"], rec.run_id)
-                st.rows_in, st.rows_out = counts.texts, counts.embedded
-                rec.rows_out.update({"texts_embedded": counts.embedded, "texts_from_cache": counts.from_cache})
-                # The catalogue's title vectors go to every worker for the interest vectors.
-                titles = VectorLookup.from_rows([(r.item_id, r.embedding) for r in
-                                                 title_vectors(clean["items"], embeddings).collect()])
+        embeddings, titles = embed_and_titles(cfg, wh, clean, rec) if cfg.embedding.enabled else (None, None)
         with rec.stage("features") as st:
             profiles = build_profiles(cfg, as_of, rec.started_at, present, embeddings, titles)(clean)
             # Materialise and cut the lineage: later stages (scoring, segments) build on it many times.
@@ -103,17 +131,7 @@ def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = No
         if cfg.model.enabled:
             model = model_stages(cfg, spark, wh, clean, profiles, as_of, present, embeddings, titles, rec)
             profiles, labels = model.profiles, labels.unionByName(model.labels)
-        with rec.stage("write") as st:
-            wh.overwrite("profiles", profiles.transform(conform(wh.spec("profiles").schema, "profiles")),
-                         run_id=rec.run_id)
-            wh.overwrite("labels", labels, run_id=rec.run_id)
-            wh.append("quarantine", quarantine, run_id=rec.run_id)
-            if model is not None:
-                wh.overwrite("segments", model.segments, run_id=rec.run_id)
-                wh.append("model_metrics", model.metrics, run_id=rec.run_id)
-            rec.rows_out.update({t: wh.count(t) for t in ("profiles", "labels")})
-            rec.rows_out["quarantine"] = sum(report.rows_quarantined.values())
-            st.rows_out = sum(rec.rows_out[t] for t in ("profiles", "labels", "quarantine"))
+        write_outputs(wh, rec, profiles, labels, quarantine, model, report)
         write_run(wh, rec, "succeeded")
         rec.console.print(rec.summary())
         return RunSummary(rec.run_id, as_of, report, dict(rec.rows_out))

@@ -7,7 +7,7 @@ from pyspark.sql import functions as F
 
 from conf import EmbeddingConf
 from jobs.embed import embed_column, embed_settings
-from jobs.features.text_vectors import (VectorLookup, interest_vectors, recent_text_vectors, text_vectors,
+from jobs.features.text_vectors import (VectorLookup, interest_vectors, text_vectors,
                                         texts_to_embed, title_vectors)
 from schemas.events import BROWSE, TRANSACTIONS
 from schemas.items import ITEMS
@@ -114,12 +114,13 @@ def test_text_vector_is_recency_weighted_and_null_safe(spark):
         ("u2", "i1", "like", None, None, ts(30), ts(30).date())], SOCIAL)
     sha = {t: __import__("hashlib").sha256(t.encode()).hexdigest() for t in "ab"}
     emb = spark.createDataFrame([(sha["a"], [1.0, 0.0]), (sha["b"], [0.0, 1.0])], "text_sha256 string, embedding array<float>")
-    out = by_user(social.transform(text_vectors(AS_OF, 1.0, emb)))
+    out = by_user(social.transform(text_vectors(AS_OF, 1.0, 7, emb)))
     wa, wb = 0.5, 0.5 ** 31
     assert out["u1"]["text_vector"] == pytest.approx([wa / (wa + wb), wb / (wa + wb)], rel=1e-6)
-    assert "u2" not in out  # no texts: the profile's column stays null
-    recent = by_user(social.transform(recent_text_vectors(AS_OF, 7, emb)))
-    assert list(recent) == ["u1"] and recent["u1"]["recent_text_vector"] == [1.0, 0.0]  # 31-day-old text is out
+    assert out["u1"]["recent_text_vector"] == [1.0, 0.0]  # the 31-day-old text is out of the 7 days
+    assert "u2" not in out  # no texts: the profile's columns stay null
+    older = by_user(social.transform(text_vectors(AS_OF, 1.0, 0, emb)))
+    assert older["u1"]["recent_text_vector"] is None and older["u1"]["text_vector"] == out["u1"]["text_vector"]
 
 
 def test_interest_vector_weights_event_kinds(spark):

@@ -14,8 +14,7 @@ from jobs.features.affinity import affinity_features, interactions, price_band_f
 from jobs.features.conversion import conversion_features, sessionize
 from jobs.features.rfm import rfm_features
 from jobs.features.social import social_features
-from jobs.features.text_vectors import (VectorLookup, interest_vectors, recent_text_vectors,
-                                       text_vectors)
+from jobs.features.text_vectors import VectorLookup, interest_vectors, text_vectors
 from jobs.features.time_patterns import time_pattern_features
 from jobs.frames import conform
 from schemas.profiles import profiles_schema
@@ -81,8 +80,7 @@ def build_profiles(cfg: Config, as_of: datetime, updated_at: datetime, present: 
         ]
         if embeddings is not None:
             e = cfg.embedding
-            features += [social.transform(text_vectors(as_of, e.text_half_life_days, embeddings)),
-                         social.transform(recent_text_vectors(as_of, e.recent_text_days, embeddings)),
+            features += [social.transform(text_vectors(as_of, e.text_half_life_days, e.recent_text_days, embeddings)),
                          interest_vectors(e.interest_weights, as_of, titles)(browse, tx)]
         zero = [c for table in present for c in COUNT_COLUMNS.get(table, [])] + COUNT_COLUMNS["events"]
         if "transactions" in present:

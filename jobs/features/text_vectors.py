@@ -42,16 +42,18 @@ def texts_to_embed(social: DataFrame, items: DataFrame) -> DataFrame:
 
 
 VECTOR_SCHEMA = "user_id string, {name} array<float>"
+TEXT_VECTORS_SCHEMA = "user_id string, text_vector array<float>, recent_text_vector array<float>"
 
 
-def _mean_per_user(name: str):
-    """pandas: one user's rows (weight, embedding) -> their weighted mean vector."""
-    def apply(rows: pd.DataFrame) -> pd.DataFrame:
-        weights = rows["weight"].to_numpy(dtype=np.float64)
-        vectors = np.stack(rows["embedding"].to_numpy()).astype(np.float64)
-        mean = (weights[:, None] * vectors).sum(axis=0) / weights.sum()
-        return pd.DataFrame({"user_id": [rows["user_id"].iloc[0]], name: [mean.astype(np.float32)]})
-    return apply
+def _text_means(rows: pd.DataFrame) -> pd.DataFrame:
+    """pandas: one user's (weight, recent, embedding) rows -> the weighted mean and the mean of the recent rows."""
+    vectors = np.stack(rows["embedding"].to_numpy()).astype(np.float64)
+    weights = rows["weight"].to_numpy(dtype=np.float64)
+    recent = rows["recent"].to_numpy(dtype=bool)
+    mean = (weights[:, None] * vectors).sum(axis=0) / weights.sum()
+    recent_mean = vectors[recent].mean(axis=0).astype(np.float32) if recent.any() else None
+    return pd.DataFrame({"user_id": [rows["user_id"].iloc[0]], "text_vector": [mean.astype(np.float32)],
+                         "recent_text_vector": [recent_mean]})
 
 
 @dataclass(frozen=True)
@@ -92,36 +94,28 @@ def _sum_per_user(name: str, lookup: VectorLookup):
     return apply
 
 
-def _text_mean(name: str, as_of: datetime, embeddings: DataFrame, weight: Callable[[Column], Column],
-               since: datetime | None = None) -> Callable[[DataFrame], DataFrame]:
-    """Per user: the ``weight(age_days)``-weighted mean embedding of their reviews and comments in [since, as_of)."""
+def text_vectors(as_of: datetime, half_life_days: float, recent_days: int,
+                 embeddings: DataFrame) -> Callable[[DataFrame], DataFrame]:
+    """Per user, from their reviews and comments before ``as_of``, in one pass over the texts:
+
+    - ``text_vector``: the recency-weighted mean embedding; a text written ``a`` days before ``as_of``
+      weighs 0.5 ** (a / half_life_days);
+    - ``recent_text_vector``: the plain mean embedding of the last ``recent_days`` days, null when
+      there are none. It is kept beside the long-memory vector because a fresh signal (a comment
+      saying the user is about to buy) is one text among many there; here it is one among a few.
+
+    ``embeddings`` has text_sha256 and embedding. Users with no embedded text get no row.
+    """
+    since = F.lit(as_of - timedelta(days=recent_days))
+
     def apply(social: DataFrame) -> DataFrame:
         age_days = (F.lit(as_of).cast("double") - F.col("ts").cast("double")) / SECONDS_PER_DAY
-        window = before(as_of) if since is None else before(as_of) & (F.col("ts") >= F.lit(since))
-        written = (social.filter(window & F.col("kind").isin(*TEXT_KINDS)).transform(with_text_keys())
-                   .join(embeddings, "text_sha256").withColumn("weight", weight(age_days)))
-        return (written.select("user_id", "weight", "embedding").groupBy("user_id")
-                .applyInPandas(_mean_per_user(name), VECTOR_SCHEMA.format(name=name)))
+        written = (social.filter(before(as_of) & F.col("kind").isin(*TEXT_KINDS)).transform(with_text_keys())
+                   .join(embeddings, "text_sha256"))
+        return (written.select("user_id", F.pow(F.lit(0.5), age_days / half_life_days).alias("weight"),
+                               (F.col("ts") >= since).alias("recent"), "embedding")
+                .groupBy("user_id").applyInPandas(_text_means, TEXT_VECTORS_SCHEMA))
     return apply
-
-
-def text_vectors(as_of: datetime, half_life_days: float, embeddings: DataFrame) -> Callable[[DataFrame], DataFrame]:
-    """Per user: the recency-weighted mean embedding of their reviews and comments.
-
-    A text written ``a`` days before ``as_of`` weighs 0.5 ** (a / half_life_days).
-    ``embeddings`` has text_sha256 and embedding.
-    """
-    return _text_mean("text_vector", as_of, embeddings, lambda age: F.pow(F.lit(0.5), age / half_life_days))
-
-
-def recent_text_vectors(as_of: datetime, days: int, embeddings: DataFrame) -> Callable[[DataFrame], DataFrame]:
-    """Per user: the plain mean embedding of the reviews and comments of the last ``days`` days.
-
-    Kept beside the long-memory ``text_vector`` because a fresh signal (a comment saying the user is
-    about to buy) is one text among many there; here it is one among a few.
-    """
-    return _text_mean("recent_text_vector", as_of, embeddings, lambda age: F.lit(1.0),
-                      since=as_of - timedelta(days=days))
 
 
 def title_vectors(items: DataFrame, embeddings: DataFrame) -> DataFrame:

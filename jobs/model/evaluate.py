@@ -78,29 +78,32 @@ def rfm_rule_scores(categories: tuple[str, ...]):
     return apply
 
 
-def _logistic(train: DataFrame, test: DataFrame, label: str, seed: int) -> DataFrame:
+def _logistic(train: DataFrame, test: DataFrame, label: str) -> DataFrame:
+    # L-BFGS from a zero start: deterministic, so no seed.
     lr = LogisticRegression(featuresCol="scaled", labelCol=label, maxIter=50, regParam=0.001)
     model = lr.fit(train)
     return model.transform(test).select("user_id", vector_to_array("probability")[1].alias("p"))
 
 
-def mllib_scores(snapshot: DataFrame, n_categories: int, seed: int) -> DataFrame:
+def mllib_scores(snapshot: DataFrame, n_categories: int) -> DataFrame:
     """Logistic regression (Spark MLlib) per target on the standardised behavioural features only."""
     frame = snapshot.withColumn("features", array_to_vector("behaviour"))
     scaler = StandardScaler(inputCol="features", outputCol="scaled", withMean=True).fit(frame.filter(~F.col("holdout")))
     frame = scaler.transform(frame).withColumn("_churned", F.col("churned").cast("double")).withColumn(
         "_bought", F.col("bought").cast("double"))
     train, test = frame.filter(~F.col("holdout")).cache(), frame.filter(F.col("holdout")).cache()
-    out = (_logistic(train, test, "_bought", seed).withColumnRenamed("p", "propensity")
-           .join(_logistic(train, test, "_churned", seed).withColumnRenamed("p", "churn"), "user_id"))
+    out = (_logistic(train, test, "_bought").withColumnRenamed("p", "propensity")
+           .join(_logistic(train, test, "_churned").withColumnRenamed("p", "churn"), "user_id"))
+    # One job finds the categories with a positive training row (MLlib cannot fit a one-class label).
+    maxima = train.agg(*[F.max(F.col("categories")[i]) for i in range(n_categories)]).first() if n_categories else []
     per_category = []
     for i in range(n_categories):
         label = f"_cat{i}"
         with_label = lambda df: df.withColumn(label, F.col("categories")[i].cast("double"))  # noqa: E731
-        if train.filter(F.col("categories")[i] > 0).limit(1).count() == 0:
+        if not maxima[i]:
             per_category.append(test.select("user_id", F.lit(0.0).alias(label)))
             continue
-        per_category.append(_logistic(with_label(train), with_label(test), label, seed).withColumnRenamed("p", label))
+        per_category.append(_logistic(with_label(train), with_label(test), label).withColumnRenamed("p", label))
     for frame_i in per_category:
         out = out.join(frame_i, "user_id")
     labels = [f"_cat{i}" for i in range(n_categories)]

@@ -56,6 +56,8 @@ def fit_segments(scored: DataFrame, k_min: int, k_max: int, sample: int, seed: i
         silhouettes[k] = float(evaluator.evaluate(_pipeline(k, seed).fit(sampled).transform(sampled)))
     best = max(silhouettes, key=lambda k: (silhouettes[k], -k))
     pipeline = _pipeline(best, seed).fit(vectors)
+    if sampled is not vectors:
+        sampled.unpersist()
     vectors.unpersist()
     return SegmentModel(pipeline, best, silhouettes)
 

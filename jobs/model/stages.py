@@ -125,7 +125,7 @@ def evaluate_stage(cfg: Config, snapshot: Snapshot, trained: Trained) -> None:
     scores = {"model": model_scores}
     if cfg.model.baselines:
         scores["rfm_rule"] = snapshot.profiles_at_cutoff.transform(rfm_rule_scores(snapshot.spec.categories))
-        scores["mllib"] = mllib_scores(snapshot.table, n_cat, cfg.model.seed)
+        scores["mllib"] = mllib_scores(snapshot.table, n_cat)
     for method in METHODS:
         if method not in scores:
             continue

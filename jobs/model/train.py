@@ -53,11 +53,11 @@ def _open(uri: str) -> pq.ParquetFile:
 
 def read_shard(files: tuple[str, ...], rank: int, world: int) -> pa.Table:
     """This rank's row groups: every ``world``-th of the sorted (file, row group) list, starting at ``rank``."""
-    units = [(f, g) for f in sorted(files) for g in range(_open(f).num_row_groups)]
-    mine = units[rank::world]
-    tables = [_open(f).read_row_group(g) for f, g in mine]
+    opened = [_open(f) for f in sorted(files)]  # each file's footer is read once
+    units = [(pf, g) for pf in opened for g in range(pf.num_row_groups)]
+    tables = [pf.read_row_group(g) for pf, g in units[rank::world]]
     if not tables:
-        return _open(files[0]).schema_arrow.empty_table() if files else pa.table({})
+        return opened[0].schema_arrow.empty_table() if opened else pa.table({})
     return pa.concat_tables(tables)
 
 
