@@ -14,6 +14,7 @@ from conf import load_config, overlay_path
 from jobs.privacy import load_key, pseudonym
 from jobs.demo import land
 from jobs.full import open_warehouse, run_full
+from jobs.model.tracking import logged_losses
 from tests.helpers import by_user
 
 UTC = dt.timezone.utc
@@ -143,7 +144,8 @@ def test_taobao_model_trains_scores_segments_and_tags(taobao):
     auc = rows[("propensity_roc_auc", "model")]
     assert 0.0 <= auc.value <= 1.0 and 0 < auc.users < len(profiles)
     # What must hold on real data is that the network learns its training snapshot.
-    losses = training_losses(cfg)
+    job = [r for r in wh.read("runs").collect() if r.job == "full"][0]
+    losses = logged_losses(cfg.model, job.details["mlflow_run_id"])
     assert len(losses) == cfg.model.epochs and losses[-1] < losses[0], losses
     assert wh.count("segments") >= 2
     # The model's tags follow its scores exactly: which users pass a threshold depends on the trained
@@ -156,17 +158,6 @@ def test_taobao_model_trains_scores_segments_and_tags(taobao):
         assert ("likely_buyer" in tags[p.user_id]) == (p.purchase_propensity >= m.propensity_tag_min), p.user_id
         assert ("churn_risk" in tags[p.user_id]) == (p.churn_risk >= m.churn_tag_min), p.user_id
         assert f"segment:{p.segment_id}" in tags[p.user_id]
-
-
-def training_losses(cfg) -> list[float]:
-    """train_loss per epoch from the one MLflow run this fixture's job logged."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=cfg.model.tracking_uri)
-    (run,) = client.search_runs([client.get_experiment_by_name(cfg.model.experiment).experiment_id])
-    # MLflow 3 may list a step twice (the run's and its logged model's copy); one value per step.
-    per_step = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "train_loss")}
-    return [per_step[step] for step in sorted(per_step)]
 
 
 def test_taobao_truncated_and_malformed_lines_are_quarantined(spark, shared_data, tmp_path):

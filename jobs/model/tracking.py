@@ -36,3 +36,14 @@ def log_training(cfg: ModelConf, run_name: str, params: Mapping[str, object], hi
                              "recent_days": bundle.recent_days}, "input_spec.json")
             mlflow.pytorch.log_model(bundle.network(), name="model", serialization_format="pickle")
         return run.info.run_id
+
+
+def logged_losses(cfg: ModelConf, mlflow_run_id: str) -> list[float]:
+    """The ``train_loss`` a run logged, one value per epoch in order."""
+    from mlflow.tracking import MlflowClient
+
+    _prepare(cfg.tracking_uri)
+    history = MlflowClient(tracking_uri=cfg.tracking_uri).get_metric_history(mlflow_run_id, "train_loss")
+    # MLflow 3 can list a step twice (the run's copy and its logged model's); keep one value per step.
+    per_step = {m.step: m.value for m in history}
+    return [per_step[step] for step in sorted(per_step)]
