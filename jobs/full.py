@@ -12,16 +12,18 @@ from pyspark.sql import functions as F
 from conf import Config
 from jobs.embed import embed_stage
 from jobs.privacy import ingest_privacy
+from jobs.faults import fault_point
 from jobs.features.profiles import build_profiles
 from jobs.frames import conform
 from jobs.model.stages import ModelOutputs, model_stages
 from jobs.features.text_vectors import VectorLookup, title_vectors
 from jobs.inputs import midnight_after_latest_event, read_inputs
+from jobs.ledger import PROFILES_APP, StepPlan, already_committed, commit_step, plan_step
 from jobs.runs import RunRecorder, utc_now, write_run
 from jobs.storage import Warehouse
 from jobs.tags import DataGaps, rule_tags
 from jobs.validation import REASON, ValidationReport, clean_rows, quarantine_message, quarantine_rows, tag_inputs
-from schemas import TableSpec
+from schemas import INPUT_TABLES, TableSpec
 from schemas.profiles import profiles_schema
 
 EVENT_TABLES = ("transactions", "browse", "social")
@@ -88,17 +90,25 @@ def embed_and_titles(cfg: Config, wh: Warehouse, clean: dict[str, DataFrame], re
     return embeddings, titles
 
 
-def write_outputs(wh: Warehouse, rec: RunRecorder, profiles: DataFrame, labels: DataFrame, quarantine: DataFrame,
-                  model: ModelOutputs | None, report: ValidationReport) -> None:
-    """One commit per output table, each tagged with the run id."""
+def write_outputs(wh: Warehouse, rec: RunRecorder, plan: StepPlan, profiles: DataFrame, labels: DataFrame,
+                  quarantine: DataFrame, model: ModelOutputs | None, report: ValidationReport) -> None:
+    """One commit per output table, each tagged with the run id and the step; then the ledger commit.
+
+    A table that already holds the step (an earlier attempt died after writing it) is skipped, so a
+    rerun never appends the step's quarantine rows or metrics twice.
+    """
+    writes = [("profiles", wh.overwrite, profiles.transform(conform(wh.spec("profiles").schema, "profiles"))),
+              ("labels", wh.overwrite, labels), ("quarantine", wh.append, quarantine)]
+    if model is not None:
+        writes += [("segments", wh.overwrite, model.segments), ("model_metrics", wh.append, model.metrics)]
     with rec.stage("write") as st:
-        wh.overwrite("profiles", profiles.transform(conform(wh.spec("profiles").schema, "profiles")),
-                     run_id=rec.run_id)
-        wh.overwrite("labels", labels, run_id=rec.run_id)
-        wh.append("quarantine", quarantine, run_id=rec.run_id)
-        if model is not None:
-            wh.overwrite("segments", model.segments, run_id=rec.run_id)
-            wh.append("model_metrics", model.metrics, run_id=rec.run_id)
+        for table, write, df in writes:
+            if already_committed(wh, table, plan):
+                rec.console.print(f"  {table}: step {plan.step} was committed by an earlier attempt; skipped")
+                continue
+            write(table, df, run_id=rec.run_id, txn=plan.txn)
+            fault_point(f"after_write:{table}")
+        commit_step(wh, plan, rec.run_id, rec.started_at)
         rec.rows_out.update({t: wh.count(t) for t in ("profiles", "labels")})
         rec.rows_out["quarantine"] = sum(report.rows_quarantined.values())
         st.rows_out = sum(rec.rows_out[t] for t in ("profiles", "labels", "quarantine"))
@@ -114,6 +124,8 @@ def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = No
     wh = open_warehouse(cfg, spark)
     rec.details["engine"] = wh.engine
     try:
+        plan = plan_step(wh, PROFILES_APP, INPUT_TABLES, recompute=True)
+        rec.details["step"] = str(plan.step)
         clean, quarantine, report = read_and_validate(cfg, wh, env, rec)
         as_of = cfg.as_of or midnight_after_latest_event(clean)
         rec.details["as_of"] = as_of.isoformat()
@@ -131,7 +143,7 @@ def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = No
         if cfg.model.enabled:
             model = model_stages(cfg, spark, wh, clean, profiles, as_of, present, embeddings, titles, rec)
             profiles, labels = model.profiles, labels.unionByName(model.labels)
-        write_outputs(wh, rec, profiles, labels, quarantine, model, report)
+        write_outputs(wh, rec, plan, profiles, labels, quarantine, model, report)
         write_run(wh, rec, "succeeded")
         rec.console.print(rec.summary())
         return RunSummary(rec.run_id, as_of, report, dict(rec.rows_out))

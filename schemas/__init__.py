@@ -14,7 +14,7 @@ from schemas.embeddings import EMBEDDING_CACHE
 from schemas.events import BROWSE, TRANSACTIONS
 from schemas.items import ITEMS
 from schemas.model import MODEL_METRICS, SEGMENTS, TRAINING_SNAPSHOT
-from schemas.operations import QUARANTINE, RUNS
+from schemas.operations import PROCESSED_PARTITIONS, QUARANTINE, RUNS
 from schemas.profiles import LABELS, PROFILES, profiles_schema
 from schemas.social import SOCIAL
 from schemas.truth import GROUND_TRUTH
@@ -51,6 +51,7 @@ OUTPUT_TABLES: dict[str, TableSpec] = {
     "labels": TableSpec("labels", LABELS, ("user_id", "tag")),
     "quarantine": TableSpec("quarantine", QUARANTINE),
     "runs": TableSpec("runs", RUNS, ("run_id",)),
+    "processed_partitions": TableSpec("processed_partitions", PROCESSED_PARTITIONS),
     "ground_truth": TableSpec("ground_truth", GROUND_TRUTH, ("user_id",)),
     "training_snapshot": TableSpec("training_snapshot", TRAINING_SNAPSHOT, ("user_id",)),
     "segments": TableSpec("segments", SEGMENTS, ("segment_id",)),

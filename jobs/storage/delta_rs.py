@@ -10,16 +10,20 @@ import json
 import os
 import shutil
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import unquote
 
 import pyarrow.parquet as pq
-from deltalake import CommitProperties, DeltaTable
+from deltalake import CommitProperties, DeltaTable, Transaction
 from deltalake import Schema as DeltaSchema
+from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import AddAction, create_table_with_add_actions
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
+from jobs.storage.errors import AppTxn, ConcurrentCommit, refuse_if_committed
 from jobs.storage.schema_compat import arrow_schema
 
 STAGING_DIR = "_staging"  # Delta readers ignore paths that start with "_"
@@ -43,6 +47,9 @@ class DeltaRsStore:
     def files(self, path: str) -> list[str]:
         return list(DeltaTable(path).file_uris())
 
+    def committed_version(self, path: str, app_id: str) -> int | None:
+        return DeltaTable(path).transaction_version(app_id)
+
     def count(self, path: str) -> int:
         return DeltaTable(path).count()  # from the log's per-file record counts
 
@@ -57,15 +64,19 @@ class DeltaRsStore:
         return reader.parquet(*files).select(*schema.fieldNames())
 
     def write(self, path: str, df: DataFrame, schema: StructType, mode: str,
-              replace_partitions: list[str] | None = None, run_id: str | None = None) -> None:
+              replace_partitions: list[str] | None = None, run_id: str | None = None,
+              txn: AppTxn | None = None) -> None:
         """mode: 'overwrite' or 'append'. With replace_partitions, only those dt values are replaced."""
         partition_by = _partition_columns(schema)
         if replace_partitions is not None and not replace_partitions:
             return  # nothing to replace
+        # The snapshot the commit is checked against is taken before the executors write, so a run that
+        # commits the same step meanwhile is a concurrent winner that Delta's conflict check sees.
+        table = _snapshot_refusing(path, txn)
         actions = self._stage_files(path, df.select(*schema.fieldNames()), partition_by)
-        properties = _commit_properties(run_id)
+        properties = _commit_properties(run_id, txn)
         delta_schema = DeltaSchema.from_arrow(arrow_schema(schema))
-        if not self.exists(path):
+        if table is None:
             Path(path).mkdir(parents=True, exist_ok=True)
             create_table_with_add_actions(path, delta_schema, actions, mode="append",
                                           partition_by=partition_by or None, commit_properties=properties)
@@ -73,20 +84,23 @@ class DeltaRsStore:
         filters = None
         if replace_partitions is not None:
             mode, filters = "overwrite", [(partition_by[0], "in", sorted(replace_partitions))]
-        DeltaTable(path).create_write_transaction(actions, mode=mode, schema=delta_schema,
-                                                  partition_by=partition_by or None, partition_filters=filters,
-                                                  commit_properties=properties)
+        with _concurrent_commit(path, txn):
+            table.create_write_transaction(actions, mode=mode, schema=delta_schema,
+                                                      partition_by=partition_by or None, partition_filters=filters,
+                                                      commit_properties=properties)
 
     def merge(self, path: str, df: DataFrame, schema: StructType, keys: tuple[str, ...],
-              run_id: str | None = None) -> None:
+              run_id: str | None = None, txn: AppTxn | None = None) -> None:
         if not self.exists(path):
-            self.write(path, df, schema, mode="overwrite", run_id=run_id)
+            self.write(path, df, schema, mode="overwrite", run_id=run_id, txn=txn)
             return
+        table = _snapshot_refusing(path, txn)
         source = df.select(*schema.fieldNames()).toArrow().cast(arrow_schema(schema))
         predicate = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
-        (DeltaTable(path).merge(source, predicate, source_alias="s", target_alias="t",
-                                commit_properties=_commit_properties(run_id))
-         .when_matched_update_all().when_not_matched_insert_all().execute())
+        with _concurrent_commit(path, txn):
+            (table.merge(source, predicate, source_alias="s", target_alias="t",
+                                    commit_properties=_commit_properties(run_id, txn))
+             .when_matched_update_all().when_not_matched_insert_all().execute())
 
     def vacuum(self, path: str) -> list[str]:
         """Delete every file the current version does not use (zero retention; ``full`` also takes strays)."""
@@ -136,5 +150,30 @@ def _partition_values(relative_path: str) -> dict[str, str | None]:
     return values
 
 
-def _commit_properties(run_id: str | None) -> CommitProperties | None:
-    return CommitProperties(custom_metadata={"portrait.run_id": run_id}) if run_id else None
+def _commit_properties(run_id: str | None, txn: AppTxn | None = None) -> CommitProperties | None:
+    if not run_id and txn is None:
+        return None
+    return CommitProperties(custom_metadata={"portrait.run_id": run_id} if run_id else None,
+                            app_transactions=[Transaction(txn.app_id, txn.version)] if txn else None)
+
+
+def _snapshot_refusing(path: str, txn: AppTxn | None) -> DeltaTable | None:
+    """The table's current snapshot (None if there is no table yet), refusing a step it already holds."""
+    if not DeltaTable.is_deltatable(path):
+        return None
+    table = DeltaTable(path)
+    refuse_if_committed(Path(path).name, path, txn, table.transaction_version(txn.app_id) if txn else None)
+    return table
+
+
+@contextmanager
+def _concurrent_commit(path: str, txn: AppTxn | None) -> Iterator[None]:
+    """delta-rs rejects a commit whose app transaction a concurrent winner also wrote: say so plainly."""
+    try:
+        yield
+    except CommitFailedError as error:
+        if txn is None or "concurrent" not in str(error).lower():
+            raise
+        raise ConcurrentCommit(
+            f"{Path(path).name}: another run committed {txn.app_id} step {txn.version} to {path} while this "
+            f"run was writing it; this run stops without committing (delta-rs: {error})") from error

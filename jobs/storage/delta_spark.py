@@ -2,9 +2,16 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
+from typing import Iterator
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
+
+from jobs.storage.errors import AppTxn, ConcurrentCommit, refuse_if_committed
+
+# Delta's idempotent-write settings: DataFrameWriter options, and session settings for MERGE.
+TXN_SESSION_CONF = ("spark.databricks.delta.write.txnAppId", "spark.databricks.delta.write.txnVersion")
 
 
 class DeltaSparkStore:
@@ -28,6 +35,13 @@ class DeltaSparkStore:
     def files(self, path: str) -> list[str]:
         return list(self.spark.read.format("delta").load(path).inputFiles())
 
+    def committed_version(self, path: str, app_id: str) -> int | None:
+        # The Python API has no reader for app transactions. The tables are reader 1 / writer 2, so delta-rs
+        # reads the log (for object stores it takes the same credentials from the environment).
+        from deltalake import DeltaTable
+
+        return DeltaTable(path).transaction_version(app_id)
+
     def count(self, path: str) -> int:
         return self.spark.read.format("delta").load(path).count()
 
@@ -38,11 +52,19 @@ class DeltaSparkStore:
         return reader.load(path).select(*schema.fieldNames())
 
     def write(self, path: str, df: DataFrame, schema: StructType, mode: str,
-              replace_partitions: list[str] | None = None, run_id: str | None = None) -> None:
+              replace_partitions: list[str] | None = None, run_id: str | None = None,
+              txn: AppTxn | None = None) -> None:
         partition_by = [f.name for f in schema.fields if f.metadata.get("partition")]
+        # Delta would skip an already-committed step silently; say so instead. A step committed after this
+        # check fails Delta's own conflict check (ConcurrentTransactionException).
+        if txn is not None and self.exists(path):
+            refuse_if_committed(path.rstrip("/").rsplit("/", 1)[-1], path, txn,
+                                self.committed_version(path, txn.app_id))
         writer = df.select(*schema.fieldNames()).write.format("delta").mode(mode)
         if run_id:
             writer = writer.option("userMetadata", json.dumps({"portrait.run_id": run_id}))
+        if txn is not None:
+            writer = writer.option("txnAppId", txn.app_id).option("txnVersion", str(txn.version))
         if partition_by:
             writer = writer.partitionBy(*partition_by)
         if replace_partitions is not None:
@@ -50,7 +72,8 @@ class DeltaSparkStore:
                 return
             values = ", ".join(f"'{v}'" for v in sorted(replace_partitions))
             writer = writer.mode("overwrite").option("replaceWhere", f"{partition_by[0]} IN ({values})")
-        writer.save(path)
+        with _concurrent_commit(path, txn):
+            writer.save(path)
 
     def vacuum(self, path: str) -> list[str]:
         """Delete every file the current version does not use (zero retention).
@@ -68,11 +91,42 @@ class DeltaSparkStore:
                 for r in rows]
 
     def merge(self, path: str, df: DataFrame, schema: StructType, keys: tuple[str, ...],
-              run_id: str | None = None) -> None:
+              run_id: str | None = None, txn: AppTxn | None = None) -> None:
         if not self.exists(path):
-            self.write(path, df, schema, mode="overwrite", run_id=run_id)
+            self.write(path, df, schema, mode="overwrite", run_id=run_id, txn=txn)
             return
+        if txn is not None:
+            refuse_if_committed(path.rstrip("/").rsplit("/", 1)[-1], path, txn,
+                                self.committed_version(path, txn.app_id))
         condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
-        (self._delta_table.forPath(self.spark, path).alias("t")
-         .merge(df.select(*schema.fieldNames()).alias("s"), condition)
-         .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
+        merge = (self._delta_table.forPath(self.spark, path).alias("t")
+                 .merge(df.select(*schema.fieldNames()).alias("s"), condition)
+                 .whenMatchedUpdateAll().whenNotMatchedInsertAll())
+        with _concurrent_commit(path, txn), self._txn_session_conf(txn):
+            merge.execute()
+
+    @contextmanager
+    def _txn_session_conf(self, txn: AppTxn | None) -> Iterator[None]:
+        if txn is None:
+            yield
+            return
+        for key, value in zip(TXN_SESSION_CONF, (txn.app_id, str(txn.version))):
+            self.spark.conf.set(key, value)
+        try:
+            yield
+        finally:
+            for key in TXN_SESSION_CONF:
+                self.spark.conf.unset(key)
+
+
+@contextmanager
+def _concurrent_commit(path: str, txn: AppTxn | None) -> Iterator[None]:
+    """Delta's ConcurrentTransactionException, for a step another run committed first, said plainly."""
+    try:
+        yield
+    except Exception as error:
+        if txn is None or "ConcurrentTransaction" not in type(error).__name__ + str(error):
+            raise
+        raise ConcurrentCommit(
+            f"another run committed {txn.app_id} step {txn.version} to {path} while this run was writing it; "
+            f"this run stops without committing ({type(error).__name__})") from error

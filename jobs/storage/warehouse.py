@@ -14,7 +14,7 @@ from pyspark.sql import DataFrame, SparkSession
 from jobs.frames import conform
 from jobs.spark import delta_on_classpath
 from jobs.storage.delta_rs import DeltaRsStore
-from jobs.storage.errors import SchemaMismatch, TableNotFound
+from jobs.storage.errors import AppTxn, SchemaMismatch, TableNotFound
 from jobs.storage.schema_compat import schema_differences
 from schemas import TABLES, TableSpec
 
@@ -80,6 +80,10 @@ class Warehouse:
     def version(self, name: str) -> int:
         return self.store.version(self.path(name))
 
+    def committed_version(self, name: str, app_id: str) -> int | None:
+        """The last version of ``app_id`` committed to the table (a Delta app transaction), or None."""
+        return self.store.committed_version(self.path(name), app_id) if self.exists(name) else None
+
     def vacuum(self, name: str) -> list[str]:
         """Delete the files no current row lives in (after an erasure); returns them."""
         return self.store.vacuum(self.path(name))
@@ -88,31 +92,40 @@ class Warehouse:
         """The table's commits, newest first: version, timestamp (ms), operation and Portrait's run_id."""
         return self.store.history(self.path(name))
 
-    def overwrite(self, name: str, df: DataFrame, run_id: str | None = None) -> None:
-        self._write(name, df, "overwrite", None, run_id)
+    # ``txn``: commit an app transaction with the data. A table that already holds that version (or a
+    # later one) of the app refuses the write with ConcurrentCommit: a step is applied at most once.
 
-    def append(self, name: str, df: DataFrame, run_id: str | None = None) -> None:
-        self._write(name, df, "append", None, run_id)
+    def overwrite(self, name: str, df: DataFrame, run_id: str | None = None, txn: AppTxn | None = None) -> None:
+        self._write(name, df, "overwrite", None, run_id, txn)
+
+    def append(self, name: str, df: DataFrame, run_id: str | None = None, txn: AppTxn | None = None) -> None:
+        self._write(name, df, "append", None, run_id, txn)
 
     def overwrite_partitions(self, name: str, df: DataFrame, partitions: list[str],
-                             run_id: str | None = None) -> None:
+                             run_id: str | None = None, txn: AppTxn | None = None) -> None:
         """Replace exactly the given ``dt`` partitions with ``df``; other partitions stay."""
         if not self.spec(name).partition_by:
             raise ValueError(f"{name} is not partitioned")
-        self._write(name, df, "overwrite", [str(p) for p in partitions], run_id)
+        self._write(name, df, "overwrite", [str(p) for p in partitions], run_id, txn)
 
-    def merge(self, name: str, df: DataFrame, run_id: str | None = None) -> None:
+    def merge(self, name: str, df: DataFrame, run_id: str | None = None, txn: AppTxn | None = None) -> None:
         """Upsert ``df`` on the table's keys: matching rows are replaced, new rows inserted."""
         spec = self.spec(name)
         if not spec.keys:
             raise ValueError(f"{name} has no merge keys")
-        if self.exists(name):
-            self.check_schema(name)
-        self.store.merge(self.path(name), df.transform(conform(spec.schema, name)), spec.schema, spec.keys, run_id)
+        self._check_existing(name)
+        self.store.merge(self.path(name), df.transform(conform(spec.schema, name)), spec.schema, spec.keys,
+                         run_id, txn)
 
-    def _write(self, name: str, df: DataFrame, mode: str, replace: list[str] | None, run_id: str | None) -> None:
+    def _write(self, name: str, df: DataFrame, mode: str, replace: list[str] | None, run_id: str | None,
+               txn: AppTxn | None) -> None:
         spec = self.spec(name)
+        self._check_existing(name)
+        self.store.write(self.path(name), df.transform(conform(spec.schema, name)), spec.schema, mode, replace,
+                         run_id, txn)
+
+    def _check_existing(self, name: str) -> None:
+        # (The store itself refuses a step the table already holds, on the snapshot it commits against.)
         if self.exists(name):
             self.check_schema(name)
-        self.store.write(self.path(name), df.transform(conform(spec.schema, name)), spec.schema, mode, replace, run_id)
 

@@ -1,0 +1,161 @@
+"""The processed-partition ledger: which input partitions a job has already turned into outputs.
+
+A partition is named by its table and ``dt`` (``None`` for the unpartitioned users and items tables)
+and identified by the set of data files the input table's current Delta version holds for it. A new
+``dt`` has no ledger row. A partition that got late rows, or was rewritten (an erasure, a backfill),
+has a different file set than the one recorded, whatever its date says. Both are pending.
+
+The ledger is appended in the same step as the outputs it produced: each write of the step carries
+the step number as a Delta app transaction (:class:`jobs.storage.AppTxn`), and the ledger commit comes
+last. A rerun after a crash finds the step's ledger commit missing, redoes the step, and skips each
+output that already holds the step. Two runs that plan the same step cannot both commit it: Delta
+rejects the second ledger commit, and :func:`commit_step` says which run got there first.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Iterable, Literal
+
+from pyspark.sql import DataFrame
+
+from jobs.storage import AppTxn, ConcurrentCommit, Warehouse
+
+LEDGER = "processed_partitions"
+PROFILES_APP = "portrait-profiles"  # the app id of every job that writes profiles and labels
+PARTITION_PREFIX = "dt="
+
+Key = tuple[str, "date | None"]
+
+
+@dataclass(frozen=True)
+class PartitionFiles:
+    """One input partition as the input table's current version holds it."""
+
+    source_table: str
+    dt: date | None
+    files_fingerprint: str
+    file_count: int
+    table_version: int
+
+    @property
+    def key(self) -> Key:
+        return self.source_table, self.dt
+
+
+@dataclass(frozen=True)
+class PendingPartition:
+    partition: PartitionFiles
+    # changed: late rows, a rewrite or an erasure since it was processed; recomputed: a full recompute
+    # takes every partition again.
+    reason: Literal["new", "changed", "recomputed"]
+
+
+def fingerprint(files: Iterable[str]) -> str:
+    """SHA-256 of the sorted file names: Delta never rewrites a data file in place, so a new name is new data."""
+    return hashlib.sha256("\n".join(sorted(files)).encode()).hexdigest()
+
+
+def _dt_of(file: str) -> date | None:
+    for part in file.split("/")[:-1]:
+        if part.startswith(PARTITION_PREFIX) and part != PARTITION_PREFIX + "__HIVE_DEFAULT_PARTITION__":
+            return date.fromisoformat(part[len(PARTITION_PREFIX):])
+    return None
+
+
+def partitions_of(wh: Warehouse, table: str) -> list[PartitionFiles]:
+    """The table's partitions in its current Delta version, each with its file-set fingerprint."""
+    if not wh.exists(table):
+        return []
+    version = wh.version(table)
+    by_dt: dict[date | None, list[str]] = {}
+    for file in wh.files(table):
+        by_dt.setdefault(_dt_of(file), []).append(file.rsplit("/", 1)[-1])
+    return [PartitionFiles(table, dt, fingerprint(files), len(files), version)
+            for dt, files in sorted(by_dt.items(), key=lambda kv: (kv[0] is not None, kv[0] or date.min))]
+
+
+def processed(ledger_rows: Iterable) -> dict[Key, str]:
+    """The fingerprint each partition was last processed at (the row with the highest step wins)."""
+    latest: dict[Key, tuple[int, str]] = {}
+    for row in ledger_rows:
+        key = (row["source_table"], row["dt"])
+        if key not in latest or row["step"] > latest[key][0]:
+            latest[key] = (row["step"], row["files_fingerprint"])
+    return {key: fp for key, (_, fp) in latest.items()}
+
+
+def pending_partitions(current: Iterable[PartitionFiles], done: dict[Key, str]) -> list[PendingPartition]:
+    """The partitions never processed, and those whose files changed since they were."""
+    pending = []
+    for part in current:
+        if part.key not in done:
+            pending.append(PendingPartition(part, "new"))
+        elif done[part.key] != part.files_fingerprint:
+            pending.append(PendingPartition(part, "changed"))
+    return pending
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """What one step of a job will process: the step number and the partitions pending when it was planned."""
+
+    app_id: str
+    step: int
+    pending: list[PendingPartition]
+
+    @property
+    def txn(self) -> AppTxn:
+        return AppTxn(self.app_id, self.step)
+
+    def is_empty(self) -> bool:
+        return not self.pending
+
+
+def plan_step(wh: Warehouse, app_id: str, tables: Iterable[str], recompute: bool = False) -> StepPlan:
+    """The next step of ``app_id``: one past the last step the ledger committed, with what is pending.
+
+    With ``recompute`` (the full job), every current partition is pending. Plan before reading the
+    inputs: a file that lands in between is read but not recorded, so the next step takes it again.
+    """
+    last = wh.committed_version(LEDGER, app_id)
+    current = [p for table in tables for p in partitions_of(wh, table)]
+    if recompute:
+        return StepPlan(app_id, (last or 0) + 1, [PendingPartition(p, "recomputed") for p in current])
+    rows = wh.read(LEDGER).collect() if wh.exists(LEDGER) else []
+    return StepPlan(app_id, (last or 0) + 1, pending_partitions(current, processed(rows)))
+
+
+def already_committed(wh: Warehouse, table: str, plan: StepPlan) -> bool:
+    """Whether ``table`` already holds this step (a rerun after a crash skips it)."""
+    done = wh.committed_version(table, plan.app_id)
+    return done is not None and done >= plan.step
+
+
+def ledger_rows(plan: StepPlan, run_id: str, at: datetime) -> list[tuple]:
+    return [(p.partition.source_table, p.partition.dt, p.partition.files_fingerprint, p.partition.file_count,
+             p.partition.table_version, plan.step, run_id, at) for p in plan.pending]
+
+
+def commit_step(wh: Warehouse, plan: StepPlan, run_id: str, at: datetime) -> None:
+    """Append the step's partitions to the ledger, atomically with its app transaction: the step is done.
+
+    Raises :class:`ConcurrentCommit`, naming the run that committed the step, when another run did first.
+    """
+    rows: DataFrame = wh.spark.createDataFrame(ledger_rows(plan, run_id, at), wh.spec(LEDGER).schema)
+    try:
+        wh.append(LEDGER, rows, run_id=run_id, txn=plan.txn)
+    except ConcurrentCommit as error:
+        winner = _run_that_committed(wh, plan)
+        raise ConcurrentCommit(
+            f"{plan.app_id}: step {plan.step} was committed by run {winner or '(unknown)'} while run {run_id} "
+            f"was working on it; run {run_id} committed nothing to {LEDGER}. Rerun to process what is still "
+            f"pending.") from error
+
+
+def _run_that_committed(wh: Warehouse, plan: StepPlan) -> str | None:
+    if not wh.exists(LEDGER):
+        return None
+    winners = wh.read(LEDGER).filter(f"step = {plan.step}").select("run_id").distinct().collect()
+    return winners[0]["run_id"] if winners else None
