@@ -11,8 +11,11 @@ import torch
 from pyspark.sql import functions as F
 
 from conftest import portrait
+from jobs.ledger import LEDGER, PROFILES_APP, partitions_of, plan_step
 from jobs.model.evaluate import recall_at_k
 from jobs.model.inputs import InputSpec, horizon_labels, model_inputs, point_in_time
+from jobs.sql import run_sql
+from schemas import INPUT_TABLES
 from schemas.events import BROWSE, TRANSACTIONS
 from schemas.items import ITEMS
 from schemas.social import SOCIAL
@@ -267,3 +270,18 @@ def test_audiences_below_the_k_anonymity_floor_are_refused(demo_run, tmp_path, t
                        "--set", f"privacy.k_anonymity_floor={segment['size']}", cwd=demo_run.directory)
     assert allowed.returncode == 0, allowed.stderr[-2000:]
     assert len((tmp_path / "s.csv").read_text().splitlines()) == segment["size"] + 1
+
+
+def test_the_demo_is_one_committed_step_and_its_ledger_covers_every_input_partition(tables):
+    wh, run = tables
+    assert run["details"]["step"] == "1"
+    for table in ("profiles", "labels", "quarantine", "segments", "model_metrics", LEDGER):
+        assert wh.committed_version(table, PROFILES_APP) == 1, table
+    assert plan_step(wh, PROFILES_APP, INPUT_TABLES).is_empty()  # nothing left pending
+    # The README's query, as analysts run it through `portrait sql`.
+    last = run_sql(wh, "select source_table, dt, file_count, table_version from processed_partitions "
+                       "where step = (select max(step) from processed_partitions) order by source_table, dt")
+    taken = {(r.source_table, r.dt) for r in last.collect()}
+    expected = {(p.source_table, p.dt) for t in INPUT_TABLES for p in partitions_of(wh, t)}
+    assert taken == expected and {t for t, _ in taken} == set(INPUT_TABLES)
+    assert {t for t, dt in taken if dt is None} == {"users", "items"}
