@@ -1,25 +1,23 @@
 """A full run that dies between two writes, then reruns, ends in the tables of an uninterrupted run."""
 from __future__ import annotations
 
+import signal
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
+
+from conftest import portrait
 
 from jobs.faults import FAULT_ENV, InjectedFault
 from jobs.full import run_full
 from jobs.ledger import LEDGER, PROFILES_APP
 from jobs.storage import Warehouse
 from schemas import INPUT_TABLES
-from tests.test_validation import BAD_ROWS, CFG, bad_warehouse  # noqa: F401  (the fixture)
+from tests.test_validation import BAD_ROWS, CFG_SETTINGS, bad_warehouse, cfg_for  # noqa: F401  (the fixture)
 
 OUTPUTS = ("profiles", "labels", "quarantine")
-
-
-def _cfg(wh: Warehouse):
-    # Embedding is off: what is checked here is the commit sequence, and the cache is covered elsewhere.
-    return CFG.model_copy(update={"warehouse": CFG.warehouse.model_copy(update={"path": wh.root}),
-                                  "embedding": CFG.embedding.model_copy(update={"enabled": False})})
 
 
 def _copy_inputs(source: Warehouse, root: str) -> Warehouse:
@@ -29,20 +27,31 @@ def _copy_inputs(source: Warehouse, root: str) -> Warehouse:
     return copy
 
 
-def test_a_run_killed_after_a_write_resumes_to_the_uninterrupted_tables(spark, bad_warehouse, tmp_path,  # noqa: F811
+def test_runs_killed_between_writes_resume_to_the_uninterrupted_tables(spark, bad_warehouse, tmp_path,  # noqa: F811
                                                                          monkeypatch):
     reference = _copy_inputs(bad_warehouse, str(tmp_path / "reference"))
-    run_full(_cfg(reference), spark)
+    run_full(cfg_for(reference), spark)
+    cfg = cfg_for(bad_warehouse)
 
-    # Dies after its last output and before the ledger: the worst place, since quarantine is an append.
+    # 1. The real command, SIGKILLed after profiles and labels: no handler runs, no `runs` row is written.
+    monkeypatch.setenv(FAULT_ENV, "after_write:labels:kill")
+    settings = [x for s in CFG_SETTINGS + [f"warehouse.path={bad_warehouse.root}",
+                                            f"privacy.key_file={Path(cfg.privacy.key_file).resolve()}"]
+                for x in ("--set", s)]
+    killed = portrait("full", *settings, cwd=tmp_path)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert [bad_warehouse.committed_version(t, PROFILES_APP) for t in OUTPUTS] == [1, 1, None]
+
+    # 2. The rerun skips profiles and labels, appends quarantine, then dies before the ledger.
     monkeypatch.setenv(FAULT_ENV, "after_write:quarantine")
     with pytest.raises(InjectedFault):
-        run_full(_cfg(bad_warehouse), spark)
+        run_full(cfg, spark)
     assert all(bad_warehouse.committed_version(t, PROFILES_APP) == 1 for t in OUTPUTS)
     assert not bad_warehouse.exists(LEDGER)
 
+    # 3. The same step once more: every output is there, only the ledger commit is missing.
     monkeypatch.delenv(FAULT_ENV)
-    run_full(_cfg(bad_warehouse), spark)  # the same step again: every output is there, only the ledger is not
+    run_full(cfg, spark)
     assert bad_warehouse.committed_version(LEDGER, PROFILES_APP) == 1
     quarantined = Counter((r.source_table, r.reason) for r in bad_warehouse.read("quarantine").collect())
     assert quarantined == Counter({(t, reason): len(rows) for t, by in BAD_ROWS.items() for reason, rows in by.items()})

@@ -17,8 +17,11 @@ from jobs.validation import REASON, tag_inputs
 from schemas import INPUT_TABLES
 from tests.helpers import ts
 
-CFG = load_config(overrides=["spark.shuffle_partitions=2", "model.enabled=false", "as_of=2025-01-31T00:00:00Z",
-                             "validation.ts_min=2025-01-01T00:00:00Z", "validation.ts_max=2025-02-01T00:00:00Z"])
+# Embedding is off: these runs check validation and commits; the embed stage has its own tests.
+CFG_SETTINGS = ["spark.shuffle_partitions=2", "model.enabled=false", "embedding.enabled=false",
+                "as_of=2025-01-31T00:00:00Z", "validation.ts_min=2025-01-01T00:00:00Z",
+                "validation.ts_max=2025-02-01T00:00:00Z"]
+CFG = load_config(overrides=CFG_SETTINGS)
 D = dt.date(2025, 1, 10)
 T = ts(10)
 
@@ -100,17 +103,35 @@ GOOD = {"users": [GOOD_USER, ("u2", None, None, None, None, None, None, None)], 
         "social": [GOOD_SOCIAL, ("u2", None, "follow", None, None, T, D)]}
 
 
-@pytest.fixture
-def bad_warehouse(spark, warehouse):
+def write_bad_inputs(spark, warehouse):
     for table in INPUT_TABLES:
         rows = GOOD[table] + [r for bad in BAD_ROWS[table].values() for r in bad]
         warehouse.overwrite(table, frame(spark, table, rows))
     return warehouse
 
 
-def test_every_bad_row_is_quarantined_with_its_reason(spark, bad_warehouse):
-    cfg = CFG.model_copy(update={"warehouse": CFG.warehouse.model_copy(update={"path": bad_warehouse.root})})
-    summary = run_full(cfg, spark)
+def cfg_for(warehouse):
+    return CFG.model_copy(update={"warehouse": CFG.warehouse.model_copy(update={"path": warehouse.root})})
+
+
+@pytest.fixture
+def bad_warehouse(spark, warehouse):
+    return write_bad_inputs(spark, warehouse)
+
+
+@pytest.fixture(scope="module")
+def validated(spark, tmp_path_factory):
+    """One full run over the bad inputs, shared by the tests that only read its outputs."""
+    from jobs.storage import Warehouse
+
+    wh = write_bad_inputs(spark, Warehouse(str(tmp_path_factory.mktemp("validated") / "warehouse"), spark,
+                                           engine="delta-rs"))
+    return wh, run_full(cfg_for(wh), spark)
+
+
+def test_every_bad_row_is_quarantined_with_its_reason(validated):
+    bad_warehouse, summary = validated
+    cfg = cfg_for(bad_warehouse)
     quarantined = Counter((r.source_table, r.reason) for r in bad_warehouse.read("quarantine").collect())
     expected = Counter({(t, reason): len(rows) for t, by in BAD_ROWS.items() for reason, rows in by.items()})
     assert quarantined == expected
@@ -129,9 +150,9 @@ def test_every_bad_row_is_quarantined_with_its_reason(spark, bad_warehouse):
         pseudonym(u, key) for u in ("u1", "u2"))
 
 
-def test_quarantine_keeps_the_raw_row(spark, bad_warehouse):
-    cfg = CFG.model_copy(update={"warehouse": CFG.warehouse.model_copy(update={"path": bad_warehouse.root})})
-    run_full(cfg, spark)
+def test_quarantine_keeps_the_raw_row(validated):
+    bad_warehouse, _ = validated
+    cfg = cfg_for(bad_warehouse)
     quarantine = bad_warehouse.read("quarantine").collect()
     raw = [r.raw_row for r in quarantine if r.reason == "negative_amount"]
     user = pseudonym("u1", load_key(cfg.privacy.key_file, False, {}))
@@ -145,7 +166,7 @@ def test_quarantine_keeps_the_raw_row(spark, bad_warehouse):
 def test_missing_required_table_stops_before_any_output(spark, warehouse):
     warehouse.overwrite("users", frame(spark, "users", [GOOD_USER]))
     warehouse.overwrite("items", frame(spark, "items", [GOOD_ITEM]))
-    cfg = CFG.model_copy(update={"warehouse": CFG.warehouse.model_copy(update={"path": warehouse.root})})
+    cfg = cfg_for(warehouse)
     with pytest.raises(TableNotFound, match=r"transactions: table not found at .*transactions"):
         run_full(cfg, spark)
     assert not any(warehouse.exists(t) for t in ("profiles", "labels", "quarantine"))
@@ -159,7 +180,7 @@ def test_wrong_schema_stops_before_any_output(spark, bad_warehouse):
 
     write_deltalake(bad_warehouse.path("items"), pa.table({"item_id": ["i1"], "price": ["cheap"]}), mode="overwrite",
                     schema_mode="overwrite")
-    cfg = CFG.model_copy(update={"warehouse": CFG.warehouse.model_copy(update={"path": bad_warehouse.root})})
+    cfg = cfg_for(bad_warehouse)
     with pytest.raises(SchemaMismatch, match="items: .*column price is string, expected double"):
         run_full(cfg, spark)
     assert not any(bad_warehouse.exists(t) for t in ("profiles", "labels", "quarantine"))
