@@ -27,6 +27,7 @@ from schemas import INPUT_TABLES, TableSpec
 from schemas.profiles import profiles_schema
 
 EVENT_TABLES = ("transactions", "browse", "social")
+STEP_OUTPUTS = ("profiles", "labels", "quarantine", "segments", "model_metrics")  # written in this order
 
 
 @dataclass(frozen=True)
@@ -55,12 +56,12 @@ def validate(tagged: dict[str, DataFrame], cfg: Config, run_id: str, at: datetim
     return clean, quarantine, ValidationReport.from_counts(counts)
 
 
-def read_and_validate(cfg: Config, wh: Warehouse, env: Mapping[str, str] | None, rec: RunRecorder
-                      ) -> tuple[dict[str, DataFrame], DataFrame, ValidationReport]:
-    """Read the inputs, pseudonymise them, and split each into clean rows and quarantine (with counts)."""
+def read_and_validate(cfg: Config, wh: Warehouse, env: Mapping[str, str] | None, rec: RunRecorder,
+                      versions: dict[str, int] | None = None) -> tuple[dict[str, DataFrame], DataFrame, ValidationReport]:
+    """Read the inputs (at ``versions``), pseudonymise them, and split each into clean rows and quarantine."""
     private = ingest_privacy(cfg.privacy, env, rec)  # strict mode without a key stops here, first
     with rec.stage("read") as st:
-        raw, absent = read_inputs(wh, cfg.inputs)
+        raw, absent = read_inputs(wh, cfg.inputs, versions)
         raw = {t: df.transform(private) for t, df in raw.items()}
         st.rows_out = len(raw)
     with rec.stage("validate") as st:
@@ -124,9 +125,12 @@ def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = No
     wh = open_warehouse(cfg, spark)
     rec.details["engine"] = wh.engine
     try:
-        plan = plan_step(wh, PROFILES_APP, INPUT_TABLES, recompute=True)
+        plan = plan_step(wh, PROFILES_APP, INPUT_TABLES, recompute=True, outputs=STEP_OUTPUTS)
         rec.details["step"] = str(plan.step)
-        clean, quarantine, report = read_and_validate(cfg, wh, env, rec)
+        if plan.resumed:
+            rec.console.print(f"  step {plan.step}: resuming an attempt that died after writing some outputs; "
+                              f"reading the input versions it read ({plan.txn.inputs})")
+        clean, quarantine, report = read_and_validate(cfg, wh, env, rec, plan.versions)
         as_of = cfg.as_of or midnight_after_latest_event(clean)
         rec.details["as_of"] = as_of.isoformat()
         rec.partitions = sorted({str(r[0]) for t in EVENT_TABLES for r in clean[t].select("dt").distinct().collect()})

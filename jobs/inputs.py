@@ -10,20 +10,23 @@ from conf import InputsConf
 from jobs.storage import TableNotFound, Warehouse
 
 
-def read_inputs(wh: Warehouse, inputs: InputsConf) -> tuple[dict[str, DataFrame], list[str]]:
+def read_inputs(wh: Warehouse, inputs: InputsConf, versions: dict[str, int] | None = None
+                ) -> tuple[dict[str, DataFrame], list[str]]:
     """All input tables, and the names of optional tables that were absent (read as empty).
 
     Every table is checked (existence, schema) before anything is returned, so a bad
-    warehouse stops the job before it writes anything.
+    warehouse stops the job before it writes anything. ``versions`` pins tables to Delta versions
+    (a step reads what it planned); tables not named are read at their current version.
     """
+    versions = versions or {}
     missing = [t for t in inputs.required if not wh.exists(t)]
     if missing:
         raise TableNotFound("; ".join(
             f"{t}: table not found at {wh.path(t)}; run 'portrait generate' or point warehouse.path at your tables"
             for t in missing))
     absent = [t for t in inputs.optional if not wh.exists(t)]
-    tables = {t: wh.read(t) for t in inputs.required}
-    tables.update({t: wh.read_or_empty(t) for t in inputs.optional})
+    tables = {t: wh.read(t, versions.get(t)) for t in inputs.required}
+    tables.update({t: wh.read_or_empty(t, versions.get(t)) for t in inputs.optional})
     return tables, absent
 
 

@@ -14,7 +14,8 @@ rejects the second ledger commit, and :func:`commit_step` says which run got the
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Iterable, Literal
 
@@ -64,13 +65,13 @@ def _dt_of(file: str) -> date | None:
     return None
 
 
-def partitions_of(wh: Warehouse, table: str) -> list[PartitionFiles]:
-    """The table's partitions in its current Delta version, each with its file-set fingerprint."""
+def partitions_of(wh: Warehouse, table: str, version: int | None = None) -> list[PartitionFiles]:
+    """The table's partitions in its current (or given) Delta version, each with its file-set fingerprint."""
     if not wh.exists(table):
         return []
-    version = wh.version(table)
+    version = wh.version(table) if version is None else version
     by_dt: dict[date | None, list[str]] = {}
-    for file in wh.files(table):
+    for file in wh.files(table, version):
         by_dt.setdefault(_dt_of(file), []).append(file.rsplit("/", 1)[-1])
     return [PartitionFiles(table, dt, fingerprint(files), len(files), version)
             for dt, files in sorted(by_dt.items(), key=lambda kv: (kv[0] is not None, kv[0] or date.min))]
@@ -104,27 +105,46 @@ class StepPlan:
     app_id: str
     step: int
     pending: list[PendingPartition]
+    versions: dict[str, int] = field(default_factory=dict)  # the input tables' versions the step reads
+    resumed: bool = False  # an earlier attempt of this step wrote some outputs: same step, same versions
 
     @property
     def txn(self) -> AppTxn:
-        return AppTxn(self.app_id, self.step)
+        return AppTxn(self.app_id, self.step, json.dumps(self.versions, sort_keys=True))
 
     def is_empty(self) -> bool:
         return not self.pending
 
 
-def plan_step(wh: Warehouse, app_id: str, tables: Iterable[str], recompute: bool = False) -> StepPlan:
+def plan_step(wh: Warehouse, app_id: str, tables: Iterable[str], recompute: bool = False,
+              outputs: Iterable[str] = ()) -> StepPlan:
     """The next step of ``app_id``: one past the last step the ledger committed, with what is pending.
 
-    With ``recompute`` (the full job), every current partition is pending. Plan before reading the
-    inputs: a file that lands in between is read but not recorded, so the next step takes it again.
+    The plan pins each input table's version; the step reads those versions (``plan.versions``).
+    If an earlier attempt of the step died after writing some of ``outputs``, the plan pins the
+    versions that attempt read (from its commits' metadata), so files that landed since wait for the
+    next step. With ``recompute`` (the full job), every partition is pending, not only new ones.
     """
-    last = wh.committed_version(LEDGER, app_id)
-    current = [p for table in tables for p in partitions_of(wh, table)]
+    step = (wh.committed_version(LEDGER, app_id) or 0) + 1
+    earlier = _inputs_of_earlier_attempt(wh, app_id, step, outputs)
+    tables = [t for t in tables if wh.exists(t) and (earlier is None or t in earlier)]
+    versions = earlier if earlier is not None else {t: wh.version(t) for t in tables}
+    current = [p for t in tables for p in partitions_of(wh, t, versions[t])]
     if recompute:
-        return StepPlan(app_id, (last or 0) + 1, [PendingPartition(p, "recomputed") for p in current])
-    rows = wh.read(LEDGER).collect() if wh.exists(LEDGER) else []
-    return StepPlan(app_id, (last or 0) + 1, pending_partitions(current, processed(rows)))
+        pending = [PendingPartition(p, "recomputed") for p in current]
+    else:
+        pending = pending_partitions(current, processed(wh.read(LEDGER).collect() if wh.exists(LEDGER) else []))
+    return StepPlan(app_id, step, pending, dict(versions), resumed=earlier is not None)
+
+
+def _inputs_of_earlier_attempt(wh: Warehouse, app_id: str, step: int, outputs: Iterable[str]) -> dict[str, int] | None:
+    for table in outputs:
+        done = wh.committed_version(table, app_id)
+        if done is not None and done >= step:
+            recorded = next((h["step_inputs"] for h in wh.history(table) if h.get("step_inputs")), None)
+            if recorded:
+                return {t: int(v) for t, v in json.loads(recorded).items()}
+    return None
 
 
 def already_committed(wh: Warehouse, table: str, plan: StepPlan) -> bool:

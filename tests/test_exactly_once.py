@@ -12,10 +12,11 @@ from conftest import portrait
 
 from jobs.faults import FAULT_ENV, InjectedFault
 from jobs.full import run_full
-from jobs.ledger import LEDGER, PROFILES_APP
+from jobs.ledger import LEDGER, PROFILES_APP, plan_step
 from jobs.storage import Warehouse
 from schemas import INPUT_TABLES
-from tests.test_validation import BAD_ROWS, CFG_SETTINGS, bad_warehouse, cfg_for  # noqa: F401  (the fixture)
+from tests.test_validation import (BAD_ROWS, CFG_SETTINGS, GOOD_TX, bad_warehouse, cfg_for,  # noqa: F401
+                                   frame, replace)
 
 OUTPUTS = ("profiles", "labels", "quarantine")
 
@@ -49,10 +50,19 @@ def test_runs_killed_between_writes_resume_to_the_uninterrupted_tables(spark, ba
     assert all(bad_warehouse.committed_version(t, PROFILES_APP) == 1 for t in OUTPUTS)
     assert not bad_warehouse.exists(LEDGER)
 
-    # 3. The same step once more: every output is there, only the ledger commit is missing.
+    # Meanwhile a late order lands in an input partition the dead attempts read.
+    read_version = bad_warehouse.version("transactions")
+    bad_warehouse.append("transactions", frame(spark, "transactions", [replace(GOOD_TX, 0, "o-late")]))
+
+    # 3. The same step once more: every output is there, only the ledger commit is missing. It reads
+    # the input versions the first attempt read, so the late order waits for the next step.
     monkeypatch.delenv(FAULT_ENV)
     run_full(cfg, spark)
     assert bad_warehouse.committed_version(LEDGER, PROFILES_APP) == 1
+    assert {r.table_version for r in bad_warehouse.read(LEDGER).filter("source_table = 'transactions'").collect()} \
+        == {read_version}
+    late = plan_step(bad_warehouse, PROFILES_APP, ["transactions"])
+    assert (late.step, [(p.partition.dt, p.reason) for p in late.pending]) == (2, [(GOOD_TX[-1], "changed")])
     quarantined = Counter((r.source_table, r.reason) for r in bad_warehouse.read("quarantine").collect())
     assert quarantined == Counter({(t, reason): len(rows) for t, by in BAD_ROWS.items() for reason, rows in by.items()})
     for table in ("profiles", "labels"):

@@ -118,3 +118,19 @@ def test_racing_commits_of_one_step_leave_exactly_one_winner(spark, warehouse):
     loser = next(run for run in plans if run not in winners)
     assert f"committed nothing to {LEDGER}" in outcomes[loser] or "already committed" in outcomes[loser]
     assert {r.run_id for r in warehouse.read(LEDGER).filter("step = 2").collect()} == set(winners)
+
+
+def test_a_rerun_of_a_step_reads_the_versions_its_dead_attempt_read(spark, warehouse):
+    warehouse.overwrite("transactions", tx_df(spark, ("o1", "u1", 1.0, 1)))
+    first = plan_step(warehouse, APP, ["transactions"], outputs=["quarantine"])
+    quarantine = spark.createDataFrame([], warehouse.spec("quarantine").schema)
+    warehouse.append("quarantine", quarantine, txn=first.txn)  # ... and the attempt dies here
+    warehouse.append("transactions", tx_df(spark, ("o2", "u1", 2.0, 1)))  # late data lands
+
+    rerun = plan_step(warehouse, APP, ["transactions"], outputs=["quarantine"])
+    assert (rerun.resumed, rerun.step, rerun.versions, rerun.pending) == (True, 1, {"transactions": 0}, first.pending)
+    assert warehouse.history("quarantine")[0]["step_inputs"] == '{"transactions": 0}'
+    commit_step(warehouse, rerun, "run-2", AT)
+    after = plan_step(warehouse, APP, ["transactions"], outputs=["quarantine"])
+    assert (after.resumed, after.versions, _pending(after)) == (False, {"transactions": 1},
+                                                                [("transactions", D(1), "changed")])

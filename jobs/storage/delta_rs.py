@@ -23,7 +23,7 @@ from deltalake.transaction import AddAction, create_table_with_add_actions
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
-from jobs.storage.errors import AppTxn, ConcurrentCommit, refuse_if_committed
+from jobs.storage.errors import STEP_INPUTS, AppTxn, ConcurrentCommit, commit_metadata, refuse_if_committed
 from jobs.storage.schema_compat import arrow_schema
 
 STAGING_DIR = "_staging"  # Delta readers ignore paths that start with "_"
@@ -44,8 +44,8 @@ class DeltaRsStore:
     def version(self, path: str) -> int:
         return DeltaTable(path).version()
 
-    def files(self, path: str) -> list[str]:
-        return list(DeltaTable(path).file_uris())
+    def files(self, path: str, version: int | None = None) -> list[str]:
+        return list(DeltaTable(path, version=version).file_uris())
 
     def committed_version(self, path: str, app_id: str) -> int | None:
         return DeltaTable(path).transaction_version(app_id)
@@ -108,7 +108,7 @@ class DeltaRsStore:
 
     def history(self, path: str) -> list[dict]:
         return [{"version": h.get("version"), "timestamp": h.get("timestamp"), "operation": h.get("operation"),
-                 "run_id": h.get("portrait.run_id")} for h in DeltaTable(path).history()]
+                 "run_id": h.get("portrait.run_id"), "step_inputs": h.get(STEP_INPUTS)} for h in DeltaTable(path).history()]
 
     def _stage_files(self, path: str, df: DataFrame, partition_by: list[str]) -> list[AddAction]:
         """Executors write parquet into a staging dir; move the files into the table and describe them."""
@@ -153,7 +153,7 @@ def _partition_values(relative_path: str) -> dict[str, str | None]:
 def _commit_properties(run_id: str | None, txn: AppTxn | None = None) -> CommitProperties | None:
     if not run_id and txn is None:
         return None
-    return CommitProperties(custom_metadata={"portrait.run_id": run_id} if run_id else None,
+    return CommitProperties(custom_metadata=commit_metadata(run_id, txn) or None,
                             app_transactions=[Transaction(txn.app_id, txn.version)] if txn else None)
 
 

@@ -8,10 +8,11 @@ from typing import Iterator
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
-from jobs.storage.errors import AppTxn, ConcurrentCommit, refuse_if_committed
+from jobs.storage.errors import STEP_INPUTS, AppTxn, ConcurrentCommit, commit_metadata, refuse_if_committed
 
 # Delta's idempotent-write settings: DataFrameWriter options, and session settings for MERGE.
 TXN_SESSION_CONF = ("spark.databricks.delta.write.txnAppId", "spark.databricks.delta.write.txnVersion")
+USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 
 
 class DeltaSparkStore:
@@ -32,8 +33,11 @@ class DeltaSparkStore:
     def version(self, path: str) -> int:
         return self._delta_table.forPath(self.spark, path).history(1).collect()[0]["version"]
 
-    def files(self, path: str) -> list[str]:
-        return list(self.spark.read.format("delta").load(path).inputFiles())
+    def files(self, path: str, version: int | None = None) -> list[str]:
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        return list(reader.load(path).inputFiles())
 
     def committed_version(self, path: str, app_id: str) -> int | None:
         # The Python API has no reader for app transactions. The tables are reader 1 / writer 2, so delta-rs
@@ -61,8 +65,8 @@ class DeltaSparkStore:
             refuse_if_committed(path.rstrip("/").rsplit("/", 1)[-1], path, txn,
                                 self.committed_version(path, txn.app_id))
         writer = df.select(*schema.fieldNames()).write.format("delta").mode(mode)
-        if run_id:
-            writer = writer.option("userMetadata", json.dumps({"portrait.run_id": run_id}))
+        if run_id or (txn is not None and txn.inputs is not None):
+            writer = writer.option("userMetadata", _user_metadata(run_id, txn))
         if txn is not None:
             writer = writer.option("txnAppId", txn.app_id).option("txnVersion", str(txn.version))
         if partition_by:
@@ -86,9 +90,10 @@ class DeltaSparkStore:
 
     def history(self, path: str) -> list[dict]:
         rows = self._delta_table.forPath(self.spark, path).history().collect()
+        meta = lambda r: json.loads(r["userMetadata"] or "{}")  # noqa: E731
         return [{"version": r["version"], "timestamp": int(r["timestamp"].timestamp() * 1000),
-                 "operation": r["operation"], "run_id": json.loads(r["userMetadata"] or "{}").get("portrait.run_id")}
-                for r in rows]
+                 "operation": r["operation"], "run_id": meta(r).get("portrait.run_id"),
+                 "step_inputs": meta(r).get(STEP_INPUTS)} for r in rows]
 
     def merge(self, path: str, df: DataFrame, schema: StructType, keys: tuple[str, ...],
               run_id: str | None = None, txn: AppTxn | None = None) -> None:
@@ -110,13 +115,19 @@ class DeltaSparkStore:
         if txn is None:
             yield
             return
-        for key, value in zip(TXN_SESSION_CONF, (txn.app_id, str(txn.version))):
+        settings = dict(zip(TXN_SESSION_CONF, (txn.app_id, str(txn.version))))
+        settings[USER_METADATA_CONF] = _user_metadata(None, txn)
+        for key, value in settings.items():
             self.spark.conf.set(key, value)
         try:
             yield
         finally:
-            for key in TXN_SESSION_CONF:
+            for key in settings:
                 self.spark.conf.unset(key)
+
+
+def _user_metadata(run_id: str | None, txn: AppTxn | None) -> str:
+    return json.dumps(commit_metadata(run_id, txn))
 
 
 @contextmanager

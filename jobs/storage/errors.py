@@ -14,6 +14,20 @@ class AppTxn:
 
     app_id: str
     version: int
+    # What the step read, as JSON (table -> version), kept in each commit's metadata: a rerun of the
+    # step re-reads exactly those versions, so the outputs it skips and the ones it writes agree.
+    inputs: str | None = None
+
+
+STEP_INPUTS = "portrait.step_inputs"
+
+
+def commit_metadata(run_id: str | None, txn: AppTxn | None) -> dict[str, str]:
+    """What Portrait writes into a commit's metadata: the run id, and the step's inputs when it has them."""
+    metadata = {"portrait.run_id": run_id} if run_id else {}
+    if txn is not None and txn.inputs is not None:
+        metadata[STEP_INPUTS] = txn.inputs
+    return metadata
 
 
 class StorageError(RuntimeError):

@@ -64,18 +64,18 @@ class Warehouse:
         self.check_schema(name)
         return self.store.read(self.path(name), self.spec(name).schema, version)
 
-    def read_or_empty(self, name: str) -> DataFrame:
+    def read_or_empty(self, name: str, version: int | None = None) -> DataFrame:
         """The table, or an empty frame with its schema when it does not exist."""
         if self.exists(name):
-            return self.read(name)
+            return self.read(name, version)
         return self.spark.createDataFrame([], self.spec(name).schema)
 
     def count(self, name: str) -> int:
         return self.store.count(self.path(name)) if self.exists(name) else 0
 
-    def files(self, name: str) -> list[str]:
-        """The parquet files of the table's current version (for readers outside Spark, like training ranks)."""
-        return self.store.files(self.path(name))
+    def files(self, name: str, version: int | None = None) -> list[str]:
+        """The parquet files of the table's current (or given) version, for readers outside Spark."""
+        return self.store.files(self.path(name), version)
 
     def version(self, name: str) -> int:
         return self.store.version(self.path(name))
@@ -89,7 +89,7 @@ class Warehouse:
         return self.store.vacuum(self.path(name))
 
     def history(self, name: str) -> list[dict]:
-        """The table's commits, newest first: version, timestamp (ms), operation and Portrait's run_id."""
+        """The table's commits, newest first: version, timestamp (ms), operation, Portrait's run_id and step_inputs."""
         return self.store.history(self.path(name))
 
     # ``txn``: commit an app transaction with the data. A table that already holds that version (or a
