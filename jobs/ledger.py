@@ -1,14 +1,15 @@
 """The processed-partition ledger: which input partitions a job has already turned into outputs.
 
 A partition is named by its table and ``dt`` (``None`` for the unpartitioned users and items tables)
-and identified by the set of data files the input table's current Delta version holds for it. A new
+and identified by the set of data files the Delta version a step reads holds for it. A new
 ``dt`` has no ledger row. A partition that got late rows, or was rewritten (an erasure, a backfill),
 has a different file set than the one recorded, whatever its date says. Both are pending.
 
 The ledger is appended in the same step as the outputs it produced: each write of the step carries
 the step number as a Delta app transaction (:class:`jobs.storage.AppTxn`), and the ledger commit comes
-last. A rerun after a crash finds the step's ledger commit missing, redoes the step, and skips each
-output that already holds the step. Two runs that plan the same step cannot both commit it: Delta
+last. A step pins the input versions it reads and records them in each commit's metadata. A rerun after
+a crash finds the step's ledger commit missing, redoes the step on the versions the dead attempt read,
+and skips each output that already holds the step. Two runs that plan the same step cannot both commit it: Delta
 rejects the second ledger commit, and :func:`commit_step` says which run got there first.
 """
 from __future__ import annotations
@@ -32,7 +33,7 @@ Key = tuple[str, "date | None"]
 
 @dataclass(frozen=True)
 class PartitionFiles:
-    """One input partition as the input table's current version holds it."""
+    """One input partition as one version of the input table holds it."""
 
     source_table: str
     dt: date | None
