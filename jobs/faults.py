@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Mapping
-
 FAULT_ENV = "PORTRAIT_FAULT"
 
 
@@ -17,8 +15,8 @@ class InjectedFault(RuntimeError):
     """The failure ``PORTRAIT_FAULT`` asked for."""
 
 
-def fault_point(name: str, env: Mapping[str, str] | None = None) -> None:
-    wanted = (os.environ if env is None else env).get(FAULT_ENV, "")
+def fault_point(name: str) -> None:
+    wanted = os.environ.get(FAULT_ENV, "")
     if wanted == name:
         raise InjectedFault(f"{FAULT_ENV}={wanted}: failing at {name}")
     if wanted == f"{name}:kill":

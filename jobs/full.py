@@ -11,9 +11,9 @@ from pyspark.sql import functions as F
 
 from conf import Config
 from jobs.embed import embed_stage
-from jobs.privacy import ingest_privacy
 from jobs.faults import fault_point
 from jobs.features.profiles import build_profiles
+from jobs.privacy import ingest_privacy
 from jobs.frames import conform
 from jobs.model.stages import ModelOutputs, model_stages
 from jobs.features.text_vectors import VectorLookup, title_vectors
@@ -27,7 +27,7 @@ from schemas import INPUT_TABLES, TableSpec
 from schemas.profiles import profiles_schema
 
 EVENT_TABLES = ("transactions", "browse", "social")
-STEP_OUTPUTS = ("profiles", "labels", "quarantine", "segments", "model_metrics")  # written in this order
+STEP_OUTPUTS = ("profiles", "labels", "quarantine", "segments", "model_metrics")  # each commits the step
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Delta tables under one warehouse directory, through delta-spark or delta-rs."""
-from jobs.storage.errors import AppTxn, ConcurrentCommit, SchemaMismatch, StorageError, TableNotFound
+from jobs.storage.commits import AppTxn
+from jobs.storage.errors import ConcurrentCommit, SchemaMismatch, StorageError, TableNotFound
 from jobs.storage.warehouse import Warehouse
 
 __all__ = ["Warehouse", "AppTxn", "StorageError", "TableNotFound", "SchemaMismatch", "ConcurrentCommit"]

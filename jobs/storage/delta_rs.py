@@ -23,7 +23,7 @@ from deltalake.transaction import AddAction, create_table_with_add_actions
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
-from jobs.storage.errors import STEP_INPUTS, AppTxn, ConcurrentCommit, commit_metadata, refuse_if_committed
+from jobs.storage.commits import STEP_INPUTS, AppTxn, commit_metadata, lost_race, refuse_if_committed
 from jobs.storage.schema_compat import arrow_schema
 
 STAGING_DIR = "_staging"  # Delta readers ignore paths that start with "_"
@@ -86,8 +86,8 @@ class DeltaRsStore:
             mode, filters = "overwrite", [(partition_by[0], "in", sorted(replace_partitions))]
         with _concurrent_commit(path, txn):
             table.create_write_transaction(actions, mode=mode, schema=delta_schema,
-                                                      partition_by=partition_by or None, partition_filters=filters,
-                                                      commit_properties=properties)
+                                           partition_by=partition_by or None, partition_filters=filters,
+                                           commit_properties=properties)
 
     def merge(self, path: str, df: DataFrame, schema: StructType, keys: tuple[str, ...],
               run_id: str | None = None, txn: AppTxn | None = None) -> None:
@@ -99,7 +99,7 @@ class DeltaRsStore:
         predicate = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
         with _concurrent_commit(path, txn):
             (table.merge(source, predicate, source_alias="s", target_alias="t",
-                                    commit_properties=_commit_properties(run_id, txn))
+                         commit_properties=_commit_properties(run_id, txn))
              .when_matched_update_all().when_not_matched_insert_all().execute())
 
     def vacuum(self, path: str) -> list[str]:
@@ -108,7 +108,8 @@ class DeltaRsStore:
 
     def history(self, path: str) -> list[dict]:
         return [{"version": h.get("version"), "timestamp": h.get("timestamp"), "operation": h.get("operation"),
-                 "run_id": h.get("portrait.run_id"), "step_inputs": h.get(STEP_INPUTS)} for h in DeltaTable(path).history()]
+                 "run_id": h.get("portrait.run_id"), "step_inputs": h.get(STEP_INPUTS)}
+                for h in DeltaTable(path).history()]
 
     def _stage_files(self, path: str, df: DataFrame, partition_by: list[str]) -> list[AddAction]:
         """Executors write parquet into a staging dir; move the files into the table and describe them."""
@@ -162,7 +163,7 @@ def _snapshot_refusing(path: str, txn: AppTxn | None) -> DeltaTable | None:
     if not DeltaTable.is_deltatable(path):
         return None
     table = DeltaTable(path)
-    refuse_if_committed(Path(path).name, path, txn, table.transaction_version(txn.app_id) if txn else None)
+    refuse_if_committed(path, txn, table.transaction_version(txn.app_id) if txn else None)
     return table
 
 
@@ -174,6 +175,4 @@ def _concurrent_commit(path: str, txn: AppTxn | None) -> Iterator[None]:
     except CommitFailedError as error:
         if txn is None or "concurrent" not in str(error).lower():
             raise
-        raise ConcurrentCommit(
-            f"{Path(path).name}: another run committed {txn.app_id} step {txn.version} to {path} while this "
-            f"run was writing it; this run stops without committing (delta-rs: {error})") from error
+        raise lost_race(path, txn, error) from error

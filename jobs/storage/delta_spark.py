@@ -8,7 +8,7 @@ from typing import Iterator
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
-from jobs.storage.errors import STEP_INPUTS, AppTxn, ConcurrentCommit, commit_metadata, refuse_if_committed
+from jobs.storage.commits import STEP_INPUTS, AppTxn, commit_metadata, lost_race, refuse_if_committed
 
 # Delta's idempotent-write settings: DataFrameWriter options, and session settings for MERGE.
 TXN_SESSION_CONF = ("spark.databricks.delta.write.txnAppId", "spark.databricks.delta.write.txnVersion")
@@ -61,9 +61,8 @@ class DeltaSparkStore:
         partition_by = [f.name for f in schema.fields if f.metadata.get("partition")]
         # Delta would skip an already-committed step silently; say so instead. A step committed after this
         # check fails Delta's own conflict check (ConcurrentTransactionException).
-        if txn is not None and self.exists(path):
-            refuse_if_committed(path.rstrip("/").rsplit("/", 1)[-1], path, txn,
-                                self.committed_version(path, txn.app_id))
+        if self.exists(path):
+            self._refuse_if_committed(path, txn)
         writer = df.select(*schema.fieldNames()).write.format("delta").mode(mode)
         if run_id or (txn is not None and txn.inputs is not None):
             writer = writer.option("userMetadata", _user_metadata(run_id, txn))
@@ -100,15 +99,17 @@ class DeltaSparkStore:
         if not self.exists(path):
             self.write(path, df, schema, mode="overwrite", run_id=run_id, txn=txn)
             return
-        if txn is not None:
-            refuse_if_committed(path.rstrip("/").rsplit("/", 1)[-1], path, txn,
-                                self.committed_version(path, txn.app_id))
+        self._refuse_if_committed(path, txn)
         condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
         merge = (self._delta_table.forPath(self.spark, path).alias("t")
                  .merge(df.select(*schema.fieldNames()).alias("s"), condition)
                  .whenMatchedUpdateAll().whenNotMatchedInsertAll())
         with _concurrent_commit(path, txn), self._txn_session_conf(txn):
             merge.execute()
+
+    def _refuse_if_committed(self, path: str, txn: AppTxn | None) -> None:
+        if txn is not None:
+            refuse_if_committed(path, txn, self.committed_version(path, txn.app_id))
 
     @contextmanager
     def _txn_session_conf(self, txn: AppTxn | None) -> Iterator[None]:
@@ -138,6 +139,4 @@ def _concurrent_commit(path: str, txn: AppTxn | None) -> Iterator[None]:
     except Exception as error:
         if txn is None or "ConcurrentTransaction" not in type(error).__name__ + str(error):
             raise
-        raise ConcurrentCommit(
-            f"another run committed {txn.app_id} step {txn.version} to {path} while this run was writing it; "
-            f"this run stops without committing ({type(error).__name__})") from error
+        raise lost_race(path, txn, error) from error

@@ -14,7 +14,8 @@ from pyspark.sql import DataFrame, SparkSession
 from jobs.frames import conform
 from jobs.spark import delta_on_classpath
 from jobs.storage.delta_rs import DeltaRsStore
-from jobs.storage.errors import AppTxn, SchemaMismatch, TableNotFound
+from jobs.storage.commits import AppTxn
+from jobs.storage.errors import SchemaMismatch, TableNotFound
 from jobs.storage.schema_compat import schema_differences
 from schemas import TABLES, TableSpec
 
