@@ -205,35 +205,53 @@ def test_model_tags_give_probability_in_score_and_reason(tables):
                if t["tag"] == "churn_risk")
 
 
-def test_metrics_table_compares_the_model_with_both_baselines(tables):
+def _logged_model(run, demo_run):
+    """The network and input spec that the run logged to MLflow (the demo's local file store)."""
+    import os
+
+    import mlflow
+
+    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+    mlflow.set_tracking_uri(f"file:{demo_run.directory / 'mlruns'}")
+    logged = mlflow.get_run(run["details"]["mlflow_run_id"])
+    network = mlflow.pytorch.load_model(f"runs:/{logged.info.run_id}/model")
+    spec_json = json.loads(mlflow.artifacts.load_text(f"runs:/{logged.info.run_id}/input_spec.json"))
+    spec = InputSpec(tuple(spec_json["windows"]), tuple(spec_json["categories"]), spec_json["recent_days"])
+    return logged, network, spec
+
+
+def _propensities(network, rows) -> np.ndarray:
+    with torch.no_grad():
+        _, propensity, *_ = network(*(torch.tensor([r[c] for r in rows]) for c in ("behaviour", "text", "interest")))
+    return torch.sigmoid(propensity).double().numpy()
+
+
+def test_metrics_table_is_computed_on_the_held_out_users_with_the_logged_model(tables, demo_run):
+    from sklearn.metrics import roc_auc_score
+
     wh, run = tables
     rows = wh.read("model_metrics").filter(F.col("run_id") == run["run_id"]).collect()
     by = {(r["metric"], r["method"]): r["value"] for r in rows}
     for metric in ("propensity_roc_auc", "churn_pr_auc", "category_recall_at_10"):
         for method in ("model", "rfm_rule", "mllib"):
-            assert (metric, method) in by
-    assert 0.5 < by[("propensity_roc_auc", "model")] <= 1.0
+            assert 0.0 <= by[(metric, method)] <= 1.0, (metric, method)
+    held = wh.read("training_snapshot").filter("holdout").orderBy("user_id").collect()
+    assert {r["users"] for r in rows} == {len(held)}
+    # 400 demo users leave too few held-out users for any quality bar (model_eval.py measures that on 20,000);
+    # what holds at any size is that the stored figure is the logged model's on exactly these users.
+    _, network, _ = _logged_model(run, demo_run)
+    expected = roc_auc_score([r["bought"] for r in held], _propensities(network, held))
+    assert by[("propensity_roc_auc", "model")] == pytest.approx(expected, abs=1e-9)
 
 
-def test_mlflow_holds_the_run_and_a_model_that_reproduces_the_stored_scores(tables, demo_run, spark):
-    import os
-
-    import mlflow
-
+def test_mlflow_holds_the_run_and_a_model_that_reproduces_the_stored_scores(tables, demo_run):
     wh, run = tables
-    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
-    mlflow.set_tracking_uri(f"file:{demo_run.directory / 'mlruns'}")
-    logged = mlflow.get_run(run["details"]["mlflow_run_id"])
+    logged, network, spec = _logged_model(run, demo_run)
     assert logged.data.params["num_processes"] == "2"
     assert "model/propensity_roc_auc" in logged.data.metrics and "train_loss" in logged.data.metrics
-    network = mlflow.pytorch.load_model(f"runs:/{logged.info.run_id}/model")
-    spec_json = json.loads(mlflow.artifacts.load_text(f"runs:/{logged.info.run_id}/input_spec.json"))
-    spec = InputSpec(tuple(spec_json["windows"]), tuple(spec_json["categories"]), spec_json["recent_days"])
     user = wh.read("profiles").orderBy("user_id").limit(1)
     x = user.transform(model_inputs(spec)).first()
-    with torch.no_grad():
-        _, propensity, *_ = network(*(torch.tensor([x[c]]) for c in ("behaviour", "text", "interest")))
-    assert torch.sigmoid(propensity).item() == pytest.approx(user.first()["purchase_propensity"], abs=1e-5)
+    assert _propensities(network, [x])[0] == pytest.approx(user.first()["purchase_propensity"], abs=1e-5)
 
 
 # --- lookalikes and exports behind the k-anonymity floor -----------------------------------------------------
