@@ -11,10 +11,10 @@ from jobs.features.common import before, count_where, days_between, within_days
 
 
 def all_events(browse: DataFrame, tx: DataFrame, social: DataFrame) -> DataFrame:
-    """One row per event of any kind: user_id, ts, source."""
-    return (browse.select("user_id", "ts", F.lit("browse").alias("source"))
-            .unionByName(tx.select("user_id", "ts", F.lit("transaction").alias("source")))
-            .unionByName(social.select("user_id", "ts", F.lit("social").alias("source"))))
+    """One row per event of any kind: user_id, ts, source, and the partition ``dt`` it was filed under."""
+    return (browse.select("user_id", "ts", F.lit("browse").alias("source"), "dt")
+            .unionByName(tx.select("user_id", "ts", F.lit("transaction").alias("source"), "dt"))
+            .unionByName(social.select("user_id", "ts", F.lit("social").alias("source"), "dt")))
 
 
 def activity_features(as_of: datetime, recent_days: int) -> Callable[[DataFrame], DataFrame]:

@@ -31,6 +31,13 @@ def rfm_features(windows: list[int], as_of: datetime) -> Callable[[DataFrame], D
                      F.sum("amount").alias("monetary"),
                      F.min("ts").alias("first_order_ts"),
                      F.max("ts").alias("last_order_ts"))
-                .withColumn("avg_order_value", ratio(F.col("monetary"), F.col("frequency")))
+                .transform(order_summaries(as_of)))
+    return apply
+
+
+def order_summaries(as_of: datetime) -> Callable[[DataFrame], DataFrame]:
+    """Adds avg_order_value and recency_days to per-user frequency, monetary and last_order_ts."""
+    def apply(per_user: DataFrame) -> DataFrame:
+        return (per_user.withColumn("avg_order_value", ratio(F.col("monetary"), F.col("frequency")))
                 .withColumn("recency_days", days_between(as_of, F.col("last_order_ts"))))
     return apply

@@ -8,6 +8,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from jobs.features.common import before, count_where
+from schemas.state import SOCIAL_KINDS
 
 
 def social_features(as_of: datetime) -> Callable[[DataFrame], DataFrame]:
@@ -18,5 +19,5 @@ def social_features(as_of: datetime) -> Callable[[DataFrame], DataFrame]:
                 .agg(count_where(is_review).alias("review_count"),
                      F.avg(F.when(is_review, F.col("rating"))).alias("mean_rating"),
                      *[count_where(F.col("kind") == k).alias(f"{k}_count")
-                       for k in ("comment", "like", "share", "follow")]))
+                       for k in SOCIAL_KINDS if k != "review"]))
     return apply

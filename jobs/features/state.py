@@ -1,0 +1,161 @@
+"""Per-(user, partition, day) feature state, and the folds that turn it into the full job's feature columns.
+
+A day's rows fold into a few rows of state (``order_day_state``, ``event_day_state``); a partition that
+gets late data replaces its rows (``replace_partitions``); and the ``*_from_state`` folds give the
+columns that ``rfm_features``, ``activity_features`` and ``time_pattern_features`` compute from every
+row (sums within 1e-9, since they are added in a different order; counts exactly). These are the
+first feature families of the incremental job's state (docs/incremental-design.md).
+"""
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta, timezone
+from typing import Callable
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from jobs.features.common import days_between, ratio
+from jobs.features.rfm import order_summaries
+from jobs.features.time_patterns import pattern_summaries
+from schemas.state import EVENT_DAY_STATE, ORDER_DAY_STATE, SOCIAL_DAY_STATE, SOCIAL_KINDS
+
+
+def order_day_state() -> Callable[[DataFrame], DataFrame]:
+    """transactions -> one ``ORDER_DAY_STATE`` row per (user, dt, day) with lines."""
+    def apply(tx: DataFrame) -> DataFrame:
+        return (tx.withColumn("day", F.to_date("ts"))
+                .groupBy("user_id", "dt", "day")
+                .agg(F.array_sort(F.collect_set("order_id")).alias("order_ids"),
+                     F.sum("amount").alias("amount_sum"),
+                     F.count("amount").alias("amounts_known"),
+                     F.min("ts").alias("first_ts"),
+                     F.max("ts").alias("last_ts"))
+                .select(*ORDER_DAY_STATE.fieldNames()))
+    return apply
+
+
+def event_day_state() -> Callable[[DataFrame], DataFrame]:
+    """``all_events`` rows -> one ``EVENT_DAY_STATE`` row per (user, source, dt, day)."""
+    def apply(events: DataFrame) -> DataFrame:
+        hour = F.hour("ts")
+        return (events.withColumn("day", F.to_date("ts"))
+                .groupBy("user_id", "source", "dt", "day")
+                .agg(F.array(*[F.count(F.when(hour == h, 1)) for h in range(24)]).alias("hour_counts"),
+                     F.max("ts").alias("last_ts"))
+                .select(*EVENT_DAY_STATE.fieldNames()))
+    return apply
+
+
+def social_day_state() -> Callable[[DataFrame], DataFrame]:
+    """social -> one ``SOCIAL_DAY_STATE`` row per (user, dt, day)."""
+    def apply(social: DataFrame) -> DataFrame:
+        rating = F.when(F.col("kind") == "review", F.col("rating"))
+        return (social.withColumn("day", F.to_date("ts"))
+                .groupBy("user_id", "dt", "day")
+                .agg(F.array(*[F.count(F.when(F.col("kind") == k, 1)) for k in SOCIAL_KINDS]).alias("kind_counts"),
+                     F.sum(rating).cast("long").alias("rating_sum"),
+                     F.count(rating).alias("ratings_known"))
+                .select(*SOCIAL_DAY_STATE.fieldNames()))
+    return apply
+
+
+def replace_partitions(fresh: DataFrame, keys: tuple[str, ...] = ("dt",)) -> Callable[[DataFrame], DataFrame]:
+    """state -> state with every partition (``keys``) that ``fresh`` covers replaced by ``fresh``'s rows.
+
+    ``fresh`` must be built from *all* rows of those partitions, not only the late ones: a rewritten
+    or erased file can remove rows, and only a rebuilt partition forgets them.
+    """
+    def apply(state: DataFrame) -> DataFrame:
+        kept = state.join(fresh.select(*keys).distinct(), list(keys), "left_anti")
+        return kept.select(*state.columns).unionByName(fresh.select(*state.columns))
+    return apply
+
+
+def _midnight(as_of: datetime) -> datetime:
+    if as_of.tzinfo is None:
+        raise ValueError(f"as_of {as_of} has no time zone; the state's days are UTC dates")
+    utc = as_of.astimezone(timezone.utc)
+    if utc.timetz() != time(0, tzinfo=timezone.utc):
+        raise ValueError(f"as_of {as_of} is not a UTC midnight; the state keeps whole days, so windows must "
+                         f"end at a day boundary")
+    return utc
+
+
+def rfm_from_state(windows: list[int], as_of: datetime) -> Callable[[DataFrame], DataFrame]:
+    """``ORDER_DAY_STATE`` -> the columns of ``rfm_features(windows, as_of)``, for a UTC-midnight ``as_of``."""
+    as_of = _midnight(as_of)
+    today = as_of.date()
+
+    def orders(condition) -> F.Column:
+        return F.size(F.array_distinct(F.flatten(F.collect_list(F.when(condition, F.col("order_ids")))))).cast("long")
+
+    def apply(state: DataFrame) -> DataFrame:
+        past = state.filter(F.col("day") < F.lit(today))
+        amounts_known = F.sum("amounts_known") > 0
+        per_window = []
+        for w in windows:
+            in_w = F.col("day") >= F.lit(today - timedelta(days=w))
+            per_window += [
+                orders(in_w).alias(f"orders_{w}d"),
+                F.when(amounts_known, F.coalesce(F.sum(F.when(in_w, F.col("amount_sum"))), F.lit(0.0)))
+                .alias(f"spend_{w}d"),
+            ]
+        return (past.groupBy("user_id")
+                .agg(*per_window,
+                     orders(F.lit(True)).alias("frequency"),
+                     F.sum("amount_sum").alias("monetary"),
+                     F.min("first_ts").alias("first_order_ts"),
+                     F.max("last_ts").alias("last_order_ts"))
+                .transform(order_summaries(as_of)))
+    return apply
+
+
+def _sum_arrays(column: str, size: int) -> list[F.Column]:
+    return [F.sum(F.col(column)[i]) for i in range(size)]
+
+
+def activity_from_state(as_of: datetime, recent_days: int) -> Callable[[DataFrame], DataFrame]:
+    """``EVENT_DAY_STATE`` -> the columns of ``activity_features(as_of, recent_days)``."""
+    as_of = _midnight(as_of)
+    today = as_of.date()
+
+    def apply(state: DataFrame) -> DataFrame:
+        events = F.aggregate("hour_counts", F.lit(0).cast("long"), lambda acc, c: acc + c)
+        return (state.filter(F.col("day") < F.lit(today)).groupBy("user_id")
+                .agg(F.count_distinct("day").alias("active_days"),
+                     F.coalesce(F.sum(F.when(F.col("day") >= F.lit(today - timedelta(days=recent_days)), events)),
+                                F.lit(0)).alias(f"events_{recent_days}d"),
+                     F.max("last_ts").alias("last_event_ts"))
+                .withColumn("days_since_last_event", days_between(as_of, F.col("last_event_ts"))))
+    return apply
+
+
+def time_patterns_from_state(as_of: datetime, night_hours: list[int]) -> Callable[[DataFrame], DataFrame]:
+    """``EVENT_DAY_STATE`` -> the columns of ``time_pattern_features(as_of, night_hours)``."""
+    today = _midnight(as_of).date()
+
+    def apply(state: DataFrame) -> DataFrame:
+        events = F.aggregate("hour_counts", F.lit(0).cast("long"), lambda acc, c: acc + c)
+        weekday = (F.dayofweek("day") + 5) % 7 + 1  # Spark: 1 = Sunday; ISO: 1 = Monday
+        counts = (state.filter(F.col("day") < F.lit(today)).groupBy("user_id")
+                  .agg(F.sum(events).alias("_n"),
+                       F.array(*_sum_arrays("hour_counts", 24)).alias("_hours"),
+                       F.array(*[F.coalesce(F.sum(F.when(weekday == d, events)), F.lit(0)) for d in range(1, 8)])
+                       .alias("_days"),
+                       F.sum(sum(F.col("hour_counts")[h] for h in night_hours) if night_hours else F.lit(0))
+                       .alias("_night")))
+        return counts.transform(pattern_summaries)
+    return apply
+
+
+def social_from_state(as_of: datetime) -> Callable[[DataFrame], DataFrame]:
+    """``SOCIAL_DAY_STATE`` -> the columns of ``social_features(as_of)``."""
+    today = _midnight(as_of).date()
+
+    def apply(state: DataFrame) -> DataFrame:
+        counts = dict(zip(SOCIAL_KINDS, _sum_arrays("kind_counts", len(SOCIAL_KINDS))))
+        return (state.filter(F.col("day") < F.lit(today)).groupBy("user_id")
+                .agg(counts["review"].alias("review_count"),
+                     ratio(F.sum("rating_sum"), F.sum("ratings_known")).alias("mean_rating"),
+                     *[counts[k].alias(f"{k}_count") for k in SOCIAL_KINDS if k != "review"]))
+    return apply

@@ -1,0 +1,149 @@
+"""The incremental job's feature state: folding partition by partition gives what the full job's features give."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pyspark.sql.types import DateType, StringType, StructField, StructType, TimestampType
+
+from jobs.features import activity_features, all_events, rfm_features, social_features, time_pattern_features
+from jobs.features.state import (activity_from_state, event_day_state, order_day_state, replace_partitions,
+                                 rfm_from_state, social_day_state, social_from_state, time_patterns_from_state)
+from schemas.events import TRANSACTIONS
+from schemas.social import SOCIAL
+from schemas.state import SOCIAL_KINDS
+from tests.helpers import AS_OF, by_user, rows, ts
+
+WINDOWS = [1, 3, 7]
+RFM_COLUMNS = [c for w in WINDOWS for c in (f"orders_{w}d", f"spend_{w}d")] + [
+    "frequency", "monetary", "first_order_ts", "last_order_ts", "avg_order_value", "recency_days"]
+
+
+def tx(spark, lines):
+    """(order_id, user_id, amount, ts[, dt]); dt defaults to the date of ts."""
+    return spark.createDataFrame([(o, u, "i1", 1, a, t, rest[0] if rest else t.date()) for o, u, a, t, *rest in lines],
+                                 TRANSACTIONS)
+
+
+def assert_same_rfm(from_state, from_lines):
+    assert from_state.keys() == from_lines.keys()
+    for user, expected in from_lines.items():
+        for column in RFM_COLUMNS:
+            got, want = from_state[user][column], expected[column]
+            if isinstance(want, float):
+                assert got == pytest.approx(want, rel=1e-9, abs=1e-12), f"{user}.{column}"
+            else:
+                assert got == want, f"{user}.{column}"
+
+
+def test_an_order_straddling_midnight_counts_once_and_late_lines_replace_their_partition(spark):
+    lines = [("o1", "u1", 10.0, ts(29, 23, 50)), ("o1", "u1", 5.0, ts(30, 0, 10)),   # one order, two days
+             ("o2", "u1", None, ts(30, 9)), ("o3", "u2", None, ts(20)),
+             ("o9", "u1", 99.0, ts(31, 1))]                                          # at or after as_of: ignored
+    state = tx(spark, lines).transform(order_day_state())
+    u1 = by_user(state.transform(rfm_from_state(WINDOWS, AS_OF)))["u1"]
+    assert (u1["orders_1d"], u1["spend_1d"], u1["orders_3d"], u1["spend_3d"]) == (2, 5.0, 2, 15.0)
+    assert (u1["frequency"], u1["monetary"], u1["avg_order_value"]) == (2, 15.0, 7.5)
+    u2 = by_user(state.transform(rfm_from_state(WINDOWS, AS_OF)))["u2"]
+    assert (u2["orders_7d"], u2["spend_7d"], u2["frequency"], u2["monetary"]) == (0, None, 1, None)
+
+    # A late line filed under dt=2025-01-20, for a day already folded: the partition is rebuilt from all its rows.
+    late = lines + [("o4", "u2", 8.0, ts(20, 18))]
+    partition = tx(spark, [line for line in late if line[3].date() == dt.date(2025, 1, 20)]).transform(order_day_state())
+    u2 = by_user(state.transform(replace_partitions(partition)).transform(rfm_from_state(WINDOWS, AS_OF)))["u2"]
+    assert (u2["frequency"], u2["monetary"], u2["spend_7d"]) == (2, 8.0, 0.0)
+
+
+def test_as_of_must_be_a_utc_midnight():
+    with pytest.raises(ValueError, match="not a UTC midnight"):
+        rfm_from_state(WINDOWS, AS_OF + dt.timedelta(hours=6))
+    with pytest.raises(ValueError, match="no time zone"):
+        rfm_from_state(WINDOWS, AS_OF.replace(tzinfo=None))
+
+
+START = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+LINE = st.tuples(st.sampled_from(["o1", "o2", "o3", "o4", "o5", "o6"]), st.sampled_from(["u1", "u2", "u3"]),
+                 st.one_of(st.none(), st.floats(0.01, 1e6)),
+                 st.integers(0, 10 * 24 * 60 - 1).map(lambda minute: START + dt.timedelta(minutes=minute)),
+                 st.integers(0, 9).map(lambda day: (START + dt.timedelta(days=day)).date()))  # dt may differ from ts
+
+
+def folded_in_steps(state_of, lines, late, k, partition_of, keys=("dt",)):
+    """(state, every row): the state of the partitions up to day k, then of the later partitions, then the
+    partitions that late rows landed in (up to day k), each rebuilt from all of its rows, old and late."""
+    last_folded = START.date() + dt.timedelta(days=k)
+    late = [x for x in late if partition_of(x)[-1] <= last_folded]
+    every = lines + late
+    touched = {partition_of(x) for x in late}
+    state = (state_of([x for x in lines if partition_of(x)[-1] <= last_folded])
+             .transform(replace_partitions(state_of([x for x in lines if partition_of(x)[-1] > last_folded]), keys))
+             .transform(replace_partitions(state_of([x for x in every if partition_of(x) in touched]), keys)))
+    return state, every
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(LINE, min_size=1, max_size=25), k=st.integers(0, 9), as_of_day=st.integers(1, 11),
+       late=st.lists(LINE, max_size=4))
+def test_folding_partitions_after_day_k_with_late_data_equals_rfm_over_every_line(spark, lines, k, as_of_day, late):
+    state, every = folded_in_steps(lambda x: tx(spark, x).transform(order_day_state()), lines, late, k,
+                                   lambda line: (line[4],))
+    as_of = START + dt.timedelta(days=as_of_day)
+    assert_same_rfm(by_user(state.transform(rfm_from_state(WINDOWS, as_of))),
+                    by_user(tx(spark, every).transform(rfm_features(WINDOWS, as_of))))
+
+
+EVENTS = StructType([StructField("user_id", StringType(), False), StructField("ts", TimestampType(), False),
+                     StructField("source", StringType(), False), StructField("dt", DateType(), False)])  # all_events
+EVENT_LINE = st.tuples(st.sampled_from(["u1", "u2", "u3"]), LINE.map(lambda x: x[3]),
+                       st.sampled_from(["browse", "transaction", "social"]), LINE.map(lambda x: x[4]))
+ACTIVITY_COLUMNS = ["active_days", "events_2d", "last_event_ts", "days_since_last_event", "hour_hist", "weekday_hist",
+                    "peak_hour", "peak_weekday", "weekend_share", "night_share"]
+
+
+def test_all_events_keep_the_partition_each_event_was_filed_under(spark):
+    one = [("u1", ts(3), "x", dt.date(2025, 1, 2))]
+    b, t, s = (spark.createDataFrame(one, EVENTS).drop("source") for _ in range(3))
+    assert {(r.source, r.dt) for r in all_events(b, t, s).collect()} == {
+        (source, dt.date(2025, 1, 2)) for source in ("browse", "transaction", "social")}
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(EVENT_LINE, min_size=1, max_size=30), k=st.integers(0, 9), as_of_day=st.integers(1, 11),
+       late=st.lists(EVENT_LINE, max_size=4))
+def test_folding_event_partitions_equals_activity_and_time_patterns_over_every_event(spark, lines, k, as_of_day,
+                                                                                      late):
+    state, every = folded_in_steps(lambda x: spark.createDataFrame(x, EVENTS).transform(event_day_state()),
+                                   lines, late, k, lambda line: (line[2], line[3]), keys=("source", "dt"))
+    as_of = START + dt.timedelta(days=as_of_day)
+    night = [23, 0, 1]
+    folded = by_user(state.transform(activity_from_state(as_of, 2))
+                     .join(state.transform(time_patterns_from_state(as_of, night)), "user_id"))
+    events = spark.createDataFrame(every, EVENTS)
+    expected = by_user(events.transform(activity_features(as_of, 2))
+                       .join(events.transform(time_pattern_features(as_of, night)), "user_id"))
+    assert folded.keys() == expected.keys()
+    for user in expected:
+        assert {c: folded[user][c] for c in ACTIVITY_COLUMNS} == {c: expected[user][c] for c in ACTIVITY_COLUMNS}, user
+
+
+SOCIAL_LINE = st.tuples(st.sampled_from(["u1", "u2"]), st.sampled_from(SOCIAL_KINDS),
+                        st.one_of(st.none(), st.integers(1, 5)), LINE.map(lambda x: x[3]), LINE.map(lambda x: x[4]))
+
+
+def social_of(spark, lines):
+    return spark.createDataFrame([(u, None, kind, None, rating, t, d) for u, kind, rating, t, d in lines], SOCIAL)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(SOCIAL_LINE, min_size=1, max_size=20), k=st.integers(0, 9), as_of_day=st.integers(1, 11),
+       late=st.lists(SOCIAL_LINE, max_size=3))
+def test_folding_social_partitions_equals_social_features_over_every_row(spark, lines, k, as_of_day, late):
+    state, every = folded_in_steps(lambda x: social_of(spark, x).transform(social_day_state()), lines, late, k,
+                                   lambda line: (line[4],))
+    as_of = START + dt.timedelta(days=as_of_day)
+    folded = rows(state.transform(social_from_state(as_of)))
+    expected = rows(social_of(spark, every).transform(social_features(as_of)))
+    assert [sorted(r.items()) for r in folded] == [sorted(r.items()) for r in expected]
