@@ -38,3 +38,14 @@ SOCIAL_DAY_STATE = StructType([
     StructField("rating_sum", LongType()),                             # reviews' ratings; null when none is known
     StructField("ratings_known", LongType(), False),
 ])
+
+INTERACTION_DAY_STATE = StructType([
+    StructField("user_id", StringType(), False),
+    StructField("source", StringType(), False),  # browse or transaction
+    StructField("dt", DateType(), False),
+    StructField("day", DateType(), False),
+    StructField("item_id", StringType(), False),
+    StructField("kind", StringType(), False),    # view, click, cart, fav, buy
+    # Counts, not weights: the configured weights apply when the state is read, so changing them needs no rebuild.
+    StructField("events", LongType(), False),
+])

@@ -9,10 +9,14 @@ from hypothesis import strategies as st
 
 from pyspark.sql.types import DateType, StringType, StructField, StructType, TimestampType
 
-from jobs.features import activity_features, all_events, rfm_features, social_features, time_pattern_features
-from jobs.features.state import (activity_from_state, event_day_state, order_day_state, replace_partitions,
-                                 rfm_from_state, social_day_state, social_from_state, time_patterns_from_state)
-from schemas.events import TRANSACTIONS
+from jobs.features import (activity_features, affinity_features, all_events, interactions, rfm_features, social_features,
+                           time_pattern_features)
+from jobs.features.state import (activity_from_state, event_day_state, interaction_day_state, interactions_from_state,
+                                 order_day_state, replace_partitions, rfm_from_state, social_day_state, social_from_state,
+                                 time_patterns_from_state)
+from jobs.features.text_vectors import VectorLookup, interest_vectors, weighted_title_means
+from schemas.events import BROWSE, TRANSACTIONS
+from schemas.items import ITEMS
 from schemas.social import SOCIAL
 from schemas.state import SOCIAL_KINDS
 from tests.helpers import AS_OF, by_user, rows, ts
@@ -71,6 +75,16 @@ LINE = st.tuples(st.sampled_from(["o1", "o2", "o3", "o4", "o5", "o6"]), st.sampl
                  st.integers(0, 9).map(lambda day: (START + dt.timedelta(days=day)).date()))  # dt may differ from ts
 
 
+def fold_property(line: st.SearchStrategy, examples: int):
+    """A hypothesis property over random rows, a split day k, an as_of (a UTC midnight) and late rows."""
+    def decorate(test):
+        return settings(max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])(
+            given(lines=st.lists(line, min_size=1, max_size=25), k=st.integers(0, 9),
+                  as_of=st.integers(1, 11).map(lambda day: START + dt.timedelta(days=day)),
+                  late=st.lists(line, max_size=4))(test))
+    return decorate
+
+
 def folded_in_steps(state_of, lines, late, k, partition_of, keys=("dt",)):
     """(state, every row): the state of the partitions up to day k, then of the later partitions, then the
     partitions that late rows landed in (up to day k), each rebuilt from all of its rows, old and late."""
@@ -84,13 +98,10 @@ def folded_in_steps(state_of, lines, late, k, partition_of, keys=("dt",)):
     return state, every
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(lines=st.lists(LINE, min_size=1, max_size=25), k=st.integers(0, 9), as_of_day=st.integers(1, 11),
-       late=st.lists(LINE, max_size=4))
-def test_folding_partitions_after_day_k_with_late_data_equals_rfm_over_every_line(spark, lines, k, as_of_day, late):
+@fold_property(LINE, examples=10)
+def test_folding_partitions_after_day_k_with_late_data_equals_rfm_over_every_line(spark, lines, k, as_of, late):
     state, every = folded_in_steps(lambda x: tx(spark, x).transform(order_day_state()), lines, late, k,
                                    lambda line: (line[4],))
-    as_of = START + dt.timedelta(days=as_of_day)
     assert_same_rfm(by_user(state.transform(rfm_from_state(WINDOWS, as_of))),
                     by_user(tx(spark, every).transform(rfm_features(WINDOWS, as_of))))
 
@@ -110,14 +121,10 @@ def test_all_events_keep_the_partition_each_event_was_filed_under(spark):
         (source, dt.date(2025, 1, 2)) for source in ("browse", "transaction", "social")}
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(lines=st.lists(EVENT_LINE, min_size=1, max_size=30), k=st.integers(0, 9), as_of_day=st.integers(1, 11),
-       late=st.lists(EVENT_LINE, max_size=4))
-def test_folding_event_partitions_equals_activity_and_time_patterns_over_every_event(spark, lines, k, as_of_day,
-                                                                                      late):
+@fold_property(EVENT_LINE, examples=8)
+def test_folding_event_partitions_equals_activity_and_time_patterns_over_every_event(spark, lines, k, as_of, late):
     state, every = folded_in_steps(lambda x: spark.createDataFrame(x, EVENTS).transform(event_day_state()),
                                    lines, late, k, lambda line: (line[2], line[3]), keys=("source", "dt"))
-    as_of = START + dt.timedelta(days=as_of_day)
     night = [23, 0, 1]
     folded = by_user(state.transform(activity_from_state(as_of, 2))
                      .join(state.transform(time_patterns_from_state(as_of, night)), "user_id"))
@@ -137,13 +144,40 @@ def social_of(spark, lines):
     return spark.createDataFrame([(u, None, kind, None, rating, t, d) for u, kind, rating, t, d in lines], SOCIAL)
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(lines=st.lists(SOCIAL_LINE, min_size=1, max_size=20), k=st.integers(0, 9), as_of_day=st.integers(1, 11),
-       late=st.lists(SOCIAL_LINE, max_size=3))
-def test_folding_social_partitions_equals_social_features_over_every_row(spark, lines, k, as_of_day, late):
+@fold_property(SOCIAL_LINE, examples=6)
+def test_folding_social_partitions_equals_social_features_over_every_row(spark, lines, k, as_of, late):
     state, every = folded_in_steps(lambda x: social_of(spark, x).transform(social_day_state()), lines, late, k,
                                    lambda line: (line[4],))
-    as_of = START + dt.timedelta(days=as_of_day)
     folded = rows(state.transform(social_from_state(as_of)))
     expected = rows(social_of(spark, every).transform(social_features(as_of)))
     assert [sorted(r.items()) for r in folded] == [sorted(r.items()) for r in expected]
+
+
+WEIGHTS = {"view": 1.0, "click": 1.0, "fav": 2.0, "cart": 3.0, "buy": 5.0}  # conf/local.yaml's affinity weights
+INTERACTION_LINE = st.tuples(st.sampled_from(["u1", "u2"]), st.sampled_from(["i1", "i2", "i3", "i4"]),
+                             st.sampled_from(["view", "click", "fav", "cart", "buy", "unknown"]),
+                             LINE.map(lambda x: x[3]), LINE.map(lambda x: x[4]))
+
+
+def browse_and_tx(spark, lines):
+    """``buy`` lines become transaction lines; every other kind is a browse event."""
+    browse = spark.createDataFrame([(u, i, kind, t, None, None, d) for u, i, kind, t, d in lines if kind != "buy"], BROWSE)
+    bought = spark.createDataFrame([(f"o{n}", u, i, 1, 1.0, t, d) for n, (u, i, kind, t, d) in enumerate(lines)
+                                    if kind == "buy"], TRANSACTIONS)
+    return browse, bought
+
+
+@fold_property(INTERACTION_LINE, examples=6)
+def test_folding_interaction_partitions_equals_affinity_and_interest_vectors(spark, lines, k, as_of, late):
+    items = spark.createDataFrame([("i1", "t1", "toys", "Apex", 10.0), ("i2", "t2", "toys", "Nova", 20.0),
+                                   ("i3", "t3", "books", "Apex", 30.0), ("i4", "t4", "pet", None, 40.0)], ITEMS)
+    source = lambda kind: "transaction" if kind == "buy" else "browse"  # noqa: E731
+    state, every = folded_in_steps(lambda x: interaction_day_state(*browse_and_tx(spark, x)), lines, late, k,
+                                   lambda line: (source(line[2]), line[4]), keys=("source", "dt"))
+    weighted = state.transform(interactions_from_state(WEIGHTS, as_of, items))
+    expected = rows(interactions(WEIGHTS, as_of, items)(*browse_and_tx(spark, every)).transform(affinity_features(2)))
+    assert rows(weighted.transform(affinity_features(2))) == expected
+    # The same per-item weights give the interest vectors (i4 has no title vector, as an item with no title).
+    titles = VectorLookup.from_rows([("i1", [1.0, 0.0, 0.5]), ("i2", [0.1, 0.7, 0.0]), ("i3", [0.3, 0.3, 0.9])])
+    assert (rows(weighted.transform(weighted_title_means(titles)))
+            == rows(interest_vectors(WEIGHTS, as_of, titles)(*browse_and_tx(spark, every))))

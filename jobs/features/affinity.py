@@ -15,15 +15,26 @@ def interactions(weights: dict[str, float], as_of: datetime, items: DataFrame) -
 
     Returns a function of (browse, transactions) giving user_id, item_id, weight, category, brand.
     """
-    weight_of = F.create_map(*[x for k, v in sorted(weights.items()) for x in (F.lit(k), F.lit(float(v)))])
-
     def apply(browse: DataFrame, tx: DataFrame) -> DataFrame:
-        events = (browse.filter(before(as_of)).select("user_id", "item_id", F.col("event_type").alias("kind"))
-                  .unionByName(tx.filter(before(as_of)).select("user_id", "item_id", F.lit("buy").alias("kind"))))
-        return (events.withColumn("weight", F.coalesce(weight_of[F.col("kind")], F.lit(0.0)))
+        events = interaction_kinds(browse.filter(before(as_of)), tx.filter(before(as_of)))
+        return (events.withColumn("weight", kind_weight(weights))
                 .filter(F.col("weight") > 0)
                 .join(items.select("item_id", "category", "brand"), "item_id", "left"))
     return apply
+
+
+def interaction_kinds(browse: DataFrame, tx: DataFrame) -> DataFrame:
+    """user_id, item_id, kind (the browse event type, or ``buy`` per transaction line), source, ts, dt."""
+    return (browse.select("user_id", "item_id", F.col("event_type").alias("kind"), F.lit("browse").alias("source"),
+                          "ts", "dt")
+            .unionByName(tx.select("user_id", "item_id", F.lit("buy").alias("kind"), F.lit("transaction").alias("source"),
+                                   "ts", "dt")))
+
+
+def kind_weight(weights: dict[str, float]) -> F.Column:
+    """The configured weight of the row's ``kind``; 0.0 for kinds without one."""
+    weight_of = F.create_map(*[x for k, v in sorted(weights.items()) for x in (F.lit(k), F.lit(float(v)))])
+    return F.coalesce(weight_of[F.col("kind")], F.lit(0.0))
 
 
 def top_k_shares(key: str, k: int, prefix: str, plural: str) -> Callable[[DataFrame], DataFrame]:

@@ -14,10 +14,11 @@ from typing import Callable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from jobs.features.affinity import interaction_kinds, kind_weight
 from jobs.features.common import days_between, ratio
 from jobs.features.rfm import order_summaries
 from jobs.features.time_patterns import pattern_summaries
-from schemas.state import EVENT_DAY_STATE, ORDER_DAY_STATE, SOCIAL_DAY_STATE, SOCIAL_KINDS
+from schemas.state import EVENT_DAY_STATE, INTERACTION_DAY_STATE, ORDER_DAY_STATE, SOCIAL_DAY_STATE, SOCIAL_KINDS
 
 
 def order_day_state() -> Callable[[DataFrame], DataFrame]:
@@ -57,6 +58,13 @@ def social_day_state() -> Callable[[DataFrame], DataFrame]:
                      F.count(rating).alias("ratings_known"))
                 .select(*SOCIAL_DAY_STATE.fieldNames()))
     return apply
+
+
+def interaction_day_state(browse: DataFrame, tx: DataFrame) -> DataFrame:
+    """browse and transactions -> one ``INTERACTION_DAY_STATE`` row per (user, source, dt, day, item, kind)."""
+    return (interaction_kinds(browse, tx).withColumn("day", F.to_date("ts"))
+            .groupBy("user_id", "source", "dt", "day", "item_id", "kind").agg(F.count("*").alias("events"))
+            .select(*INTERACTION_DAY_STATE.fieldNames()))
 
 
 def replace_partitions(fresh: DataFrame, keys: tuple[str, ...] = ("dt",)) -> Callable[[DataFrame], DataFrame]:
@@ -158,4 +166,22 @@ def social_from_state(as_of: datetime) -> Callable[[DataFrame], DataFrame]:
                 .agg(counts["review"].alias("review_count"),
                      ratio(F.sum("rating_sum"), F.sum("ratings_known")).alias("mean_rating"),
                      *[counts[k].alias(f"{k}_count") for k in SOCIAL_KINDS if k != "review"]))
+    return apply
+
+
+def interactions_from_state(weights: dict[str, float], as_of: datetime, items: DataFrame
+                            ) -> Callable[[DataFrame], DataFrame]:
+    """``INTERACTION_DAY_STATE`` -> per (user, item) weighted interactions, as ``interactions`` gives per event.
+
+    ``affinity_features`` sums the weights per category and brand, so the two give the same affinities
+    (exactly when the weights are small multiples of a power of two, as the defaults are).
+    """
+    today = _midnight(as_of).date()
+
+    def apply(state: DataFrame) -> DataFrame:
+        return (state.filter(F.col("day") < F.lit(today))
+                .withColumn("weight", kind_weight(weights) * F.col("events"))
+                .filter(F.col("weight") > 0)
+                .groupBy("user_id", "item_id").agg(F.sum("weight").alias("weight"))
+                .join(items.select("item_id", "category", "brand"), "item_id", "left"))
     return apply

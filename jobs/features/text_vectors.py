@@ -10,6 +10,7 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from jobs.features.affinity import interaction_kinds, kind_weight
 from jobs.features.common import SECONDS_PER_DAY, before
 
 TEXT_KINDS = ("review", "comment")
@@ -80,7 +81,8 @@ def _sum_per_user(name: str, lookup: VectorLookup):
         frames = [b for b in batches if len(b)]
         if not frames:
             return
-        rows = pd.concat(frames, ignore_index=True)
+        # Sum in a fixed order, so the float32 result does not depend on how rows arrived.
+        rows = pd.concat(frames, ignore_index=True).sort_values(["user_id", "item_id"], kind="stable")
         index = rows["item_id"].map(lookup.keys)
         rows, index = rows[index.notna()], index.dropna().astype(np.int64).to_numpy()
         if not len(rows):
@@ -130,13 +132,17 @@ def interest_vectors(weights: dict[str, float], as_of: datetime,
     Weights per event kind come from config (purchases count as ``buy``); an item's weight is the
     sum over the user's events on it. ``titles`` maps item_id to its title's embedding.
     """
-    weight_of = F.create_map(*[x for k, v in sorted(weights.items()) for x in (F.lit(k), F.lit(float(v)))])
-
     def apply(browse: DataFrame, tx: DataFrame) -> DataFrame:
-        events = (browse.filter(before(as_of)).select("user_id", "item_id", F.col("event_type").alias("kind"))
-                  .unionByName(tx.filter(before(as_of)).select("user_id", "item_id", F.lit("buy").alias("kind"))))
-        per_item = (events.withColumn("w", F.coalesce(weight_of[F.col("kind")], F.lit(0.0))).filter(F.col("w") > 0)
+        events = interaction_kinds(browse.filter(before(as_of)), tx.filter(before(as_of)))
+        per_item = (events.withColumn("w", kind_weight(weights)).filter(F.col("w") > 0)
                     .groupBy("user_id", "item_id").agg(F.sum("w").alias("weight")))
-        return (per_item.repartition("user_id")
+        return per_item.transform(weighted_title_means(titles))
+    return apply
+
+
+def weighted_title_means(titles: VectorLookup) -> Callable[[DataFrame], DataFrame]:
+    """(user_id, item_id, weight) per item -> user_id, interest_vector (the weighted mean of the titles' vectors)."""
+    def apply(per_item: DataFrame) -> DataFrame:
+        return (per_item.select("user_id", "item_id", "weight").repartition("user_id")
                 .mapInPandas(_sum_per_user("interest_vector", titles), VECTOR_SCHEMA.format(name="interest_vector")))
     return apply
