@@ -7,6 +7,8 @@ slide by whole days, whatever partition an event was filed under.
 from pyspark.sql.types import (ArrayType, DateType, DoubleType, LongType, StringType, StructField, StructType,
                                TimestampType)
 
+from schemas.social import SOCIAL_KINDS
+
 ORDER_DAY_STATE = StructType([
     StructField("user_id", StringType(), False),
     StructField("dt", DateType(), False),
@@ -27,8 +29,6 @@ EVENT_DAY_STATE = StructType([
     StructField("hour_counts", ArrayType(LongType(), False), False),  # 24 counts, UTC hours; their sum is the events
     StructField("last_ts", TimestampType(), False),
 ])
-
-SOCIAL_KINDS = ("review", "comment", "like", "share", "follow")
 
 SOCIAL_DAY_STATE = StructType([
     StructField("user_id", StringType(), False),

@@ -9,16 +9,15 @@ from hypothesis import strategies as st
 
 from pyspark.sql.types import DateType, StringType, StructField, StructType, TimestampType
 
-from jobs.features import (activity_features, affinity_features, all_events, interactions, rfm_features, social_features,
-                           time_pattern_features)
+from jobs.features import (activity_features, affinity_features, all_events, interactions, rfm_features,
+                           social_features, time_pattern_features)
 from jobs.features.state import (activity_from_state, event_day_state, interaction_day_state, interactions_from_state,
-                                 order_day_state, replace_partitions, rfm_from_state, social_day_state, social_from_state,
-                                 time_patterns_from_state)
+                                 order_day_state, replace_partitions, rfm_from_state, social_day_state,
+                                 social_from_state, time_patterns_from_state)
 from jobs.features.text_vectors import VectorLookup, interest_vectors, weighted_title_means
 from schemas.events import BROWSE, TRANSACTIONS
 from schemas.items import ITEMS
-from schemas.social import SOCIAL
-from schemas.state import SOCIAL_KINDS
+from schemas.social import SOCIAL, SOCIAL_KINDS
 from tests.helpers import AS_OF, by_user, rows, ts
 
 WINDOWS = [1, 3, 7]
@@ -56,7 +55,8 @@ def test_an_order_straddling_midnight_counts_once_and_late_lines_replace_their_p
 
     # A late line filed under dt=2025-01-20, for a day already folded: the partition is rebuilt from all its rows.
     late = lines + [("o4", "u2", 8.0, ts(20, 18))]
-    partition = tx(spark, [line for line in late if line[3].date() == dt.date(2025, 1, 20)]).transform(order_day_state())
+    day_20 = [line for line in late if line[3].date() == dt.date(2025, 1, 20)]
+    partition = tx(spark, day_20).transform(order_day_state())
     u2 = by_user(state.transform(replace_partitions(partition)).transform(rfm_from_state(WINDOWS, AS_OF)))["u2"]
     assert (u2["frequency"], u2["monetary"], u2["spend_7d"]) == (2, 8.0, 0.0)
 
@@ -78,7 +78,8 @@ LINE = st.tuples(st.sampled_from(["o1", "o2", "o3", "o4", "o5", "o6"]), st.sampl
 def fold_property(line: st.SearchStrategy, examples: int):
     """A hypothesis property over random rows, a split day k, an as_of (a UTC midnight) and late rows."""
     def decorate(test):
-        return settings(max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])(
+        return settings(max_examples=examples, deadline=None,
+                        suppress_health_check=[HealthCheck.function_scoped_fixture])(
             given(lines=st.lists(line, min_size=1, max_size=25), k=st.integers(0, 9),
                   as_of=st.integers(1, 11).map(lambda day: START + dt.timedelta(days=day)),
                   late=st.lists(line, max_size=4))(test))
@@ -161,7 +162,8 @@ INTERACTION_LINE = st.tuples(st.sampled_from(["u1", "u2"]), st.sampled_from(["i1
 
 def browse_and_tx(spark, lines):
     """``buy`` lines become transaction lines; every other kind is a browse event."""
-    browse = spark.createDataFrame([(u, i, kind, t, None, None, d) for u, i, kind, t, d in lines if kind != "buy"], BROWSE)
+    browse = spark.createDataFrame([(u, i, kind, t, None, None, d) for u, i, kind, t, d in lines if kind != "buy"],
+                                   BROWSE)
     bought = spark.createDataFrame([(f"o{n}", u, i, 1, 1.0, t, d) for n, (u, i, kind, t, d) in enumerate(lines)
                                     if kind == "buy"], TRANSACTIONS)
     return browse, bought

@@ -25,10 +25,10 @@ def interactions(weights: dict[str, float], as_of: datetime, items: DataFrame) -
 
 def interaction_kinds(browse: DataFrame, tx: DataFrame) -> DataFrame:
     """user_id, item_id, kind (the browse event type, or ``buy`` per transaction line), source, ts, dt."""
-    return (browse.select("user_id", "item_id", F.col("event_type").alias("kind"), F.lit("browse").alias("source"),
-                          "ts", "dt")
-            .unionByName(tx.select("user_id", "item_id", F.lit("buy").alias("kind"), F.lit("transaction").alias("source"),
-                                   "ts", "dt")))
+    return (browse.select("user_id", "item_id", F.col("event_type").alias("kind"),
+                          F.lit("browse").alias("source"), "ts", "dt")
+            .unionByName(tx.select("user_id", "item_id", F.lit("buy").alias("kind"),
+                                   F.lit("transaction").alias("source"), "ts", "dt")))
 
 
 def kind_weight(weights: dict[str, float]) -> F.Column:

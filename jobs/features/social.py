@@ -8,7 +8,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from jobs.features.common import before, count_where
-from schemas.state import SOCIAL_KINDS
+from schemas.social import SOCIAL_KINDS
 
 
 def social_features(as_of: datetime) -> Callable[[DataFrame], DataFrame]:

@@ -1,10 +1,11 @@
 """Per-(user, partition, day) feature state, and the folds that turn it into the full job's feature columns.
 
-A day's rows fold into a few rows of state (``order_day_state``, ``event_day_state``); a partition that
-gets late data replaces its rows (``replace_partitions``); and the ``*_from_state`` folds give the
-columns that ``rfm_features``, ``activity_features`` and ``time_pattern_features`` compute from every
-row (sums within 1e-9, since they are added in a different order; counts exactly). These are the
-first feature families of the incremental job's state (docs/incremental-design.md).
+A day's rows fold into a few rows of state (the ``*_day_state`` functions); a partition that gets
+late data replaces its rows (``replace_partitions``); and the ``*_from_state`` folds give the columns
+that the full job's feature functions (``rfm_features``, ``activity_features``, ``time_pattern_features``,
+``social_features``, ``interactions``) compute from every row: sums within 1e-9, since they are added
+in a different order, and counts exactly. These are the first feature families of the incremental
+job's state (docs/incremental-design.md).
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from jobs.features.affinity import interaction_kinds, kind_weight
 from jobs.features.common import days_between, ratio
 from jobs.features.rfm import order_summaries
 from jobs.features.time_patterns import pattern_summaries
-from schemas.state import EVENT_DAY_STATE, INTERACTION_DAY_STATE, ORDER_DAY_STATE, SOCIAL_DAY_STATE, SOCIAL_KINDS
+from schemas.social import SOCIAL_KINDS
+from schemas.state import EVENT_DAY_STATE, INTERACTION_DAY_STATE, ORDER_DAY_STATE, SOCIAL_DAY_STATE
 
 
 def order_day_state() -> Callable[[DataFrame], DataFrame]:
@@ -122,17 +124,21 @@ def _sum_arrays(column: str, size: int) -> list[F.Column]:
     return [F.sum(F.col(column)[i]) for i in range(size)]
 
 
+def _day_events() -> F.Column:
+    """Events in one ``EVENT_DAY_STATE`` row: its hour counts add up to them."""
+    return F.aggregate("hour_counts", F.lit(0).cast("long"), lambda acc, c: acc + c)
+
+
 def activity_from_state(as_of: datetime, recent_days: int) -> Callable[[DataFrame], DataFrame]:
     """``EVENT_DAY_STATE`` -> the columns of ``activity_features(as_of, recent_days)``."""
     as_of = _midnight(as_of)
     today = as_of.date()
 
     def apply(state: DataFrame) -> DataFrame:
-        events = F.aggregate("hour_counts", F.lit(0).cast("long"), lambda acc, c: acc + c)
+        recent = F.col("day") >= F.lit(today - timedelta(days=recent_days))
         return (state.filter(F.col("day") < F.lit(today)).groupBy("user_id")
                 .agg(F.count_distinct("day").alias("active_days"),
-                     F.coalesce(F.sum(F.when(F.col("day") >= F.lit(today - timedelta(days=recent_days)), events)),
-                                F.lit(0)).alias(f"events_{recent_days}d"),
+                     F.coalesce(F.sum(F.when(recent, _day_events())), F.lit(0)).alias(f"events_{recent_days}d"),
                      F.max("last_ts").alias("last_event_ts"))
                 .withColumn("days_since_last_event", days_between(as_of, F.col("last_event_ts"))))
     return apply
@@ -143,12 +149,11 @@ def time_patterns_from_state(as_of: datetime, night_hours: list[int]) -> Callabl
     today = _midnight(as_of).date()
 
     def apply(state: DataFrame) -> DataFrame:
-        events = F.aggregate("hour_counts", F.lit(0).cast("long"), lambda acc, c: acc + c)
         weekday = (F.dayofweek("day") + 5) % 7 + 1  # Spark: 1 = Sunday; ISO: 1 = Monday
         counts = (state.filter(F.col("day") < F.lit(today)).groupBy("user_id")
-                  .agg(F.sum(events).alias("_n"),
+                  .agg(F.sum(_day_events()).alias("_n"),
                        F.array(*_sum_arrays("hour_counts", 24)).alias("_hours"),
-                       F.array(*[F.coalesce(F.sum(F.when(weekday == d, events)), F.lit(0)) for d in range(1, 8)])
+                       F.array(*[F.coalesce(F.sum(F.when(weekday == d, _day_events())), F.lit(0)) for d in range(1, 8)])
                        .alias("_days"),
                        F.sum(sum(F.col("hour_counts")[h] for h in night_hours) if night_hours else F.lit(0))
                        .alias("_night")))
