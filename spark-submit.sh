@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Package Portrait and submit one of its jobs with spark-submit.
 #
-#   ./spark-submit.sh full|generate|demo|sql [portrait options...]
+#   ./spark-submit.sh full|incremental|generate|demo|sql [portrait options...]
 #
 # Environment:
 #   SPARK_MASTER      where to run (default local[*])
@@ -12,7 +12,7 @@
 #   SPARK_SUBMIT      the spark-submit binary (default: the one next to pyspark)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-job="${1:?usage: spark-submit.sh full|generate|demo|sql [options]}"; shift || true
+job="${1:?usage: spark-submit.sh full|incremental|generate|demo|sql [options]}"; shift || true
 
 master="${SPARK_MASTER:-local[*]}"
 delta="${PORTRAIT_DELTA:-$([[ $master == local* ]] && echo rs || echo spark)}"

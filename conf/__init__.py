@@ -163,6 +163,7 @@ class ModelConf(_Section):
     use_gpu: bool = True                        # used only when CUDA is visible
     spend_tier_quantiles: QuantilePair = [0.5, 0.9]  # of buyers' horizon spend: low / mid / high
     checkpoint_dir: str = "./.portrait/checkpoints"
+    serving_dir: str = "./.portrait/models"     # the scoring model and segments of each run, for the incremental job
     tracking_uri: str = "file:./mlruns"         # MLflow; a local file store unless a server is configured
     experiment: str = "portrait"
     baselines: bool = True                      # also fit the RFM rule and MLlib baselines, for the metrics table

@@ -77,6 +77,15 @@ def full(config: ConfigOpt = None, set_: SetOpt = None, warehouse: WarehouseOpt 
 
 
 @app.command()
+def incremental(config: ConfigOpt = None, set_: SetOpt = None, warehouse: WarehouseOpt = None) -> None:
+    """Process only new or changed input partitions, then refresh every profile and tag from the feature state."""
+    from jobs.incremental import run_incremental
+
+    cfg = _config(config, set_, warehouse)
+    run_incremental(cfg, _spark(cfg), env=os.environ)
+
+
+@app.command()
 def sql(query: Annotated[str, typer.Argument(help="Spark SQL over profiles, labels, quarantine, runs and inputs.")],
         limit: Annotated[int, typer.Option(help="Rows to print.")] = 50,
         at: Annotated[Optional[list[str]], typer.Option(
@@ -202,13 +211,16 @@ def export_segment(segment: Annotated[int, typer.Option(help="segment_id from th
 
 
 def main() -> None:
+    from jobs.incremental import StateMissing
     from jobs.model.lookalike import AudienceRefused
+    from jobs.model.serving import ServingModelMissing
     from jobs.privacy import PrivacyError
     from jobs.storage import StorageError
 
     try:
         app()
-    except (ConfigError, StorageError, PrivacyError, AudienceRefused, FileNotFoundError) as error:
+    except (ConfigError, StorageError, PrivacyError, AudienceRefused, StateMissing, ServingModelMissing,
+            FileNotFoundError) as error:
         err.print(f"[bold red]error:[/] {error}")
         raise SystemExit(2) from None
 

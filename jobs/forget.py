@@ -23,9 +23,11 @@ from jobs.features.text_vectors import TEXT_KINDS, texts_to_embed, with_text_key
 from jobs.privacy import privacy_key, pseudonym
 from jobs.runs import RunRecorder, write_run
 from jobs.storage import Warehouse
+from schemas import STATE_TABLES
 
 INPUT_TABLES = ("users", "transactions", "browse", "social")   # raw source ids
-DERIVED_TABLES = ("profiles", "labels", "training_snapshot", "ground_truth")  # pseudonyms (raw when off)
+# Pseudonyms (raw ids when pseudonymisation is off), including the incremental job's feature state.
+DERIVED_TABLES = ("profiles", "labels", "training_snapshot", "ground_truth", *STATE_TABLES)
 
 
 @dataclass(frozen=True)

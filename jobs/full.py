@@ -2,38 +2,38 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Mapping
+from datetime import date, datetime
+from typing import Callable, Mapping
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from conf import Config
 from jobs.embed import embed_stage
 from jobs.faults import fault_point
 from jobs.features.profiles import build_profiles
+from jobs.features.state_profiles import day_states
 from jobs.privacy import ingest_privacy
 from jobs.frames import conform
 from jobs.model.stages import ModelOutputs, model_stages
 from jobs.features.text_vectors import VectorLookup, title_vectors
 from jobs.inputs import midnight_after_latest_event, read_inputs
 from jobs.ledger import PROFILES_APP, StepPlan, already_committed, commit_step, plan_step
-from jobs.runs import RunRecorder, utc_now, write_run
+from jobs.runs import RunRecorder, write_run
 from jobs.storage import Warehouse
 from jobs.tags import DataGaps, rule_tags
 from jobs.validation import REASON, ValidationReport, clean_rows, quarantine_message, quarantine_rows, tag_inputs
-from schemas import INPUT_TABLES, TableSpec
+from schemas import INPUT_TABLES, STATE_TABLES, TableSpec
 from schemas.profiles import profiles_schema
 
 EVENT_TABLES = ("transactions", "browse", "social")
-STEP_OUTPUTS = ("profiles", "labels", "quarantine", "segments", "model_metrics")  # each commits the step
+STEP_OUTPUTS = (*STATE_TABLES, "profiles", "labels", "quarantine", "segments", "model_metrics")  # each commits the step
 
 
 @dataclass(frozen=True)
 class RunSummary:
     run_id: str
-    as_of: datetime
+    as_of: datetime | None  # None: an incremental run that found nothing pending
     report: ValidationReport
     rows_out: dict[str, int]
 
@@ -57,11 +57,13 @@ def validate(tagged: dict[str, DataFrame], cfg: Config, run_id: str, at: datetim
 
 
 def read_and_validate(cfg: Config, wh: Warehouse, env: Mapping[str, str] | None, rec: RunRecorder,
-                      versions: dict[str, int] | None = None) -> tuple[dict[str, DataFrame], DataFrame, ValidationReport]:
-    """Read the inputs (at ``versions``), pseudonymise them, and split each into clean rows and quarantine."""
+                      versions: dict[str, int] | None = None, partitions: dict[str, list[date]] | None = None
+                      ) -> tuple[dict[str, DataFrame], DataFrame, ValidationReport]:
+    """Read the inputs (at ``versions``; only ``partitions`` of the tables it names), pseudonymise them, and
+    split each into clean rows and quarantine."""
     private = ingest_privacy(cfg.privacy, env, rec)  # strict mode without a key stops here, first
     with rec.stage("read") as st:
-        raw, absent = read_inputs(wh, cfg.inputs, versions)
+        raw, absent = read_inputs(wh, cfg.inputs, versions, partitions)
         raw = {t: df.transform(private) for t, df in raw.items()}
         st.rows_out = len(raw)
     with rec.stage("validate") as st:
@@ -91,28 +93,49 @@ def embed_and_titles(cfg: Config, wh: Warehouse, clean: dict[str, DataFrame], re
     return embeddings, titles
 
 
-def write_outputs(wh: Warehouse, rec: RunRecorder, plan: StepPlan, profiles: DataFrame, labels: DataFrame,
-                  quarantine: DataFrame, model: ModelOutputs | None, report: ValidationReport) -> None:
-    """One commit per output table, each tagged with the run id and the step; then the ledger commit.
+Write = tuple[str, Callable[..., None], DataFrame]  # (table, Warehouse method, rows)
+
+
+def write_once(wh: Warehouse, rec: RunRecorder, plan: StepPlan, writes: list[Write]) -> None:
+    """One commit per output table, each tagged with the run id and the step (the ledger commit comes after).
 
     A table that already holds the step (an earlier attempt died after writing it) is skipped, so a
     rerun never appends the step's quarantine rows or metrics twice.
     """
-    writes = [("profiles", wh.overwrite, profiles.transform(conform(wh.spec("profiles").schema, "profiles"))),
-              ("labels", wh.overwrite, labels), ("quarantine", wh.append, quarantine)]
+    for table, write, df in writes:
+        if already_committed(wh, table, plan):
+            rec.console.print(f"  {table}: step {plan.step} was committed by an earlier attempt; skipped")
+            continue
+        write(table, df, run_id=rec.run_id, txn=plan.txn)
+        fault_point(f"after_write:{table}")
+
+
+def state_writes(wh: Warehouse, clean: dict[str, DataFrame]) -> list[Write]:
+    """Every feature state table rebuilt from all clean rows, for the incremental job to continue from."""
+    return [(table, wh.overwrite, rows) for table, rows in day_states(clean).items()]
+
+
+def write_outputs(wh: Warehouse, rec: RunRecorder, plan: StepPlan, profiles: DataFrame, labels: DataFrame,
+                  quarantine: DataFrame, model: ModelOutputs | None, report: ValidationReport,
+                  state: list[Write]) -> None:
+    """The full job's outputs (``write_once``), then the ledger."""
+    writes = state + [("profiles", wh.overwrite, profiles.transform(conform(wh.spec("profiles").schema, "profiles"))),
+                      ("labels", wh.overwrite, labels), ("quarantine", wh.append, quarantine)]
     if model is not None:
         writes += [("segments", wh.overwrite, model.segments), ("model_metrics", wh.append, model.metrics)]
     with rec.stage("write") as st:
-        for table, write, df in writes:
-            if already_committed(wh, table, plan):
-                rec.console.print(f"  {table}: step {plan.step} was committed by an earlier attempt; skipped")
-                continue
-            write(table, df, run_id=rec.run_id, txn=plan.txn)
-            fault_point(f"after_write:{table}")
+        write_once(wh, rec, plan, writes)
         commit_step(wh, plan, rec.run_id, rec.started_at)
         rec.rows_out.update({t: wh.count(t) for t in ("profiles", "labels")})
         rec.rows_out["quarantine"] = sum(report.rows_quarantined.values())
         st.rows_out = sum(rec.rows_out[t] for t in ("profiles", "labels", "quarantine"))
+
+
+def succeeded(wh: Warehouse, rec: RunRecorder, as_of: datetime | None, report: ValidationReport) -> RunSummary:
+    """Record the run as succeeded, print its summary, and return it."""
+    write_run(wh, rec, "succeeded")
+    rec.console.print(rec.summary())
+    return RunSummary(rec.run_id, as_of, report, dict(rec.rows_out))
 
 
 def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = None,
@@ -147,10 +170,8 @@ def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = No
         if cfg.model.enabled:
             model = model_stages(cfg, spark, wh, clean, profiles, as_of, present, embeddings, titles, rec)
             profiles, labels = model.profiles, labels.unionByName(model.labels)
-        write_outputs(wh, rec, plan, profiles, labels, quarantine, model, report)
-        write_run(wh, rec, "succeeded")
-        rec.console.print(rec.summary())
-        return RunSummary(rec.run_id, as_of, report, dict(rec.rows_out))
+        write_outputs(wh, rec, plan, profiles, labels, quarantine, model, report, state_writes(wh, clean))
+        return succeeded(wh, rec, as_of, report)
     except Exception as error:
         write_run(wh, rec, "failed", error)
         raise

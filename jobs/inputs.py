@@ -1,7 +1,7 @@
 """Reading the input tables: required ones must exist, optional ones may be absent."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -10,13 +10,14 @@ from conf import InputsConf
 from jobs.storage import TableNotFound, Warehouse
 
 
-def read_inputs(wh: Warehouse, inputs: InputsConf, versions: dict[str, int] | None = None
-                ) -> tuple[dict[str, DataFrame], list[str]]:
+def read_inputs(wh: Warehouse, inputs: InputsConf, versions: dict[str, int] | None = None,
+                partitions: dict[str, list[date]] | None = None) -> tuple[dict[str, DataFrame], list[str]]:
     """All input tables, and the names of optional tables that were absent (read as empty).
 
     Every table is checked (existence, schema) before anything is returned, so a bad
     warehouse stops the job before it writes anything. ``versions`` pins tables to Delta versions
-    (a step reads what it planned); tables not named are read at their current version.
+    (a step reads what it planned); tables not named are read at their current version. ``partitions``
+    limits the partitioned tables it names to those ``dt`` values (the incremental job's pending ones).
     """
     versions = versions or {}
     missing = [t for t in inputs.required if not wh.exists(t)]
@@ -27,6 +28,9 @@ def read_inputs(wh: Warehouse, inputs: InputsConf, versions: dict[str, int] | No
     absent = [t for t in inputs.optional if not wh.exists(t)]
     tables = {t: wh.read(t, versions.get(t)) for t in inputs.required}
     tables.update({t: wh.read_or_empty(t, versions.get(t)) for t in inputs.optional})
+    for table, dts in (partitions or {}).items():
+        if table in tables:
+            tables[table] = tables[table].filter(F.col("dt").isin(sorted(dts)))
     return tables, absent
 
 

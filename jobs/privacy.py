@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
@@ -38,13 +39,23 @@ def load_key(key_file: str, strict: bool, env: Mapping[str, str]) -> PseudonymKe
         return PseudonymKey(env[KEY_ENV].encode(), f"environment variable {KEY_ENV}")
     path = Path(key_file)
     if path.is_file():
-        return PseudonymKey(path.read_bytes().strip(), f"key file {path}")
+        for _ in range(50):  # a job that has just created the file may not have written it yet
+            secret = path.read_bytes().strip()
+            if secret:
+                return PseudonymKey(secret, f"key file {path}")
+            time.sleep(0.1)
+        raise PrivacyError(f"the key file {path} is empty; put a secret in it or delete it")
     if strict:
         raise PrivacyError(f"strict mode: no pseudonymisation key. Set {KEY_ENV}, or put a secret in "
                            f"privacy.key_file ({path}); Portrait will not run without one.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(secrets.token_hex(32))
-    os.chmod(path, 0o600)
+    try:
+        # Exclusive create: two jobs starting at once on a fresh machine must not each write a key.
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return load_key(key_file, strict, env)  # the other job's key
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secrets.token_hex(32))
     return PseudonymKey(path.read_bytes().strip(),
                         f"generated local key {path} (fine for a demo; set {KEY_ENV} in production)")
 

@@ -17,6 +17,8 @@ from schemas.model import MODEL_METRICS, SEGMENTS, TRAINING_SNAPSHOT
 from schemas.operations import PROCESSED_PARTITIONS, QUARANTINE, RUNS
 from schemas.profiles import LABELS, PROFILES, profiles_schema
 from schemas.social import SOCIAL
+from schemas.state import (BROWSE_DAY_STATE, EVENT_DAY_STATE, INTERACTION_DAY_STATE, ORDER_DAY_STATE,
+                           PRICE_DAY_STATE, SOCIAL_DAY_STATE, TEXT_STATE)
 from schemas.truth import GROUND_TRUTH
 from schemas.users import USERS
 
@@ -59,6 +61,17 @@ OUTPUT_TABLES: dict[str, TableSpec] = {
     "embedding_cache": TableSpec("embedding_cache", EMBEDDING_CACHE, ("model_id", "text_sha256")),
 }
 
-TABLES: dict[str, TableSpec] = {**INPUT_TABLES, **OUTPUT_TABLES}
+# The incremental job's feature state (jobs/features/state_profiles.py); the full job writes it too.
+STATE_TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (
+    TableSpec("state_orders", ORDER_DAY_STATE),
+    TableSpec("state_prices", PRICE_DAY_STATE),
+    TableSpec("state_browse", BROWSE_DAY_STATE),
+    TableSpec("state_social", SOCIAL_DAY_STATE),
+    TableSpec("state_texts", TEXT_STATE),
+    TableSpec("state_events", EVENT_DAY_STATE),
+    TableSpec("state_interactions", INTERACTION_DAY_STATE),
+)}
 
-__all__ = ["TableSpec", "TABLES", "INPUT_TABLES", "OUTPUT_TABLES", "profiles_schema"]
+TABLES: dict[str, TableSpec] = {**INPUT_TABLES, **OUTPUT_TABLES, **STATE_TABLES}
+
+__all__ = ["TableSpec", "TABLES", "INPUT_TABLES", "OUTPUT_TABLES", "STATE_TABLES", "profiles_schema"]

@@ -1,13 +1,11 @@
-"""Mergeable feature state the incremental job keeps between runs (issue 6; see docs/incremental-design.md).
+"""Mergeable feature state the incremental job keeps between runs (see docs/incremental-design.md).
 
-One row per user, input partition ``dt`` and event ``day`` (the UTC date of ``ts``). Keeping ``dt``
-lets a partition that received late data replace its rows; keeping ``day`` lets the rolling windows
-slide by whole days, whatever partition an event was filed under.
+One row per user, input partition ``dt`` and event ``day`` (the UTC date of ``ts``); texts keep one row
+each. Keeping ``dt`` lets a partition that received late data replace its rows; keeping ``day`` lets the
+rolling windows slide by whole days, whatever partition an event was filed under.
 """
-from pyspark.sql.types import (ArrayType, DateType, DoubleType, LongType, StringType, StructField, StructType,
-                               TimestampType)
-
-from schemas.social import SOCIAL_KINDS
+from pyspark.sql.types import (ArrayType, DateType, DecimalType, DoubleType, LongType, StringType, StructField,
+                               StructType, TimestampType)
 
 ORDER_DAY_STATE = StructType([
     StructField("user_id", StringType(), False),
@@ -15,8 +13,9 @@ ORDER_DAY_STATE = StructType([
     StructField("day", DateType(), False),
     # Distinct order ids, not a count: an order whose lines straddle midnight must count once per window.
     StructField("order_ids", ArrayType(StringType(), False), False),
-    StructField("amount_sum", DoubleType()),     # sum of the known amounts; null when none is known
+    StructField("amount_sum", DecimalType(38, 6)),  # exact sum of the known amounts; null when none is known
     StructField("amounts_known", LongType(), False),
+    StructField("lines", LongType(), False),        # transaction lines: the funnel's purchases
     StructField("first_ts", TimestampType(), False),
     StructField("last_ts", TimestampType(), False),
 ])
@@ -48,4 +47,39 @@ INTERACTION_DAY_STATE = StructType([
     StructField("kind", StringType(), False),    # view, click, cart, fav, buy
     # Counts, not weights: the configured weights apply when the state is read, so changing them needs no rebuild.
     StructField("events", LongType(), False),
+])
+
+PRICE_DAY_STATE = StructType([
+    StructField("user_id", StringType(), False),
+    StructField("dt", DateType(), False),
+    StructField("day", DateType(), False),
+    # A median does not merge; the multiset of unit prices does (bounded by the distinct prices paid).
+    StructField("unit_price", DoubleType(), False),
+    StructField("lines", LongType(), False),
+])
+
+BROWSE_DAY_STATE = StructType([
+    StructField("user_id", StringType(), False),
+    StructField("dt", DateType(), False),
+    StructField("day", DateType(), False),
+    StructField("session_id", StringType()),  # null: events the source did not sessionise (see auto_ts)
+    StructField("views", LongType(), False),
+    StructField("clicks", LongType(), False),
+    StructField("carts", LongType(), False),
+    StructField("favs", LongType(), False),
+    StructField("events", LongType(), False),
+    StructField("dwell_ms_sum", LongType()),
+    StructField("dwell_known", LongType(), False),
+    StructField("first_ts", TimestampType(), False),
+    StructField("last_ts", TimestampType(), False),
+    # Gap-based sessions can span midnight and partitions, so unsessionised events keep their times.
+    StructField("auto_ts", ArrayType(TimestampType(), False), False),
+])
+
+TEXT_STATE = StructType([
+    StructField("user_id", StringType(), False),
+    StructField("dt", DateType(), False),
+    StructField("ts", TimestampType(), False),
+    # The key of the embedding cache, never the text: erasure and privacy stay where they are.
+    StructField("text_sha256", StringType(), False),
 ])

@@ -54,3 +54,12 @@ def scan_for_leaks(secrets_: set[str], roots: list[Path]) -> int:
             leaked = [s for s in secrets_ if any(s in v for v in values)]
             assert not leaked, f"{file} holds {leaked[:3]}"
     return scanned
+
+
+def assert_same_rows(actual: DataFrame, expected: DataFrame, keys: tuple[str, ...], tolerance: float = 1e-9,
+                     ignore: tuple[str, ...] = ()) -> None:
+    """The same rows by ``keys``; floating-point values (nested too) within ``tolerance``, everything else equal."""
+    from jobs.compare import table_differences
+
+    problems = table_differences(actual, expected, keys, tolerance, ignore)
+    assert not problems, f"{len(problems)} differences, first: {problems[:5]}"

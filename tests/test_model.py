@@ -221,9 +221,11 @@ def _logged_model(run, demo_run):
 
 
 def _propensities(network, rows) -> np.ndarray:
+    """As the scoring stage computes them: in float64."""
     with torch.no_grad():
-        _, propensity, *_ = network(*(torch.tensor([r[c] for r in rows]) for c in ("behaviour", "text", "interest")))
-    return torch.sigmoid(propensity).double().numpy()
+        _, propensity, *_ = network.double()(*(torch.tensor([r[c] for r in rows], dtype=torch.float64)
+                                              for c in ("behaviour", "text", "interest")))
+    return torch.sigmoid(propensity).numpy()
 
 
 def test_metrics_table_is_computed_on_the_held_out_users_with_the_logged_model(tables, demo_run):

@@ -60,6 +60,14 @@ def test_an_order_straddling_midnight_counts_once_and_late_lines_replace_their_p
     u2 = by_user(state.transform(replace_partitions(partition)).transform(rfm_from_state(WINDOWS, AS_OF)))["u2"]
     assert (u2["frequency"], u2["monetary"], u2["spend_7d"]) == (2, 8.0, 0.0)
 
+    # The partition erased to nothing: naming it as replaced drops its old rows, though nothing fresh covers it.
+    erased = partition.limit(0)
+    replaced = spark.createDataFrame([(dt.date(2025, 1, 20),)], "dt date")
+    folded = by_user(state.transform(replace_partitions(erased, replaced=replaced)).transform(
+        rfm_from_state(WINDOWS, AS_OF)))
+    assert "u2" not in folded and folded["u1"]["frequency"] == 2
+    assert "u2" in by_user(state.transform(replace_partitions(erased)).transform(rfm_from_state(WINDOWS, AS_OF)))
+
 
 def test_as_of_must_be_a_utc_midnight():
     with pytest.raises(ValueError, match="not a UTC midnight"):
@@ -183,3 +191,44 @@ def test_folding_interaction_partitions_equals_affinity_and_interest_vectors(spa
     titles = VectorLookup.from_rows([("i1", [1.0, 0.0, 0.5]), ("i2", [0.1, 0.7, 0.0]), ("i3", [0.3, 0.3, 0.9])])
     assert (rows(weighted.transform(weighted_title_means(titles)))
             == rows(interest_vectors(WEIGHTS, as_of, titles)(*browse_and_tx(spark, every))))
+
+
+def test_a_gap_session_across_midnight_and_two_partitions_stays_one_session(spark):
+    from jobs.features.conversion import conversion_features, sessionize
+    from jobs.features.state import browse_day_state, conversion_from_state
+
+    events = [  # (user, event_type, ts, dwell_ms, session_id, dt)
+        ("u1", "view", ts(29, 23, 50), 1000, None, dt.date(2025, 1, 29)),
+        ("u1", "cart", ts(30, 0, 5), 3000, None, dt.date(2025, 1, 30)),   # 15 minutes later: the same session
+        ("u1", "view", ts(30, 9), None, None, dt.date(2025, 1, 30)),      # a new one
+        ("u1", "view", ts(28, 23, 0), 2000, "s9", dt.date(2025, 1, 28)),  # a named session over two days
+        ("u1", "fav", ts(29, 0, 30), 4000, "s9", dt.date(2025, 1, 29)),
+        ("u2", "view", ts(31, 1), 500, None, dt.date(2025, 1, 31)),       # at or after as_of: ignored
+    ]
+    browse = spark.createDataFrame([(u, "i1", e, t, d, s, p) for u, e, t, d, s, p in events], BROWSE)
+    lines = tx(spark, [("o1", "u1", 10.0, ts(30, 10))])
+    day_parts = [browse.filter(browse.dt == d).transform(browse_day_state()) for d in sorted({e[5] for e in events})]
+    state = day_parts[0]
+    for part in day_parts[1:]:
+        state = state.unionByName(part)
+    folded = by_user(conversion_from_state(AS_OF, 30)(state, lines.transform(order_day_state())))
+    u1 = folded["u1"]
+    assert (u1["views"], u1["carts"], u1["favs"], u1["sessions"]) == (3, 1, 1, 3)
+    assert (u1["avg_session_events"], u1["avg_session_minutes"]) == (5 / 3, (15 + 0 + 90) / 3)
+    assert (u1["avg_dwell_s"], u1["view_to_cart_rate"], u1["cart_to_buy_rate"]) == (2.5, 1 / 3, 1.0)
+    assert "u2" not in folded
+    full = by_user(conversion_features(AS_OF)(browse.transform(sessionize(30)), lines))
+    assert folded == full
+
+
+def test_price_state_keeps_the_multiset_so_the_median_is_the_full_jobs(spark):
+    from jobs.features.affinity import price_band_features
+    from jobs.features.state import price_day_state, price_from_state
+
+    lines = [("o1", "u1", 10.0, ts(3)), ("o2", "u1", 10.0, ts(4)), ("o3", "u1", 30.0, ts(5)),
+             ("o4", "u1", 40.0, ts(6)), ("o5", "u1", None, ts(6)), ("o6", "u1", 99.0, ts(31, 2))]
+    items = spark.createDataFrame([("i1", "t", "c", "b", float(p)) for p in (5, 10, 20, 50)], ITEMS)
+    state = tx(spark, lines).transform(price_day_state())
+    folded = by_user(state.transform(price_from_state([0.25, 0.75], AS_OF, items)))
+    assert (folded["u1"]["median_unit_price"], folded["u1"]["price_band"]) == (20.0, "mid")
+    assert folded == by_user(tx(spark, lines).transform(price_band_features([0.25, 0.75], AS_OF, items)))

@@ -72,14 +72,22 @@ def affinity_features(k: int) -> Callable[[DataFrame], DataFrame]:
 
 def price_band_features(quantiles: list[float], as_of: datetime, items: DataFrame) -> Callable[[DataFrame], DataFrame]:
     """Per user: median unit price paid, banded low/mid/high by the catalogue's price quantiles."""
+    def apply(tx: DataFrame) -> DataFrame:
+        paid = (tx.filter(before(as_of) & F.col("amount").isNotNull() & (F.col("quantity") > 0))
+                .select("user_id", (F.col("amount") / F.col("quantity")).alias("unit_price")))
+        return paid.transform(price_bands(quantiles, items))
+    return apply
+
+
+def price_bands(quantiles: list[float], items: DataFrame) -> Callable[[DataFrame], DataFrame]:
+    """One row per line paid (user_id, unit_price) -> user_id, median_unit_price, price_band."""
     low_q, high_q = quantiles
 
-    def apply(tx: DataFrame) -> DataFrame:
+    def apply(paid: DataFrame) -> DataFrame:
         bounds = items.agg(F.percentile("price", low_q).alias("_low"), F.percentile("price", high_q).alias("_high"))
-        paid = (tx.filter(before(as_of) & F.col("amount").isNotNull() & (F.col("quantity") > 0))
-                .groupBy("user_id").agg(F.median(F.col("amount") / F.col("quantity")).alias("median_unit_price")))
+        medians = paid.groupBy("user_id").agg(F.median("unit_price").alias("median_unit_price"))
         band = (F.when(F.col("median_unit_price") < F.col("_low"), "low")
                 .when(F.col("median_unit_price") < F.col("_high"), "mid").otherwise("high"))
-        return (paid.crossJoin(F.broadcast(bounds)).withColumn("price_band", band)
+        return (medians.crossJoin(F.broadcast(bounds)).withColumn("price_band", band)
                 .select("user_id", "median_unit_price", "price_band"))
     return apply

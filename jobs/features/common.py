@@ -31,3 +31,17 @@ def ratio(numerator: Column, denominator: Column) -> Column:
 
 def count_where(condition: Column) -> Column:
     return F.count(F.when(condition, 1))
+
+
+# Money is summed as a decimal to the micro-unit: exact, so a sum does not depend on the order rows
+# arrive in (a full recompute and the incremental fold add the same amounts in different orders).
+MONEY = "decimal(38,6)"
+
+
+def money(column: Column) -> Column:
+    return column.cast(MONEY)
+
+
+def money_sum(column: Column) -> Column:
+    """The exact sum of a money column (nulls skipped), as a double."""
+    return F.sum(money(column)).cast("double")

@@ -82,11 +82,21 @@ def build_profiles(cfg: Config, as_of: datetime, updated_at: datetime, present: 
             e = cfg.embedding
             features += [social.transform(text_vectors(as_of, e.text_half_life_days, e.recent_text_days, embeddings)),
                          interest_vectors(e.interest_weights, as_of, titles)(browse, tx)]
-        zero = [c for table in present for c in COUNT_COLUMNS.get(table, [])] + COUNT_COLUMNS["events"]
-        if "transactions" in present:
-            zero += [f"orders_{w}d" for w in f.rfm_windows]
-        zero.append(f"events_{recent}d")
-        schema = profiles_schema(f.rfm_windows)
-        return (clean["users"].transform(assemble_profiles(schema, as_of, updated_at, features))
-                .transform(fill_zero(zero)))
+        return clean["users"].transform(profiles_from_features(cfg, as_of, updated_at, present, features))
+    return apply
+
+
+def profiles_from_features(cfg: Config, as_of: datetime, updated_at: datetime, present: set[str],
+                           features: list[DataFrame]) -> Callable[[DataFrame], DataFrame]:
+    """users -> profiles: the per-user feature frames joined on, and counts of absent things set to 0."""
+    f = cfg.features
+    recent = cfg.tags.active_window_days
+    zero = [c for table in present for c in COUNT_COLUMNS.get(table, [])] + COUNT_COLUMNS["events"]
+    if "transactions" in present:
+        zero += [f"orders_{w}d" for w in f.rfm_windows]
+    zero.append(f"events_{recent}d")
+    schema = profiles_schema(f.rfm_windows)
+
+    def apply(users: DataFrame) -> DataFrame:
+        return users.transform(assemble_profiles(schema, as_of, updated_at, features)).transform(fill_zero(zero))
     return apply

@@ -7,7 +7,7 @@ from typing import Callable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.features.common import before, days_between, ratio, within_days
+from jobs.features.common import before, days_between, money_sum, ratio, within_days
 
 
 def rfm_features(windows: list[int], as_of: datetime) -> Callable[[DataFrame], DataFrame]:
@@ -23,12 +23,12 @@ def rfm_features(windows: list[int], as_of: datetime) -> Callable[[DataFrame], D
             in_w = within_days(as_of, w)
             per_window += [
                 F.count_distinct(F.when(in_w, F.col("order_id"))).alias(f"orders_{w}d"),
-                F.when(amounts_known, F.sum(F.when(in_w, F.col("amount")).otherwise(0.0))).alias(f"spend_{w}d"),
+                F.when(amounts_known, money_sum(F.when(in_w, F.col("amount")).otherwise(0.0))).alias(f"spend_{w}d"),
             ]
         return (tx.filter(before(as_of)).groupBy("user_id")
                 .agg(*per_window,
                      F.count_distinct("order_id").alias("frequency"),
-                     F.sum("amount").alias("monetary"),
+                     money_sum(F.col("amount")).alias("monetary"),
                      F.min("ts").alias("first_order_ts"),
                      F.max("ts").alias("last_order_ts"))
                 .transform(order_summaries(as_of)))

@@ -2,10 +2,11 @@
 
 A day's rows fold into a few rows of state (the ``*_day_state`` functions); a partition that gets
 late data replaces its rows (``replace_partitions``); and the ``*_from_state`` folds give the columns
-that the full job's feature functions (``rfm_features``, ``activity_features``, ``time_pattern_features``,
-``social_features``, ``interactions``) compute from every row: sums within 1e-9, since they are added
-in a different order, and counts exactly. These are the first feature families of the incremental
-job's state (docs/incremental-design.md).
+that the full job's feature functions compute from every row (``rfm_features``, ``price_band_features``,
+``conversion_features``, ``activity_features``, ``time_pattern_features``, ``social_features``,
+``interactions``). Counts agree exactly, and so do sums: money is summed as an exact decimal and
+session lengths in whole microseconds, in both jobs. ``jobs.features.state_profiles`` assembles them
+into profiles (docs/incremental-design.md).
 """
 from __future__ import annotations
 
@@ -15,12 +16,14 @@ from typing import Callable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.features.affinity import interaction_kinds, kind_weight
-from jobs.features.common import days_between, ratio
+from jobs.features.affinity import interaction_kinds, kind_weight, price_bands
+from jobs.features.common import days_between, money, money_sum, ratio
+from jobs.features.conversion import FUNNEL_EVENTS, funnel_rates, session_micros, sessionize
 from jobs.features.rfm import order_summaries
 from jobs.features.time_patterns import pattern_summaries
 from schemas.social import SOCIAL_KINDS
-from schemas.state import EVENT_DAY_STATE, INTERACTION_DAY_STATE, ORDER_DAY_STATE, SOCIAL_DAY_STATE
+from schemas.state import (BROWSE_DAY_STATE, EVENT_DAY_STATE, INTERACTION_DAY_STATE, ORDER_DAY_STATE,
+                           PRICE_DAY_STATE, SOCIAL_DAY_STATE)
 
 
 def order_day_state() -> Callable[[DataFrame], DataFrame]:
@@ -29,8 +32,9 @@ def order_day_state() -> Callable[[DataFrame], DataFrame]:
         return (tx.withColumn("day", F.to_date("ts"))
                 .groupBy("user_id", "dt", "day")
                 .agg(F.array_sort(F.collect_set("order_id")).alias("order_ids"),
-                     F.sum("amount").alias("amount_sum"),
+                     F.sum(money(F.col("amount"))).alias("amount_sum"),
                      F.count("amount").alias("amounts_known"),
+                     F.count("*").alias("lines"),
                      F.min("ts").alias("first_ts"),
                      F.max("ts").alias("last_ts"))
                 .select(*ORDER_DAY_STATE.fieldNames()))
@@ -69,14 +73,46 @@ def interaction_day_state(browse: DataFrame, tx: DataFrame) -> DataFrame:
             .select(*INTERACTION_DAY_STATE.fieldNames()))
 
 
-def replace_partitions(fresh: DataFrame, keys: tuple[str, ...] = ("dt",)) -> Callable[[DataFrame], DataFrame]:
-    """state -> state with every partition (``keys``) that ``fresh`` covers replaced by ``fresh``'s rows.
+def price_day_state() -> Callable[[DataFrame], DataFrame]:
+    """transactions -> one ``PRICE_DAY_STATE`` row per (user, dt, day, unit price paid), with its lines."""
+    def apply(tx: DataFrame) -> DataFrame:
+        return (tx.filter(F.col("amount").isNotNull() & (F.col("quantity") > 0))
+                .withColumn("day", F.to_date("ts"))
+                .groupBy("user_id", "dt", "day", (F.col("amount") / F.col("quantity")).alias("unit_price"))
+                .agg(F.count("*").alias("lines"))
+                .select(*PRICE_DAY_STATE.fieldNames()))
+    return apply
+
+
+def browse_day_state() -> Callable[[DataFrame], DataFrame]:
+    """browse (not yet sessionised) -> one ``BROWSE_DAY_STATE`` row per (user, dt, day, session id or null)."""
+    def apply(browse: DataFrame) -> DataFrame:
+        unsessionised = F.col("session_id").isNull()
+        return (browse.withColumn("day", F.to_date("ts"))
+                .groupBy("user_id", "dt", "day", "session_id")
+                .agg(*[F.count(F.when(F.col("event_type") == t, 1)).alias(f"{t}s") for t in FUNNEL_EVENTS],
+                     F.count("*").alias("events"),
+                     F.sum("dwell_ms").alias("dwell_ms_sum"),
+                     F.count("dwell_ms").alias("dwell_known"),
+                     F.min("ts").alias("first_ts"),
+                     F.max("ts").alias("last_ts"),
+                     F.array_sort(F.collect_list(F.when(unsessionised, F.col("ts")))).alias("auto_ts"))
+                .select(*BROWSE_DAY_STATE.fieldNames()))
+    return apply
+
+
+def replace_partitions(fresh: DataFrame, keys: tuple[str, ...] = ("dt",),
+                       replaced: DataFrame | None = None) -> Callable[[DataFrame], DataFrame]:
+    """state -> state with every partition (``keys``) in ``replaced`` replaced by ``fresh``'s rows.
 
     ``fresh`` must be built from *all* rows of those partitions, not only the late ones: a rewritten
-    or erased file can remove rows, and only a rebuilt partition forgets them.
+    or erased file can remove rows, and only a rebuilt partition forgets them. ``replaced`` (the
+    ``keys`` of the partitions read) defaults to those ``fresh`` covers; pass it, or a partition that
+    lost all its rows would keep its old state.
     """
     def apply(state: DataFrame) -> DataFrame:
-        kept = state.join(fresh.select(*keys).distinct(), list(keys), "left_anti")
+        gone = (fresh if replaced is None else replaced).select(*keys).distinct()
+        kept = state.join(gone, list(keys), "left_anti")
         return kept.select(*state.columns).unionByName(fresh.select(*state.columns))
     return apply
 
@@ -107,13 +143,13 @@ def rfm_from_state(windows: list[int], as_of: datetime) -> Callable[[DataFrame],
             in_w = F.col("day") >= F.lit(today - timedelta(days=w))
             per_window += [
                 orders(in_w).alias(f"orders_{w}d"),
-                F.when(amounts_known, F.coalesce(F.sum(F.when(in_w, F.col("amount_sum"))), F.lit(0.0)))
+                F.when(amounts_known, F.coalesce(money_sum(F.when(in_w, F.col("amount_sum"))), F.lit(0.0)))
                 .alias(f"spend_{w}d"),
             ]
         return (past.groupBy("user_id")
                 .agg(*per_window,
                      orders(F.lit(True)).alias("frequency"),
-                     F.sum("amount_sum").alias("monetary"),
+                     money_sum(F.col("amount_sum")).alias("monetary"),
                      F.min("first_ts").alias("first_order_ts"),
                      F.max("last_ts").alias("last_order_ts"))
                 .transform(order_summaries(as_of)))
@@ -189,4 +225,40 @@ def interactions_from_state(weights: dict[str, float], as_of: datetime, items: D
                 .filter(F.col("weight") > 0)
                 .groupBy("user_id", "item_id").agg(F.sum("weight").alias("weight"))
                 .join(items.select("item_id", "category", "brand"), "item_id", "left"))
+    return apply
+
+
+def price_from_state(quantiles: list[float], as_of: datetime, items: DataFrame) -> Callable[[DataFrame], DataFrame]:
+    """``PRICE_DAY_STATE`` -> the columns of ``price_band_features``: the median of the same multiset of prices."""
+    today = _midnight(as_of).date()
+
+    def apply(state: DataFrame) -> DataFrame:
+        paid = state.filter(F.col("day") < F.lit(today)).select(
+            "user_id", F.explode(F.array_repeat("unit_price", F.col("lines").cast("int"))).alias("unit_price"))
+        return paid.transform(price_bands(quantiles, items))
+    return apply
+
+
+def conversion_from_state(as_of: datetime, gap_minutes: int) -> Callable[[DataFrame, DataFrame], DataFrame]:
+    """(``BROWSE_DAY_STATE``, ``ORDER_DAY_STATE``) -> the columns of ``conversion_features``.
+
+    The source's sessions merge across days by their id; unsessionised events are sessionised again
+    from their times, so a session that spans midnight or two partitions stays one session.
+    """
+    today = _midnight(as_of).date()
+
+    def apply(browse_state: DataFrame, order_state: DataFrame) -> DataFrame:
+        past = browse_state.filter(F.col("day") < F.lit(today))
+        named = (past.filter(F.col("session_id").isNotNull()).groupBy("user_id", "session_id")
+                 .agg(F.sum("events").alias("n"), session_micros(F.min("first_ts"), F.max("last_ts"))))
+        gap_sessions = (past.select("user_id", F.explode("auto_ts").alias("ts"),
+                                    F.lit(None).cast("string").alias("session_id"))
+                        .transform(sessionize(gap_minutes)).groupBy("user_id", "session_id")
+                        .agg(F.count("*").alias("n"), session_micros(F.min("ts"), F.max("ts"))))
+        funnel = past.groupBy("user_id").agg(
+            *[F.sum(f"{t}s").alias(f"{t}s") for t in FUNNEL_EVENTS],
+            (ratio(F.sum("dwell_ms_sum"), F.sum("dwell_known")) / 1000.0).alias("avg_dwell_s"))
+        lines = (order_state.filter(F.col("day") < F.lit(today)).groupBy("user_id")
+                 .agg(F.sum("lines").alias("lines")))
+        return funnel_rates(funnel, named.unionByName(gap_sessions), lines)
     return apply

@@ -47,7 +47,9 @@ TEXT_VECTORS_SCHEMA = "user_id string, text_vector array<float>, recent_text_vec
 
 
 def _text_means(rows: pd.DataFrame) -> pd.DataFrame:
-    """pandas: one user's (weight, recent, embedding) rows -> the weighted mean and the mean of the recent rows."""
+    """pandas: one user's (ts, text_sha256, weight, recent, embedding) rows -> the weighted mean and the mean of
+    the recent rows. Summed in a fixed order, so the float32 result does not depend on how rows arrived."""
+    rows = rows.sort_values(["ts", "text_sha256"], kind="stable")
     vectors = np.stack(rows["embedding"].to_numpy()).astype(np.float64)
     weights = rows["weight"].to_numpy(dtype=np.float64)
     recent = rows["recent"].to_numpy(dtype=bool)
@@ -108,14 +110,27 @@ def text_vectors(as_of: datetime, half_life_days: float, recent_days: int,
 
     ``embeddings`` has text_sha256 and embedding. Users with no embedded text get no row.
     """
+    def apply(social: DataFrame) -> DataFrame:
+        return written_texts(social).transform(text_means(as_of, half_life_days, recent_days, embeddings))
+    return apply
+
+
+def written_texts(social: DataFrame) -> DataFrame:
+    """user_id, dt, ts, text_sha256: one row per review or comment with a usable text."""
+    return (social.filter(F.col("kind").isin(*TEXT_KINDS)).transform(with_text_keys())
+            .filter(F.col("text_sha256").isNotNull()).select("user_id", "dt", "ts", "text_sha256"))
+
+
+def text_means(as_of: datetime, half_life_days: float, recent_days: int,
+               embeddings: DataFrame) -> Callable[[DataFrame], DataFrame]:
+    """``written_texts`` rows -> user_id, text_vector, recent_text_vector (see ``text_vectors``)."""
     since = F.lit(as_of - timedelta(days=recent_days))
 
-    def apply(social: DataFrame) -> DataFrame:
+    def apply(written: DataFrame) -> DataFrame:
         age_days = (F.lit(as_of).cast("double") - F.col("ts").cast("double")) / SECONDS_PER_DAY
-        written = (social.filter(before(as_of) & F.col("kind").isin(*TEXT_KINDS)).transform(with_text_keys())
-                   .join(embeddings, "text_sha256"))
-        return (written.select("user_id", F.pow(F.lit(0.5), age_days / half_life_days).alias("weight"),
-                               (F.col("ts") >= since).alias("recent"), "embedding")
+        return (written.filter(before(as_of)).join(embeddings, "text_sha256")
+                .select("user_id", "ts", "text_sha256", F.pow(F.lit(0.5), age_days / half_life_days).alias("weight"),
+                        (F.col("ts") >= since).alias("recent"), "embedding")
                 .groupBy("user_id").applyInPandas(_text_means, TEXT_VECTORS_SCHEMA))
     return apply
 

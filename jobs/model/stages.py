@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Callable
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -22,6 +23,7 @@ from jobs.model.inputs import (TEXT_DIM, TEXT_VECTORS, InputSpec, category_vocab
                                model_inputs, point_in_time)
 from jobs.model.network import ModelBundle, NetworkShape
 from jobs.model.score import predict, with_model_scores
+from jobs.model.serving import save_serving
 from jobs.model.segments import SegmentModel, assign_segments, describe_segments, fit_segments
 from jobs.model.tracking import log_training
 from jobs.model.train import TrainSettings, distributed_train, final_state
@@ -145,10 +147,7 @@ def score_stage(cfg: Config, profiles: DataFrame, trained: Trained, as_of: datet
                 ) -> tuple[DataFrame, DataFrame, SegmentModel]:
     """Today's profiles with embedding, scores and segment; and the segments table."""
     m = cfg.model
-    spec = InputSpec(trained.bundle.windows, trained.bundle.categories, trained.bundle.recent_days)
-    predictions = profiles.transform(model_inputs(spec)).transform(predict(trained.bundle))
-    scored = profiles.transform(with_model_scores(predictions, spec.categories, cfg.features.top_k,
-                                                  trained.bundle.run_id)).localCheckpoint(eager=True)
+    scored = profiles.transform(model_scores(trained.bundle, cfg.features.top_k)).localCheckpoint(eager=True)
     segments = fit_segments(scored, m.segments_k_min, m.segments_k_max, m.segments_sample, m.seed)
     rec.details["segments_k"] = str(segments.k)
     rec.details["silhouettes"] = json.dumps({str(k): round(v, 4) for k, v in segments.silhouettes.items()})
@@ -156,6 +155,28 @@ def score_stage(cfg: Config, profiles: DataFrame, trained: Trained, as_of: datet
     table = with_segments.transform(describe_segments(trained.bundle.run_id, as_of, segments.silhouettes[segments.k],
                                                       m.segment_top_features))
     return with_segments, table, segments
+
+
+def model_scores(bundle: ModelBundle, top_k: int) -> Callable[[DataFrame], DataFrame]:
+    """profiles -> profiles with the network's embedding and scores (``segment_id`` is assigned separately)."""
+    def apply(profiles: DataFrame) -> DataFrame:
+        spec = InputSpec(bundle.windows, bundle.categories, bundle.recent_days)
+        predictions = profiles.transform(model_inputs(spec)).transform(predict(bundle))
+        return profiles.transform(with_model_scores(predictions, spec.categories, top_k, bundle.run_id))
+    return apply
+
+
+def rescore(cfg: Config, profiles: DataFrame, bundle: ModelBundle, segments: SegmentModel
+            ) -> tuple[DataFrame, DataFrame]:
+    """Profiles scored and segmented by a model trained earlier (the incremental job), and their model tags."""
+    scored = (profiles.transform(model_scores(bundle, cfg.features.top_k)).transform(assign_segments(segments))
+              .localCheckpoint(eager=True))
+    return scored, scored.transform(model_labels(cfg))
+
+
+def model_labels(cfg: Config) -> Callable[[DataFrame], DataFrame]:
+    m = cfg.model
+    return model_tags(m.propensity_tag_min, m.churn_tag_min, m.horizon_days)
 
 
 @dataclass
@@ -200,5 +221,6 @@ def model_stages(cfg: Config, spark: SparkSession, wh: Warehouse, clean: dict[st
         {**flat, "segments_k": seg.k, "silhouette": seg.silhouettes[seg.k]}, trained.bundle)
     rec.details["mlflow_run_id"] = trained.mlflow_run_id
     metrics = spark.createDataFrame(metrics_rows(trained, rec.run_id, as_of), MODEL_METRICS)
-    labels = scored.transform(model_tags(m.propensity_tag_min, m.churn_tag_min, m.horizon_days))
+    labels = scored.transform(model_labels(cfg))
+    rec.details["serving_model"] = str(save_serving(m.serving_dir, trained.bundle, seg))
     return ModelOutputs(scored, labels, segments, metrics, trained)

@@ -90,7 +90,7 @@ class DeltaRsStore:
                                            commit_properties=properties)
 
     def merge(self, path: str, df: DataFrame, schema: StructType, keys: tuple[str, ...],
-              run_id: str | None = None, txn: AppTxn | None = None) -> None:
+              run_id: str | None = None, txn: AppTxn | None = None, delete_missing: bool = False) -> None:
         if not self.exists(path):
             self.write(path, df, schema, mode="overwrite", run_id=run_id, txn=txn)
             return
@@ -98,9 +98,12 @@ class DeltaRsStore:
         source = df.select(*schema.fieldNames()).toArrow().cast(arrow_schema(schema))
         predicate = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
         with _concurrent_commit(path, txn):
-            (table.merge(source, predicate, source_alias="s", target_alias="t",
-                         commit_properties=_commit_properties(run_id, txn))
-             .when_matched_update_all().when_not_matched_insert_all().execute())
+            merge = (table.merge(source, predicate, source_alias="s", target_alias="t",
+                                 commit_properties=_commit_properties(run_id, txn))
+                     .when_matched_update_all().when_not_matched_insert_all())
+            if delete_missing:
+                merge = merge.when_not_matched_by_source_delete()
+            merge.execute()
 
     def vacuum(self, path: str) -> list[str]:
         """Delete every file the current version does not use (zero retention; ``full`` also takes strays)."""

@@ -95,7 +95,7 @@ class DeltaSparkStore:
                  "step_inputs": meta(r).get(STEP_INPUTS)} for r in rows]
 
     def merge(self, path: str, df: DataFrame, schema: StructType, keys: tuple[str, ...],
-              run_id: str | None = None, txn: AppTxn | None = None) -> None:
+              run_id: str | None = None, txn: AppTxn | None = None, delete_missing: bool = False) -> None:
         if not self.exists(path):
             self.write(path, df, schema, mode="overwrite", run_id=run_id, txn=txn)
             return
@@ -104,6 +104,8 @@ class DeltaSparkStore:
         merge = (self._delta_table.forPath(self.spark, path).alias("t")
                  .merge(df.select(*schema.fieldNames()).alias("s"), condition)
                  .whenMatchedUpdateAll().whenNotMatchedInsertAll())
+        if delete_missing:
+            merge = merge.whenNotMatchedBySourceDelete()
         with _concurrent_commit(path, txn), self._txn_session_conf(txn):
             merge.execute()
 

@@ -109,14 +109,16 @@ class Warehouse:
             raise ValueError(f"{name} is not partitioned")
         self._write(name, df, "overwrite", [str(p) for p in partitions], run_id, txn)
 
-    def merge(self, name: str, df: DataFrame, run_id: str | None = None, txn: AppTxn | None = None) -> None:
-        """Upsert ``df`` on the table's keys: matching rows are replaced, new rows inserted."""
+    def merge(self, name: str, df: DataFrame, run_id: str | None = None, txn: AppTxn | None = None,
+              delete_missing: bool = False) -> None:
+        """Upsert ``df`` on the table's keys: matching rows are replaced, new rows inserted; with
+        ``delete_missing``, rows whose keys ``df`` lacks are deleted (``df`` is the whole new table)."""
         spec = self.spec(name)
         if not spec.keys:
             raise ValueError(f"{name} has no merge keys")
         self._check_existing(name)
         self.store.merge(self.path(name), df.transform(conform(spec.schema, name)), spec.schema, spec.keys,
-                         run_id, txn)
+                         run_id, txn, delete_missing)
 
     def _write(self, name: str, df: DataFrame, mode: str, replace: list[str] | None, run_id: str | None,
                txn: AppTxn | None) -> None:

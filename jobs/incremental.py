@@ -1,0 +1,156 @@
+"""The incremental job: validate only new or changed input partitions, fold them into the feature state,
+and refresh every profile from that state, as a full recompute over every partition would give it.
+
+Every profile is rewritten each step: a day passing moves every user's as-of-relative columns
+(recency, the rolling windows), and every tag that depends on them (docs/incremental-design.md).
+What the step saves is reading, validating and embedding history, and aggregating it from rows.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from typing import Mapping
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from conf import Config
+from jobs.full import (EVENT_TABLES, RunSummary, Write, embed_and_titles, open_warehouse, read_and_validate,
+                       succeeded, write_once)
+from jobs.features.state_profiles import (latest_event, present_sources, profiles_from_state, updated_state,
+                                          day_states)
+from jobs.frames import conform
+from jobs.model.serving import load_serving
+from jobs.model.stages import rescore
+from jobs.ledger import PROFILES_APP, StepPlan, commit_step, partitions_of, plan_step
+from jobs.runs import RunRecorder, write_run
+from jobs.storage import Warehouse
+from jobs.tags import DataGaps, rule_tags
+from jobs.validation import ValidationReport
+from schemas import INPUT_TABLES, STATE_TABLES
+
+REFERENCE_TABLES = ("users", "items")
+OUTPUTS = (*STATE_TABLES, "quarantine", "profiles", "labels")  # in write order; each commits the step
+
+
+class StateMissing(RuntimeError):
+    """The warehouse has no feature state yet: a full recompute has to write it first."""
+
+
+def partitions_to_read(plan: StepPlan, wh: Warehouse) -> tuple[dict[str, list[date]], str | None]:
+    """The ``dt`` partitions of each event table the step reads, and why it reads all of them, if it does.
+
+    Validation checks each event row against the clean users and items. When either table changed,
+    a row quarantined as an unknown user may now be clean (or the other way round) in any partition,
+    so every partition is validated again, as a full recompute would.
+    """
+    changed = sorted({p.partition.source_table for p in plan.pending if p.partition.source_table in REFERENCE_TABLES})
+    if changed:
+        every = {t: [p.dt for p in partitions_of(wh, t, plan.versions[t])] for t in EVENT_TABLES if t in plan.versions}
+        return every, f"{' and '.join(changed)} changed, so every event partition is validated again"
+    pending: dict[str, list[date]] = {t: [] for t in EVENT_TABLES}
+    for p in plan.pending:
+        pending[p.partition.source_table].append(p.partition.dt)
+    return {t: sorted(dts) for t, dts in pending.items()}, None
+
+
+def profiles_as_of(wh: Warehouse) -> datetime | None:
+    """The date today's profiles are computed as of (a step with nothing new but a later one still runs)."""
+    found = wh.read("profiles").select("as_of").limit(1).collect() if wh.exists("profiles") else []
+    if not found:
+        return None
+    value = found[0][0]
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def current_model_run(wh: Warehouse) -> str | None:
+    """The run whose model scored today's profiles: the incremental job scores with it too."""
+    if not wh.exists("profiles"):
+        return None
+    found = wh.read("profiles").select("model_run_id").dropna().limit(1).collect()
+    return found[0][0] if found else None
+
+
+def default_as_of(events_state: DataFrame) -> datetime:
+    """Midnight (UTC) after the latest event, from the state: what the full job takes from every row."""
+    latest = latest_event(events_state)
+    if latest is None:
+        raise ValueError("no clean events in transactions, browse or social; cannot pick a profile date "
+                         "(set as_of in config)")
+    latest = latest if latest.tzinfo else latest.replace(tzinfo=timezone.utc)
+    return datetime(latest.year, latest.month, latest.day, tzinfo=timezone.utc) + timedelta(days=1)
+
+
+def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = None,
+                    env: Mapping[str, str] | None = None) -> RunSummary:
+    """Process the input partitions no step has processed yet (new days, late data), then refresh profiles.
+
+    A run with nothing pending writes nothing but its ``runs`` row, unless ``as_of`` is set to another
+    date than today's profiles': then every profile is refreshed as of it (windows slide, users go dormant).
+    """
+    rec = recorder or RunRecorder("incremental")
+    wh = open_warehouse(cfg, spark)
+    rec.details["engine"] = wh.engine
+    try:
+        missing = [t for t in STATE_TABLES if not wh.exists(t)]
+        if missing:
+            raise StateMissing(f"incremental: no feature state under {wh.root} ({', '.join(missing)}); run "
+                               f"'portrait full' once first: it writes the state this job continues from")
+        if cfg.embedding.enabled and not cfg.embedding.cache:
+            raise ValueError("incremental: embedding.cache is off, but the text vectors fold every text "
+                             "embedded so far from the cache; turn it on or disable embedding")
+        plan = plan_step(wh, PROFILES_APP, INPUT_TABLES, outputs=OUTPUTS)
+        rec.details["step"] = str(plan.step)
+        if plan.is_empty() and (cfg.as_of is None or cfg.as_of == profiles_as_of(wh)):
+            rec.details["noop"] = "true"
+            rec.console.print(f"  nothing pending: every input partition was processed by step {plan.step - 1}; "
+                              f"no table was written")
+            return succeeded(wh, rec, None, ValidationReport())
+        partitions, everything = partitions_to_read(plan, wh)
+        if everything:
+            rec.console.print(f"  {everything}")
+        rec.partitions = sorted({str(dt) for dts in partitions.values() for dt in dts})
+        clean, quarantine, report = read_and_validate(cfg, wh, env, rec, plan.versions, partitions)
+        # Unchanged users and items are read only to validate against: their bad rows are in quarantine already.
+        again = {p.partition.source_table for p in plan.pending}
+        quarantine = quarantine.filter(~F.col("source_table").isin([t for t in REFERENCE_TABLES if t not in again]))
+        embeddings, titles = embed_and_titles(cfg, wh, clean, rec) if cfg.embedding.enabled else (None, None)
+        with rec.stage("state") as st:
+            fresh = day_states(clean)
+            writes: list[Write] = [(t, wh.overwrite, wh.read(t).transform(updated_state(t, fresh[t], partitions)))
+                                   for t in STATE_TABLES]
+            write_once(wh, rec, plan, writes + [("quarantine", wh.append, quarantine)])
+            state = {t: wh.read(t) for t in STATE_TABLES}
+            st.rows_out = sum(report.rows_clean.get(t, 0) for t in EVENT_TABLES)
+        as_of = cfg.as_of or default_as_of(state["state_events"])
+        rec.details["as_of"] = as_of.isoformat()
+        present = present_sources(state["state_events"])
+        gaps = DataGaps(browse_missing="browse" not in present, social_missing="social" not in present)
+        with rec.stage("features") as st:
+            profiles = profiles_from_state(cfg, as_of, rec.started_at, present, embeddings, titles)(
+                {**state, "users": clean["users"], "items": clean["items"]}).localCheckpoint(eager=True)
+            st.rows_out = profiles.count()
+        labels = profiles.transform(rule_tags(cfg.tags, as_of, gaps))
+        model_run = current_model_run(wh) if cfg.model.enabled else None
+        if model_run is not None:
+            with rec.stage("score") as st:
+                bundle, segments = load_serving(cfg.model.serving_dir, model_run)
+                profiles, tagged = rescore(cfg, profiles, bundle, segments)
+                labels = labels.unionByName(tagged)
+                rec.details["model_run_id"] = model_run
+        elif cfg.model.enabled:
+            rec.console.print("  profiles hold no model scores yet (no full run trained one): features and rule "
+                              "tags only")
+        with rec.stage("write") as st:
+            profiles = profiles.transform(conform(wh.spec("profiles").schema, "profiles"))
+            # MERGE, deleting what the step no longer produces (a user erased, a tag no longer earned).
+            replace = lambda t, df, **kw: wh.merge(t, df, delete_missing=True, **kw)  # noqa: E731
+            write_once(wh, rec, plan, [("profiles", replace, profiles), ("labels", replace, labels)])
+            commit_step(wh, plan, rec.run_id, rec.started_at)
+            rec.rows_out.update({t: wh.count(t) for t in ("profiles", "labels")})
+            rec.rows_out["quarantine"] = sum(v for t, v in report.rows_quarantined.items()
+                                             if t not in REFERENCE_TABLES or t in again)
+            st.rows_out = rec.rows_out["profiles"] + rec.rows_out["labels"]
+        return succeeded(wh, rec, as_of, report)
+    except Exception as error:
+        write_run(wh, rec, "failed", error)
+        raise

@@ -1,0 +1,296 @@
+"""The incremental job: full(days < k) + incremental steps over the rest equals full(every day).
+
+The data are the generator's (with its bad rows), small. The property draws the split day k, how
+many steps the remaining days take, and what else happens before the first step: late rows landing
+in partitions already processed, rows erased from one, users who sign up (so rows quarantined as
+from an unknown user become clean).
+
+Every warehouse here starts from one embedding cache. A text's vector is what the cache holds: a
+full recompute on the same warehouse reuses the vectors the incremental steps cached. The model's
+float32 output for a text moves by about 1e-8 with the batch it was embedded in, so two caches
+filled in different batches differ by that much (docs/incremental-design.md).
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import threading
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from conftest import portrait
+from helpers import assert_same_rows
+
+from jobs.embed import embed_stage
+from jobs.faults import FAULT_ENV, InjectedFault
+from jobs.features.text_vectors import texts_to_embed
+from jobs.full import run_full
+from jobs.incremental import OUTPUTS, StateMissing, run_incremental
+from jobs.ledger import LEDGER, PROFILES_APP
+from jobs.storage import ConcurrentCommit, Warehouse
+from schemas import STATE_TABLES
+
+DAYS = 9
+START = date(2025, 1, 1)
+EVENT_TABLES = ("transactions", "browse", "social")
+GENERATOR = ["generator.users=60", f"generator.days={DAYS}", "generator.items=60", "generator.seed=11",
+             "generator.bad_row_share=0.02"]
+SETTINGS = ["spark.shuffle_partitions=2", "model.enabled=false"]
+# Each scenario runs full plus one or two steps (about a minute); CI draws 3, more on request.
+examples = settings(max_examples=int(os.environ.get("PORTRAIT_INCREMENTAL_EXAMPLES", "3")), deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+counter = itertools.count()
+
+
+def picked(df: DataFrame, modulus: int, residue: int = 0) -> F.Column:
+    """A fixed pseudo-random share of rows (by a hash of the whole row)."""
+    return F.abs(F.xxhash64(*df.columns)) % modulus == residue
+
+
+class Inputs:
+    """The generated tables, and the parts a scenario lands late: rows, an erasure and new users."""
+
+    def __init__(self, tables: dict[str, DataFrame]) -> None:
+        self.tables = tables
+        users = tables["users"]
+        self.new_users = users.filter(F.col("user_id").isNotNull() & picked(users.select("user_id"), 12))
+        browse = tables["browse"]
+        # Rows a scenario writes, processes, then erases; the final data (the reference) never has them.
+        self.erased = browse.filter((F.col("dt") == F.lit(START + timedelta(days=1))) & picked(browse, 4))
+
+    def final(self, table: str) -> DataFrame:
+        df = self.tables[table]
+        return df.exceptAll(self.erased) if table == "browse" else df
+
+
+@pytest.fixture(scope="module")
+def inputs(spark) -> Inputs:
+    from conf import load_config
+    from jobs.generator import generate_tables
+
+    generated = generate_tables(spark, load_config(overrides=GENERATOR).generator).inputs()
+    return Inputs({t: df.localCheckpoint(eager=True) for t, df in generated.items()})
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_key(tmp_path_factory):
+    """Every warehouse here pseudonymises with one key, so their profiles can be compared."""
+    KEY_FILE.append(tmp_path_factory.mktemp("key") / "hmac.key")
+    yield
+    KEY_FILE.pop()
+
+
+KEY_FILE: list[Path] = []
+
+
+def config(root: Path, *more: str):
+    from conf import load_config
+
+    return load_config(overrides=[*SETTINGS, f"warehouse.path={root / 'warehouse'}",
+                                  f"privacy.key_file={KEY_FILE[-1]}", *more])
+
+
+def warehouse(spark, root: Path) -> Warehouse:
+    return Warehouse(str(root / "warehouse"), spark, engine="delta-rs")
+
+
+@pytest.fixture(scope="module")
+def cache(spark, inputs, tmp_path_factory) -> DataFrame:
+    """``embedding_cache`` rows for every text in the data, embedded once."""
+    root = tmp_path_factory.mktemp("incremental") / "cache"
+    wh = warehouse(spark, root)
+    embed_stage(wh, config(root).embedding, inputs.tables["social"], inputs.tables["items"], "cache")
+    return wh.read("embedding_cache").localCheckpoint(eager=True)
+
+
+@pytest.fixture(scope="module")
+def reference(spark, inputs, cache, tmp_path_factory) -> Warehouse:
+    """full(every day) over the final data."""
+    root = tmp_path_factory.mktemp("incremental") / "reference"
+    wh = warehouse(spark, root)
+    for table in inputs.tables:
+        wh.overwrite(table, inputs.final(table))
+    wh.overwrite("embedding_cache", cache)
+    run_full(config(root), spark)
+    return wh
+
+
+def before_day(k: int) -> F.Column:
+    return F.col("dt") < F.lit(START + timedelta(days=k))
+
+
+def land_first_part(wh: Warehouse, inputs: Inputs, cache: DataFrame, k: int, late: bool, erase: bool,
+                    new_users: bool) -> None:
+    """Inputs (and the embedding cache) as they stood when full(days < k) ran."""
+    wh.overwrite("embedding_cache", cache)
+    users = inputs.tables["users"]
+    wh.overwrite("users", users.exceptAll(inputs.new_users) if new_users else users)
+    wh.overwrite("items", inputs.tables["items"])
+    for table in EVENT_TABLES:
+        df = inputs.final(table).filter(before_day(k))
+        if late:
+            df = df.filter(~picked(df, 5))
+        if erase and table == "browse":
+            df = df.unionByName(inputs.erased.filter(before_day(k)))
+        wh.overwrite(table, df)
+
+
+def later_days(inputs: Inputs, k: int) -> list[date]:
+    """Every partition from day k on (reviews may be filed after the last generated day)."""
+    return sorted({r[0] for t in EVENT_TABLES for r in inputs.final(t).filter(~before_day(k)).select("dt")
+                   .distinct().collect()})
+
+
+def land_step(wh: Warehouse, inputs: Inputs, days: list[date], first: bool, k: int, late: bool, erase: bool,
+              new_users: bool) -> set[date]:
+    """One step's new days, and (with the first step) the late changes; returns the partitions touched."""
+    touched: set[date] = set()
+    for table in EVENT_TABLES:
+        final = inputs.final(table)
+        new = final.filter(F.col("dt").isin(days))
+        if first and late:
+            old = final.filter(before_day(k))
+            new = new.unionByName(old.filter(picked(old, 5)))
+        touched |= {r[0] for r in new.select("dt").distinct().collect()}
+        wh.append(table, new)
+    if first and erase:
+        day = START + timedelta(days=1)
+        if day < START + timedelta(days=k):
+            kept = wh.read("browse").filter(F.col("dt") == F.lit(day)).exceptAll(inputs.erased)
+            wh.overwrite_partitions("browse", kept.localCheckpoint(eager=True), [str(day)])
+            touched.add(day)
+    if first and new_users:
+        wh.append("users", inputs.new_users)
+    return touched
+
+
+def assert_equal_to_reference(wh: Warehouse, reference: Warehouse) -> None:
+    assert_same_rows(wh.read("profiles"), reference.read("profiles"), ("user_id",), ignore=("updated_at",))
+    assert_same_rows(wh.read("labels"), reference.read("labels"), ("user_id", "tag"))
+
+
+@examples
+@given(k=st.integers(2, DAYS - 1), steps=st.integers(1, 2), late=st.booleans(), erase=st.booleans(),
+       new_users=st.booleans())
+def test_full_then_incremental_steps_equal_a_full_recompute(spark, inputs, cache, reference, tmp_path_factory,
+                                                            k, steps, late, erase, new_users):
+    root = tmp_path_factory.mktemp("incremental") / f"k{k}-{next(counter)}"
+    wh = warehouse(spark, root)
+    land_first_part(wh, inputs, cache, k, late, erase, new_users)
+    run_full(config(root), spark)
+    remaining = later_days(inputs, k)
+    chunks = [remaining[i::steps] for i in range(steps)]  # two steps: the second lands days between the first's
+    for i, days in enumerate(chunks):
+        touched = land_step(wh, inputs, days, i == 0, k, late, erase, new_users)
+        summary = run_incremental(config(root), spark)
+        read = {date.fromisoformat(d) for d in
+                wh.read("runs").filter(F.col("run_id") == summary.run_id).first()["partitions"]}
+        if not (i == 0 and new_users):  # new users: every partition is validated again
+            assert read <= touched, f"step {i + 1} read {sorted(read - touched)} that nothing changed"
+    assert_equal_to_reference(wh, reference)
+
+
+def processed(spark, inputs: Inputs, cache: DataFrame, root: Path) -> Warehouse:
+    """full(days < 6), then the rest landed and waiting for a step."""
+    wh = warehouse(spark, root)
+    land_first_part(wh, inputs, cache, 6, late=False, erase=False, new_users=False)
+    run_full(config(root), spark)
+    land_step(wh, inputs, later_days(inputs, 6), False, 6, False, False, False)
+    return wh
+
+
+def versions(wh: Warehouse) -> dict[str, int]:
+    return {t: wh.version(t) for t in (*OUTPUTS, LEDGER)}
+
+
+def test_killed_at_every_write_boundary_then_rerun_gives_the_uninterrupted_tables(spark, inputs, cache, reference,
+                                                                                  tmp_path, monkeypatch):
+    """Each attempt dies after the next write; the first is the real command, SIGKILLed. The last one finishes."""
+    root, wh = tmp_path, processed(spark, inputs, cache, tmp_path)
+    cfg = config(root)
+    settings_ = [x for s in [*SETTINGS, f"warehouse.path={wh.root}", f"privacy.key_file={cfg.privacy.key_file}"]
+                 for x in ("--set", s)]
+    monkeypatch.setenv(FAULT_ENV, f"after_write:{OUTPUTS[0]}:kill")
+    killed = portrait("incremental", *settings_, cwd=root)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    step = wh.committed_version(LEDGER, PROFILES_APP) + 1
+    for i, table in enumerate(OUTPUTS):
+        assert [wh.committed_version(t, PROFILES_APP) == step for t in OUTPUTS] == [j <= i for j in range(len(OUTPUTS))]
+        if i + 1 < len(OUTPUTS):
+            monkeypatch.setenv(FAULT_ENV, f"after_write:{OUTPUTS[i + 1]}")
+            with pytest.raises(InjectedFault):
+                run_incremental(cfg, spark)
+    monkeypatch.delenv(FAULT_ENV)
+    run_incremental(cfg, spark)
+    assert wh.committed_version(LEDGER, PROFILES_APP) == step
+    assert_equal_to_reference(wh, reference)
+    runs = [r.status for r in wh.read("runs").filter("job = 'incremental'").orderBy("started_at").collect()]
+    assert runs == ["failed"] * (len(OUTPUTS) - 1) + ["succeeded"]  # the SIGKILLed attempt wrote no row
+    # The step's quarantine rows once, from the attempt that wrote them, though every attempt validated them.
+    writers = wh.read("quarantine").filter(F.col("run_id").startswith("incremental")).select("run_id").distinct()
+    assert writers.count() == 1
+
+
+def test_two_racing_runs_commit_one_step_which_embeds_only_new_texts_and_a_rerun_is_a_no_op(
+        spark, inputs, cache, tmp_path):
+    # The cache holds the texts of the days already processed, and the catalogue's titles.
+    old = texts_to_embed(inputs.tables["social"].filter(before_day(6)), inputs.tables["items"])
+    wh = processed(spark, inputs, cache.join(old, "text_sha256", "left_semi"), tmp_path)
+    new = (texts_to_embed(wh.read("social"), wh.read("items")).select("text_sha256").distinct()
+           .join(old, "text_sha256", "left_anti").count())
+    assert new > 0
+    outcomes: list = []
+
+    def run() -> None:
+        try:
+            outcomes.append(run_incremental(config(tmp_path), spark))
+        except ConcurrentCommit as error:
+            outcomes.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winners = [o for o in outcomes if not isinstance(o, BaseException)]
+    losers = [o for o in outcomes if isinstance(o, ConcurrentCommit)]
+    assert len(winners) == 1 and len(losers) == 1, outcomes
+    assert f"step {wh.committed_version(LEDGER, PROFILES_APP)} " in str(losers[0]), str(losers[0])
+    assert {r.run_id for r in wh.read(LEDGER).filter(f"step = {wh.committed_version(LEDGER, PROFILES_APP)}")
+            .select("run_id").distinct().collect()} == {winners[0].run_id}
+    # Each embedded exactly the texts no earlier step had seen. (Racing, both may append a text's vector;
+    # every read of the cache keeps one per text.)
+    embedded = [r.rows_out["texts_embedded"] for r in wh.read("runs").filter("job = 'incremental'").collect()]
+    assert len(embedded) == 2 and max(embedded) == new and set(embedded) <= {0, new}
+    assert wh.read("embedding_cache").select("text_sha256").distinct().count() == old.distinct().count() + new
+
+    before = versions(wh)
+    again = run_incremental(config(tmp_path), spark)
+    assert again.as_of is None and versions(wh) == before
+    assert wh.read("runs").filter(F.col("run_id") == again.run_id).first()["details"]["noop"] == "true"
+
+    # Nothing new, but a later profile date: every profile slides three days, reading no partition.
+    old_profiles = {r.user_id: r for r in wh.read("profiles").collect()}
+    later = winners[0].as_of + timedelta(days=3)
+    moved = run_incremental(config(tmp_path, f"as_of={later.isoformat()}"), spark)
+    assert moved.as_of == later and not wh.read("runs").filter(F.col("run_id") == moved.run_id).first()["partitions"]
+    for row in wh.read("profiles").collect():
+        was = old_profiles[row.user_id]
+        for column in ("days_since_last_event", "recency_days"):
+            if was[column] is not None:
+                assert row[column] == pytest.approx(was[column] + 3, abs=1e-9), (row.user_id, column)
+
+
+def test_incremental_without_state_says_to_run_full_first(spark, inputs, cache, tmp_path):
+    wh = warehouse(spark, tmp_path)
+    land_first_part(wh, inputs, cache, 3, late=False, erase=False, new_users=False)
+    with pytest.raises(StateMissing, match="run 'portrait full' once first"):
+        run_incremental(config(tmp_path), spark)
+    assert not any(wh.exists(t) for t in STATE_TABLES)
