@@ -24,7 +24,6 @@ INSTALL_REQUIRES = [
 
 TEST_REQUIRES = [
     "pytest==9.0.3",
-    "pytest-xdist==3.8.0",      # two test processes: the suite waits on Spark and subprocesses more than it computes
     "chispa==0.12.0",
     "hypothesis==6.155.2",
     "sentence-transformers==6.2.0",

@@ -13,15 +13,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
 
 
-def pytest_collection_modifyitems(config, items):
-    """Keep each module in one test process (``-n 2 --dist loadgroup``), and every module that uses the
-    demo in the same one: module fixtures and the demo are then built once, not once per process."""
-    demo_modules = {item.module.__name__ for item in items if "demo_run" in item.fixturenames}
-    for item in items:
-        module = item.module.__name__
-        item.add_marker(pytest.mark.xdist_group("demo" if module in demo_modules else module))
-
-
 @pytest.fixture(scope="session")
 def cfg():
     from conf import load_config

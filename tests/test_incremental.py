@@ -43,8 +43,8 @@ EVENT_TABLES = ("transactions", "browse", "social")
 GENERATOR = ["generator.users=60", f"generator.days={DAYS}", "generator.items=60", "generator.seed=11",
              "generator.bad_row_share=0.02"]
 SETTINGS = ["spark.shuffle_partitions=2", "model.enabled=false"]
-# Each scenario runs full plus one or two steps (about a minute); CI draws 3, more on request.
-examples = settings(max_examples=int(os.environ.get("PORTRAIT_INCREMENTAL_EXAMPLES", "3")), deadline=None,
+# Each scenario runs full plus one or two steps (about a minute); CI draws 2, more on request.
+examples = settings(max_examples=int(os.environ.get("PORTRAIT_INCREMENTAL_EXAMPLES", "2")), deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 counter = itertools.count()
 
