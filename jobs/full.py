@@ -12,7 +12,7 @@ from conf import Config
 from jobs.embed import embed_stage
 from jobs.faults import fault_point
 from jobs.features.profiles import build_profiles
-from jobs.features.state_profiles import day_states
+from jobs.features.state_profiles import EVENT_TABLES, day_states
 from jobs.privacy import ingest_privacy
 from jobs.frames import conform
 from jobs.model.stages import ModelOutputs, model_stages
@@ -26,7 +26,6 @@ from jobs.validation import REASON, ValidationReport, clean_rows, quarantine_mes
 from schemas import INPUT_TABLES, STATE_TABLES, TableSpec
 from schemas.profiles import profiles_schema
 
-EVENT_TABLES = ("transactions", "browse", "social")
 STEP_OUTPUTS = (*STATE_TABLES, "profiles", "labels", "quarantine", "segments", "model_metrics")  # each commits the step
 
 

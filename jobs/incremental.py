@@ -7,20 +7,21 @@ What the step saves is reading, validating and embedding history, and aggregatin
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from typing import Mapping
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from conf import Config
 from jobs.full import (EVENT_TABLES, RunSummary, Write, embed_and_titles, open_warehouse, read_and_validate,
                        succeeded, write_once)
-from jobs.features.state_profiles import (latest_event, present_sources, profiles_from_state, updated_state,
-                                          day_states)
+from jobs.features.state_profiles import (day_states, latest_event, present_sources, profiles_from_state,
+                                          updated_state)
 from jobs.frames import conform
 from jobs.model.serving import load_serving
 from jobs.model.stages import rescore
+from jobs.inputs import midnight_after
 from jobs.ledger import PROFILES_APP, StepPlan, commit_step, partitions_of, plan_step
 from jobs.runs import RunRecorder, write_run
 from jobs.storage import Warehouse
@@ -70,16 +71,6 @@ def current_model_run(wh: Warehouse) -> str | None:
     return found[0][0] if found else None
 
 
-def default_as_of(events_state: DataFrame) -> datetime:
-    """Midnight (UTC) after the latest event, from the state: what the full job takes from every row."""
-    latest = latest_event(events_state)
-    if latest is None:
-        raise ValueError("no clean events in transactions, browse or social; cannot pick a profile date "
-                         "(set as_of in config)")
-    latest = latest if latest.tzinfo else latest.replace(tzinfo=timezone.utc)
-    return datetime(latest.year, latest.month, latest.day, tzinfo=timezone.utc) + timedelta(days=1)
-
-
 def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = None,
                     env: Mapping[str, str] | None = None) -> RunSummary:
     """Process the input partitions no step has processed yet (new days, late data), then refresh profiles.
@@ -121,7 +112,7 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
             write_once(wh, rec, plan, writes + [("quarantine", wh.append, quarantine)])
             state = {t: wh.read(t) for t in STATE_TABLES}
             st.rows_out = sum(report.rows_clean.get(t, 0) for t in EVENT_TABLES)
-        as_of = cfg.as_of or default_as_of(state["state_events"])
+        as_of = cfg.as_of or midnight_after(latest_event(state["state_events"]))
         rec.details["as_of"] = as_of.isoformat()
         present = present_sources(state["state_events"])
         gaps = DataGaps(browse_missing="browse" not in present, social_missing="social" not in present)

@@ -41,6 +41,11 @@ def midnight_after_latest_event(clean: dict[str, DataFrame]) -> datetime:
         value = clean[table].agg(F.max("ts")).first()[0]
         if value is not None and (latest is None or value > latest):
             latest = value
+    return midnight_after(latest)
+
+
+def midnight_after(latest: datetime | None) -> datetime:
+    """Midnight (UTC) after the latest event's time; the latest may come from rows or from the feature state."""
     if latest is None:
         raise ValueError("no clean events in transactions, browse or social; cannot pick a profile date "
                          "(set as_of in config)")

@@ -73,10 +73,14 @@ def affinity_features(k: int) -> Callable[[DataFrame], DataFrame]:
 def price_band_features(quantiles: list[float], as_of: datetime, items: DataFrame) -> Callable[[DataFrame], DataFrame]:
     """Per user: median unit price paid, banded low/mid/high by the catalogue's price quantiles."""
     def apply(tx: DataFrame) -> DataFrame:
-        paid = (tx.filter(before(as_of) & F.col("amount").isNotNull() & (F.col("quantity") > 0))
-                .select("user_id", (F.col("amount") / F.col("quantity")).alias("unit_price")))
-        return paid.transform(price_bands(quantiles, items))
+        return paid_lines(tx.filter(before(as_of))).transform(price_bands(quantiles, items))
     return apply
+
+
+def paid_lines(tx: DataFrame) -> DataFrame:
+    """Transaction lines with a known price: the columns of ``tx`` plus ``unit_price`` (amount / quantity)."""
+    return (tx.filter(F.col("amount").isNotNull() & (F.col("quantity") > 0))
+            .withColumn("unit_price", F.col("amount") / F.col("quantity")))
 
 
 def price_bands(quantiles: list[float], items: DataFrame) -> Callable[[DataFrame], DataFrame]:

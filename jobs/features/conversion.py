@@ -28,7 +28,7 @@ def sessionize(gap_minutes: int) -> Callable[[DataFrame], DataFrame]:
     return apply
 
 
-def conversion_features(as_of: datetime) -> Callable[[DataFrame], DataFrame]:
+def conversion_features(as_of: datetime) -> Callable[[DataFrame, DataFrame], DataFrame]:
     """Per user, from sessionised browse events and transactions (both before ``as_of``).
 
     view_to_cart_rate = carts / views; cart_to_buy_rate = purchased lines / carts, capped at 1.

@@ -16,8 +16,8 @@ from typing import Callable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.features.affinity import interaction_kinds, kind_weight, price_bands
-from jobs.features.common import days_between, money, money_sum, ratio
+from jobs.features.affinity import interaction_kinds, kind_weight, paid_lines, price_bands
+from jobs.features.common import count_where, days_between, money, money_sum, ratio
 from jobs.features.conversion import FUNNEL_EVENTS, funnel_rates, session_micros, sessionize
 from jobs.features.rfm import order_summaries
 from jobs.features.time_patterns import pattern_summaries
@@ -76,9 +76,8 @@ def interaction_day_state(browse: DataFrame, tx: DataFrame) -> DataFrame:
 def price_day_state() -> Callable[[DataFrame], DataFrame]:
     """transactions -> one ``PRICE_DAY_STATE`` row per (user, dt, day, unit price paid), with its lines."""
     def apply(tx: DataFrame) -> DataFrame:
-        return (tx.filter(F.col("amount").isNotNull() & (F.col("quantity") > 0))
-                .withColumn("day", F.to_date("ts"))
-                .groupBy("user_id", "dt", "day", (F.col("amount") / F.col("quantity")).alias("unit_price"))
+        return (paid_lines(tx).withColumn("day", F.to_date("ts"))
+                .groupBy("user_id", "dt", "day", "unit_price")
                 .agg(F.count("*").alias("lines"))
                 .select(*PRICE_DAY_STATE.fieldNames()))
     return apply
@@ -90,7 +89,7 @@ def browse_day_state() -> Callable[[DataFrame], DataFrame]:
         unsessionised = F.col("session_id").isNull()
         return (browse.withColumn("day", F.to_date("ts"))
                 .groupBy("user_id", "dt", "day", "session_id")
-                .agg(*[F.count(F.when(F.col("event_type") == t, 1)).alias(f"{t}s") for t in FUNNEL_EVENTS],
+                .agg(*[count_where(F.col("event_type") == t).alias(f"{t}s") for t in FUNNEL_EVENTS],
                      F.count("*").alias("events"),
                      F.sum("dwell_ms").alias("dwell_ms_sum"),
                      F.count("dwell_ms").alias("dwell_known"),
