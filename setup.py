@@ -17,6 +17,7 @@ INSTALL_REQUIRES = [
     "pyyaml==6.0.3",
     "typer==0.29.2",
     "rich==15.0.0",
+    "scipy==1.17.1",            # sparse products: per-user weighted sums of text and title vectors
     "scikit-learn==1.9.1",      # evaluation metrics (ROC-AUC, PR-AUC, adjusted Rand index)
     "mlflow-skinny==3.17.2",    # tracking: params, metrics and models, local file store by default
     "matplotlib==3.11.2",       # the HTML report's charts

@@ -8,6 +8,7 @@ What the step saves is reading, validating and embedding history, and aggregatin
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
+from functools import partial
 from typing import Mapping
 
 from pyspark.sql import SparkSession
@@ -17,7 +18,7 @@ from conf import Config
 from jobs.full import (EVENT_TABLES, RunSummary, Write, embed_and_titles, open_warehouse, read_and_validate,
                        succeeded, write_once)
 from jobs.features.state_profiles import (day_states, latest_event, present_sources, profiles_from_state,
-                                          updated_state)
+                                          rewritten_partitions, updated_state)
 from jobs.frames import conform
 from jobs.model.serving import load_serving
 from jobs.model.stages import rescore
@@ -107,7 +108,9 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
         embeddings, titles = embed_and_titles(cfg, wh, clean, rec) if cfg.embedding.enabled else (None, None)
         with rec.stage("state") as st:
             fresh = day_states(clean)
-            writes: list[Write] = [(t, wh.overwrite, wh.read(t).transform(updated_state(t, fresh[t], partitions)))
+            # Only the partitions read are rewritten; a step with none (a later as_of alone) writes no state.
+            writes: list[Write] = [(t, partial(wh.overwrite_partitions, partitions=rewritten_partitions(t, partitions)),
+                                    wh.read(t).transform(updated_state(t, fresh[t], partitions)))
                                    for t in STATE_TABLES]
             write_once(wh, rec, plan, writes + [("quarantine", wh.append, quarantine)])
             state = {t: wh.read(t) for t in STATE_TABLES}

@@ -2,14 +2,17 @@
 
 One row per user, input partition ``dt`` and event ``day`` (the UTC date of ``ts``); texts keep one row
 each. Keeping ``dt`` lets a partition that received late data replace its rows; keeping ``day`` lets the
-rolling windows slide by whole days, whatever partition an event was filed under.
+rolling windows slide by whole days, whatever partition an event was filed under. The tables are
+partitioned by ``dt`` too, so a step rewrites only the partitions it read.
 """
 from pyspark.sql.types import (ArrayType, DateType, DecimalType, DoubleType, LongType, StringType, StructField,
                                StructType, TimestampType)
 
+from schemas.events import PARTITION
+
 ORDER_DAY_STATE = StructType([
     StructField("user_id", StringType(), False),
-    StructField("dt", DateType(), False),
+    StructField("dt", DateType(), False, PARTITION),
     StructField("day", DateType(), False),
     # Distinct order ids, not a count: an order whose lines straddle midnight must count once per window.
     StructField("order_ids", ArrayType(StringType(), False), False),
@@ -23,7 +26,7 @@ ORDER_DAY_STATE = StructType([
 EVENT_DAY_STATE = StructType([
     StructField("user_id", StringType(), False),
     StructField("source", StringType(), False),  # browse, transaction, social: each table's partitions move alone
-    StructField("dt", DateType(), False),
+    StructField("dt", DateType(), False, PARTITION),
     StructField("day", DateType(), False),
     StructField("hour_counts", ArrayType(LongType(), False), False),  # 24 counts, UTC hours; their sum is the events
     StructField("last_ts", TimestampType(), False),
@@ -31,7 +34,7 @@ EVENT_DAY_STATE = StructType([
 
 SOCIAL_DAY_STATE = StructType([
     StructField("user_id", StringType(), False),
-    StructField("dt", DateType(), False),
+    StructField("dt", DateType(), False, PARTITION),
     StructField("day", DateType(), False),
     StructField("kind_counts", ArrayType(LongType(), False), False),  # one count per SOCIAL_KINDS entry
     StructField("rating_sum", LongType()),                             # reviews' ratings; null when none is known
@@ -41,7 +44,7 @@ SOCIAL_DAY_STATE = StructType([
 INTERACTION_DAY_STATE = StructType([
     StructField("user_id", StringType(), False),
     StructField("source", StringType(), False),  # browse or transaction
-    StructField("dt", DateType(), False),
+    StructField("dt", DateType(), False, PARTITION),
     StructField("day", DateType(), False),
     StructField("item_id", StringType(), False),
     StructField("kind", StringType(), False),    # view, click, cart, fav, buy
@@ -51,7 +54,7 @@ INTERACTION_DAY_STATE = StructType([
 
 PRICE_DAY_STATE = StructType([
     StructField("user_id", StringType(), False),
-    StructField("dt", DateType(), False),
+    StructField("dt", DateType(), False, PARTITION),
     StructField("day", DateType(), False),
     # A median does not merge; the multiset of unit prices does (bounded by the distinct prices paid).
     StructField("unit_price", DoubleType(), False),
@@ -60,7 +63,7 @@ PRICE_DAY_STATE = StructType([
 
 BROWSE_DAY_STATE = StructType([
     StructField("user_id", StringType(), False),
-    StructField("dt", DateType(), False),
+    StructField("dt", DateType(), False, PARTITION),
     StructField("day", DateType(), False),
     StructField("session_id", StringType()),  # null: events the source did not sessionise (see auto_ts)
     StructField("views", LongType(), False),
@@ -78,7 +81,7 @@ BROWSE_DAY_STATE = StructType([
 
 TEXT_STATE = StructType([
     StructField("user_id", StringType(), False),
-    StructField("dt", DateType(), False),
+    StructField("dt", DateType(), False, PARTITION),
     StructField("ts", TimestampType(), False),
     # The key of the embedding cache, never the text: erasure and privacy stay where they are.
     StructField("text_sha256", StringType(), False),

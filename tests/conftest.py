@@ -66,6 +66,7 @@ class DemoRun:
 # Small enough for CI, big enough for every stage: generate, validate, embed, features, snapshot,
 # 2-process training, evaluation with both baselines, scoring, segments and tags.
 DEMO_ARGS = ("demo", "--users", "400", "--days", "14", "--set", "spark.shuffle_partitions=2",
+             "--set", "generator.items=300",  # fewer titles to embed: 2,400 took about 20 s of CI
              "--set", "model.epochs=4", "--set", "model.segments_k_max=6", "--set", "model.segments_sample=400",
              "--set", "privacy.k_anonymity_floor=20",
              # 400 users over 14 days give few confident scores; low thresholds so model tags exist to check.

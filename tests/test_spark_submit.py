@@ -22,7 +22,8 @@ def test_spark_submit_full_builds_profiles_from_scratch(tmp_path):
     settings = ["--set", "spark.shuffle_partitions=2", "--warehouse", str(tmp_path / "wh")]
     # The model trains too (2 TorchDistributor processes from the zipped package), kept short for CI.
     model = ["--set", "model.epochs=2", "--set", "model.baselines=false", "--set", "model.segments_k_max=5"]
-    generated = submit("generate", "--users", "200", "--days", "10", *settings, cwd=tmp_path)
+    generated = submit("generate", "--users", "200", "--days", "10", "--set", "generator.items=150", *settings,
+                       cwd=tmp_path)
     assert generated.returncode == 0, generated.stderr[-3000:]
     full = submit("full", *settings, *model, cwd=tmp_path)
     assert full.returncode == 0, full.stderr[-3000:]

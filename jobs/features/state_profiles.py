@@ -59,16 +59,23 @@ def day_states(clean: dict[str, DataFrame]) -> dict[str, DataFrame]:
     }
 
 
+def rewritten_partitions(table: str, partitions: dict[str, list[date]]) -> list[date]:
+    """The ``dt`` partitions of a state table that a step rewrites: every one its input tables had read."""
+    return sorted({dt for t in STATE_SOURCES[table] for dt in partitions.get(t, [])})
+
+
 def updated_state(table: str, fresh: DataFrame, partitions: dict[str, list[date]]
                   ) -> Callable[[DataFrame], DataFrame]:
-    """old state -> the state with every partition read (``partitions``: input table -> dts) replaced by ``fresh``.
+    """old state -> the new rows of its ``rewritten_partitions``: ``fresh`` replaces what was read
+    (``partitions``: input table -> dts), and another source's rows in the same ``dt`` stay.
 
     A partition read that has no clean rows left (all quarantined, or erased) loses its old rows too.
     """
     def apply(old: DataFrame) -> DataFrame:
         rows = [(SOURCE_OF[t], dt) for t in STATE_SOURCES[table] for dt in partitions.get(t, [])]
         replaced = old.sparkSession.createDataFrame(rows, "source string, dt date").select(*partition_keys(table))
-        return old.transform(replace_partitions(fresh, partition_keys(table), replaced))
+        rewritten = old.filter(F.col("dt").isin(rewritten_partitions(table, partitions)))
+        return rewritten.transform(replace_partitions(fresh, partition_keys(table), replaced))
     return apply
 
 

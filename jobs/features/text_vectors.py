@@ -7,6 +7,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
+from scipy.sparse import csr_matrix
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -46,17 +47,39 @@ VECTOR_SCHEMA = "user_id string, {name} array<float>"
 TEXT_VECTORS_SCHEMA = "user_id string, text_vector array<float>, recent_text_vector array<float>"
 
 
-def _text_means(rows: pd.DataFrame) -> pd.DataFrame:
-    """pandas: one user's (ts, text_sha256, weight, recent, embedding) rows -> the weighted mean and the mean of
-    the recent rows. Summed in a fixed order, so the float32 result does not depend on how rows arrived."""
-    rows = rows.sort_values(["ts", "text_sha256"], kind="stable")
+def _weighted_sums(owners: np.ndarray, columns: np.ndarray, weights: np.ndarray, n_owners: int,
+                   vectors: np.ndarray) -> np.ndarray:
+    """float64 [n_owners, dim]: per owner, the sum of ``weights[i] * vectors[columns[i]]`` over its rows.
+
+    One sparse product instead of a Python loop per owner. Within an owner the rows are summed in the
+    order given (a CSR row keeps its input order), so callers sort rows first and the result does not
+    depend on how Spark delivered them.
+    """
+    matrix = csr_matrix((weights, (owners, columns)), shape=(n_owners, len(vectors)))
+    return np.asarray(matrix @ vectors)
+
+
+def _text_means(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """pandas: a partition's (user_id, ts, text_sha256, weight, recent, embedding) rows -> per user the weighted
+    mean and the mean of the recent rows (``TEXT_VECTORS_SCHEMA``). Rows are partitioned by user, so every
+    user is complete within one partition; each user's rows are summed in (ts, text_sha256) order."""
+    frames = [b for b in batches if len(b)]
+    if not frames:
+        return
+    rows = pd.concat(frames, ignore_index=True).sort_values(["user_id", "ts", "text_sha256"], kind="stable")
+    users, owners = np.unique(rows["user_id"].to_numpy(dtype=object), return_inverse=True)
     vectors = np.stack(rows["embedding"].to_numpy()).astype(np.float64)
     weights = rows["weight"].to_numpy(dtype=np.float64)
     recent = rows["recent"].to_numpy(dtype=bool)
-    mean = (weights[:, None] * vectors).sum(axis=0) / weights.sum()
-    recent_mean = vectors[recent].mean(axis=0).astype(np.float32) if recent.any() else None
-    return pd.DataFrame({"user_id": [rows["user_id"].iloc[0]], "text_vector": [mean.astype(np.float32)],
-                         "recent_text_vector": [recent_mean]})
+    at = np.arange(len(rows))
+    means = (_weighted_sums(owners, at, weights, len(users), vectors)
+             / np.bincount(owners, weights=weights, minlength=len(users))[:, None])
+    recent_n = np.bincount(owners[recent], minlength=len(users))
+    recent_sums = _weighted_sums(owners[recent], at[recent], np.ones(int(recent.sum())), len(users), vectors)
+    recent_means = recent_sums / np.maximum(recent_n, 1)[:, None]
+    yield pd.DataFrame({"user_id": users, "text_vector": list(means.astype(np.float32)),
+                        "recent_text_vector": [m.astype(np.float32) if n else None
+                                               for m, n in zip(recent_means, recent_n)]})
 
 
 @dataclass(frozen=True)
@@ -89,11 +112,10 @@ def _sum_per_user(name: str, lookup: VectorLookup):
         rows, index = rows[index.notna()], index.dropna().astype(np.int64).to_numpy()
         if not len(rows):
             return
-        users, inverse = np.unique(rows["user_id"].to_numpy(dtype=object), return_inverse=True)
+        users, owners = np.unique(rows["user_id"].to_numpy(dtype=object), return_inverse=True)
         weights = rows["weight"].to_numpy(dtype=np.float64)
-        sums = np.zeros((len(users), lookup.matrix.shape[1]))
-        np.add.at(sums, inverse, weights[:, None] * lookup.matrix[index])
-        means = (sums / np.bincount(inverse, weights=weights)[:, None]).astype(np.float32)
+        sums = _weighted_sums(owners, index, weights, len(users), lookup.matrix.astype(np.float64))
+        means = (sums / np.bincount(owners, weights=weights)[:, None]).astype(np.float32)
         yield pd.DataFrame({"user_id": users, name: list(means)})
     return apply
 
@@ -131,7 +153,7 @@ def text_means(as_of: datetime, half_life_days: float, recent_days: int,
         return (written.filter(before(as_of)).join(embeddings, "text_sha256")
                 .select("user_id", "ts", "text_sha256", F.pow(F.lit(0.5), age_days / half_life_days).alias("weight"),
                         (F.col("ts") >= since).alias("recent"), "embedding")
-                .groupBy("user_id").applyInPandas(_text_means, TEXT_VECTORS_SCHEMA))
+                .repartition("user_id").mapInPandas(_text_means, TEXT_VECTORS_SCHEMA))
     return apply
 
 
