@@ -104,6 +104,8 @@ def main(users: int = 20_000, days: int = 30, seed: int = 42,
         "incremental_stage_seconds": dict(run["stage_seconds"]),
         "incremental_partitions": list(run["partitions"]),
         "incremental_rows_in": dict(run["rows_in"]),
+        # Users folded again per family of columns; every other user's columns were kept and slid.
+        "incremental_touched_users": json.loads(run["details"].get("touched_users", "null")),
         # For context: the setup's full run over days 1-29, model included, embedding from an empty cache.
         "setup_full_stage_seconds": dict(step_wh.read("runs").filter(F.col("run_id") == setup.run_id)
                                          .first()["stage_seconds"]),

@@ -12,7 +12,7 @@ from conf import Config
 from jobs.embed import embed_stage
 from jobs.faults import fault_point
 from jobs.features.profiles import build_profiles
-from jobs.features.state_profiles import EVENT_TABLES, day_states
+from jobs.features.state_profiles import EVENT_TABLES, day_states, fold_key
 from jobs.privacy import ingest_privacy
 from jobs.frames import conform
 from jobs.model.stages import ModelOutputs, model_stages
@@ -158,6 +158,7 @@ def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = No
         rec.partitions = sorted({str(r[0]) for t in EVENT_TABLES for r in clean[t].select("dt").distinct().collect()})
         present = {t for t in EVENT_TABLES if report.rows_clean.get(t, 0) > 0}
         gaps = DataGaps(browse_missing="browse" not in present, social_missing="social" not in present)
+        rec.details["fold"] = fold_key(cfg, present)
         embeddings, titles = embed_and_titles(cfg, wh, clean, rec) if cfg.embedding.enabled else (None, None)
         with rec.stage("features") as st:
             profiles = build_profiles(cfg, as_of, rec.started_at, present, embeddings, titles)(clean)

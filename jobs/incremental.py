@@ -7,23 +7,26 @@ What the step saves is reading, validating and embedding history, and aggregatin
 """
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, timezone
 from functools import partial
 from typing import Mapping
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from conf import Config
 from jobs.full import (EVENT_TABLES, RunSummary, Write, embed_and_titles, open_warehouse, read_and_validate,
                        succeeded, write_once)
-from jobs.features.state_profiles import (day_states, latest_event, present_sources, profiles_from_state,
-                                          rewritten_partitions, updated_state)
+from jobs.features.state import is_utc_midnight
+from jobs.features.state_profiles import (Family, day_states, fold_key, latest_event, present_sources,
+                                          profiles_from_state, refreshed_profiles, rewritten_partitions,
+                                          touched_users, updated_state)
 from jobs.frames import conform
 from jobs.model.serving import load_serving
 from jobs.model.stages import rescore
 from jobs.inputs import midnight_after
-from jobs.ledger import PROFILES_APP, StepPlan, commit_step, partitions_of, plan_step
+from jobs.ledger import PROFILES_APP, StepPlan, commit_step, partitions_of, plan_step, version_before_step
 from jobs.runs import RunRecorder, write_run
 from jobs.storage import Warehouse
 from jobs.tags import DataGaps, rule_tags
@@ -62,6 +65,15 @@ def profiles_as_of(wh: Warehouse) -> datetime | None:
         return None
     value = found[0][0]
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def profiles_fold_key(wh: Warehouse) -> str | None:
+    """The ``fold_key`` of the run that wrote today's profiles, from its ``runs`` row; None if unknown
+    (a run killed before writing its row, or one that folds nothing, such as ``forget``)."""
+    latest = max(wh.history("profiles"), key=lambda h: h["version"])
+    found = (wh.read("runs").filter(F.col("run_id") == F.lit(latest["run_id"])).select(F.col("details")["fold"])
+             .limit(1).collect() if latest["run_id"] and wh.exists("runs") else [])
+    return found[0][0] if found else None
 
 
 def current_model_run(wh: Warehouse) -> str | None:
@@ -108,6 +120,8 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
         embeddings, titles = embed_and_titles(cfg, wh, clean, rec) if cfg.embedding.enabled else (None, None)
         with rec.stage("state") as st:
             fresh = day_states(clean)
+            # The state this step starts from (an earlier attempt may have written some tables already).
+            before = {t: wh.read(t, version=version_before_step(wh, t, plan)) for t in STATE_TABLES}
             # Only the partitions read are rewritten; a step with none (a later as_of alone) writes no state.
             writes: list[Write] = [(t, partial(wh.overwrite_partitions, partitions=rewritten_partitions(t, partitions)),
                                     wh.read(t).transform(updated_state(t, fresh[t], partitions)))
@@ -119,9 +133,26 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
         rec.details["as_of"] = as_of.isoformat()
         present = present_sources(state["state_events"])
         gaps = DataGaps(browse_missing="browse" not in present, social_missing="social" not in present)
+        key, was = fold_key(cfg, present), profiles_as_of(wh)
+        rec.details["fold"] = key
         with rec.stage("features") as st:
-            profiles = profiles_from_state(cfg, as_of, rec.started_at, present, embeddings, titles)(
-                {**state, "users": clean["users"], "items": clean["items"]}).localCheckpoint(eager=True)
+            inputs = {**state, "users": clean["users"], "items": clean["items"]}
+            # Untouched users keep their columns only from profiles folded alike, as of a whole day.
+            if was is not None and is_utc_midnight(was) and profiles_fold_key(wh) == key:
+                rewritten = {t: rewritten_partitions(t, partitions) for t in STATE_TABLES}
+                counts: dict[str, int] = {}
+
+                def touched(family: Family) -> DataFrame:
+                    users = touched_users(family, state, before, rewritten, was, as_of).localCheckpoint(eager=True)
+                    counts[family.name] = users.count()
+                    return users
+                profiles = refreshed_profiles(cfg, as_of, rec.started_at, present, wh.read("profiles"), touched,
+                                              embeddings, titles)(inputs)
+                rec.details["touched_users"] = json.dumps(counts, sort_keys=True)
+            else:
+                rec.console.print("  the profiles were folded with other settings or tables: every user is folded")
+                profiles = profiles_from_state(cfg, as_of, rec.started_at, present, embeddings, titles)(inputs)
+            profiles = profiles.localCheckpoint(eager=True)
             st.rows_out = profiles.count()
         labels = profiles.transform(rule_tags(cfg.tags, as_of, gaps))
         model_run = current_model_run(wh) if cfg.model.enabled else None

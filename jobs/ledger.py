@@ -154,6 +154,15 @@ def already_committed(wh: Warehouse, table: str, plan: StepPlan) -> bool:
     return done is not None and done >= plan.step
 
 
+def version_before_step(wh: Warehouse, table: str, plan: StepPlan) -> int:
+    """The table's version before this step wrote it: the current one, or the one before the commit of an
+    earlier attempt of the step that died later."""
+    version = wh.version(table)
+    while version > 0 and (wh.committed_version(table, plan.app_id, version) or 0) >= plan.step:
+        version -= 1
+    return version
+
+
 def ledger_rows(plan: StepPlan, run_id: str, at: datetime) -> list[tuple]:
     return [(p.partition.source_table, p.partition.dt, p.partition.files_fingerprint, p.partition.file_count,
              p.partition.table_version, plan.step, run_id, at) for p in plan.pending]

@@ -13,6 +13,7 @@ filled in different batches differ by that much (docs/incremental-design.md).
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import threading
@@ -281,7 +282,12 @@ def test_two_racing_runs_commit_one_step_which_embeds_only_new_texts_and_a_rerun
     old_profiles = {r.user_id: r for r in wh.read("profiles").collect()}
     later = winners[0].as_of + timedelta(days=3)
     moved = run_incremental(config(tmp_path, f"as_of={later.isoformat()}"), spark)
-    assert moved.as_of == later and not wh.read("runs").filter(F.col("run_id") == moved.run_id).first()["partitions"]
+    run = wh.read("runs").filter(F.col("run_id") == moved.run_id).first()
+    assert moved.as_of == later and not run["partitions"]
+    # Only families with a window can fold anyone again (users with rows at its edge); every other column slides.
+    touched = json.loads(run["details"]["touched_users"])
+    refolded = {family for family, users in touched.items() if users}
+    assert {"affinity", "social", "text"} <= set(touched) and refolded <= {"rfm", "activity", "text"}, touched
     for row in wh.read("profiles").collect():
         was = old_profiles[row.user_id]
         for column in ("days_since_last_event", "recency_days"):

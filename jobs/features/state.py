@@ -116,11 +116,16 @@ def replace_partitions(fresh: DataFrame, keys: tuple[str, ...] = ("dt",),
     return apply
 
 
-def _midnight(as_of: datetime) -> datetime:
+def is_utc_midnight(as_of: datetime) -> bool:
+    return as_of.tzinfo is not None and as_of.astimezone(timezone.utc).timetz() == time(0, tzinfo=timezone.utc)
+
+
+def utc_midnight(as_of: datetime) -> datetime:
+    """``as_of`` in UTC; it must be a UTC midnight, because the state keeps whole days."""
     if as_of.tzinfo is None:
         raise ValueError(f"as_of {as_of} has no time zone; the state's days are UTC dates")
     utc = as_of.astimezone(timezone.utc)
-    if utc.timetz() != time(0, tzinfo=timezone.utc):
+    if not is_utc_midnight(utc):
         raise ValueError(f"as_of {as_of} is not a UTC midnight; the state keeps whole days, so windows must "
                          f"end at a day boundary")
     return utc
@@ -128,7 +133,7 @@ def _midnight(as_of: datetime) -> datetime:
 
 def rfm_from_state(windows: list[int], as_of: datetime) -> Callable[[DataFrame], DataFrame]:
     """``ORDER_DAY_STATE`` -> the columns of ``rfm_features(windows, as_of)``, for a UTC-midnight ``as_of``."""
-    as_of = _midnight(as_of)
+    as_of = utc_midnight(as_of)
     today = as_of.date()
 
     def orders(condition) -> F.Column:
@@ -166,7 +171,7 @@ def _day_events() -> F.Column:
 
 def activity_from_state(as_of: datetime, recent_days: int) -> Callable[[DataFrame], DataFrame]:
     """``EVENT_DAY_STATE`` -> the columns of ``activity_features(as_of, recent_days)``."""
-    as_of = _midnight(as_of)
+    as_of = utc_midnight(as_of)
     today = as_of.date()
 
     def apply(state: DataFrame) -> DataFrame:
@@ -181,7 +186,7 @@ def activity_from_state(as_of: datetime, recent_days: int) -> Callable[[DataFram
 
 def time_patterns_from_state(as_of: datetime, night_hours: list[int]) -> Callable[[DataFrame], DataFrame]:
     """``EVENT_DAY_STATE`` -> the columns of ``time_pattern_features(as_of, night_hours)``."""
-    today = _midnight(as_of).date()
+    today = utc_midnight(as_of).date()
 
     def apply(state: DataFrame) -> DataFrame:
         weekday = (F.dayofweek("day") + 5) % 7 + 1  # Spark: 1 = Sunday; ISO: 1 = Monday
@@ -198,7 +203,7 @@ def time_patterns_from_state(as_of: datetime, night_hours: list[int]) -> Callabl
 
 def social_from_state(as_of: datetime) -> Callable[[DataFrame], DataFrame]:
     """``SOCIAL_DAY_STATE`` -> the columns of ``social_features(as_of)``."""
-    today = _midnight(as_of).date()
+    today = utc_midnight(as_of).date()
 
     def apply(state: DataFrame) -> DataFrame:
         counts = dict(zip(SOCIAL_KINDS, _sum_arrays("kind_counts", len(SOCIAL_KINDS))))
@@ -216,7 +221,7 @@ def interactions_from_state(weights: dict[str, float], as_of: datetime, items: D
     ``affinity_features`` sums the weights per category and brand, so the two give the same affinities
     (exactly when the weights are small multiples of a power of two, as the defaults are).
     """
-    today = _midnight(as_of).date()
+    today = utc_midnight(as_of).date()
 
     def apply(state: DataFrame) -> DataFrame:
         return (state.filter(F.col("day") < F.lit(today))
@@ -229,7 +234,7 @@ def interactions_from_state(weights: dict[str, float], as_of: datetime, items: D
 
 def price_from_state(quantiles: list[float], as_of: datetime, items: DataFrame) -> Callable[[DataFrame], DataFrame]:
     """``PRICE_DAY_STATE`` -> the columns of ``price_band_features``: the median of the same multiset of prices."""
-    today = _midnight(as_of).date()
+    today = utc_midnight(as_of).date()
 
     def apply(state: DataFrame) -> DataFrame:
         paid = state.filter(F.col("day") < F.lit(today)).select(
@@ -244,7 +249,7 @@ def conversion_from_state(as_of: datetime, gap_minutes: int) -> Callable[[DataFr
     The source's sessions merge across days by their id; unsessionised events are sessionised again
     from their times, so a session that spans midnight or two partitions stays one session.
     """
-    today = _midnight(as_of).date()
+    today = utc_midnight(as_of).date()
 
     def apply(browse_state: DataFrame, order_state: DataFrame) -> DataFrame:
         past = browse_state.filter(F.col("day") < F.lit(today))

@@ -7,7 +7,12 @@ fold (``profiles_from_state``), whose columns equal the full job's ``build_profi
 """
 from __future__ import annotations
 
-from datetime import date, datetime
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from functools import reduce
+from operator import or_
 from typing import Callable
 
 from pyspark.sql import DataFrame
@@ -16,8 +21,9 @@ from pyspark.sql import functions as F
 from conf import Config
 from jobs.features.activity import all_events
 from jobs.features.affinity import affinity_features
+from jobs.features.common import days_between
 from jobs.features.profiles import profiles_from_features
-from jobs.features.state import (activity_from_state, browse_day_state, conversion_from_state, event_day_state,
+from jobs.features.state import (utc_midnight, activity_from_state, browse_day_state, conversion_from_state, event_day_state,
                                  interaction_day_state, interactions_from_state, order_day_state, price_day_state,
                                  price_from_state, replace_partitions, rfm_from_state, social_day_state,
                                  social_from_state, time_patterns_from_state)
@@ -89,30 +95,136 @@ def latest_event(events_state: DataFrame) -> datetime | None:
     return events_state.agg(F.max("last_ts")).first()[0]
 
 
+@dataclass(frozen=True)
+class Family:
+    """Profile columns folded from the same state tables.
+
+    A user's columns change only when their rows in ``tables`` change, or when as_of moves past one of
+    their rows, or past a row's day plus one of the ``windows`` (days): a window's edge. Columns counted
+    from as_of itself (recency) change every day; ``slide`` recomputes those from the columns kept.
+    """
+
+    name: str
+    tables: tuple[str, ...]
+    fold: Callable[[dict[str, DataFrame]], DataFrame]
+    windows: tuple[int, ...] = ()
+    slide: Callable[[DataFrame], DataFrame] | None = None
+
+
+def recency(as_of: datetime, column: str, since: str) -> Callable[[DataFrame], DataFrame]:
+    """Set ``column`` to the days from ``since`` to as_of, as the folds compute it."""
+    return lambda df: df.withColumn(column, days_between(as_of, F.col(since)))
+
+
+def feature_families(cfg: Config, as_of: datetime, items: DataFrame, embeddings: DataFrame | None = None,
+                     titles: VectorLookup | None = None) -> list[Family]:
+    """Every family of profile columns, each folded from its state tables as of ``as_of``."""
+    f, e = cfg.features, cfg.embedding
+    recent = cfg.tags.active_window_days
+
+    def weighted(state: dict[str, DataFrame], weights: dict[str, float]) -> DataFrame:
+        return state["state_interactions"].transform(interactions_from_state(weights, as_of, items))
+
+    families = [
+        Family("rfm", ("state_orders",), lambda s: s["state_orders"].transform(rfm_from_state(f.rfm_windows, as_of)),
+               tuple(f.rfm_windows), slide=recency(as_of, "recency_days", "last_order_ts")),
+        Family("affinity", ("state_interactions",),
+               lambda s: weighted(s, f.affinity_weights).transform(affinity_features(f.top_k))),
+        Family("price", ("state_prices",),
+               lambda s: s["state_prices"].transform(price_from_state(f.price_band_quantiles, as_of, items))),
+        Family("conversion", ("state_browse", "state_orders"),
+               lambda s: conversion_from_state(as_of, f.session_gap_minutes)(s["state_browse"], s["state_orders"])),
+        Family("activity", ("state_events",), lambda s: s["state_events"].transform(activity_from_state(as_of, recent)),
+               (recent,), slide=recency(as_of, "days_since_last_event", "last_event_ts")),
+        Family("time_patterns", ("state_events",),
+               lambda s: s["state_events"].transform(time_patterns_from_state(as_of, f.night_hours))),
+        Family("social", ("state_social",), lambda s: s["state_social"].transform(social_from_state(as_of))),
+    ]
+    if embeddings is not None:
+        families += [
+            Family("text", ("state_texts",), lambda s: s["state_texts"].transform(
+                text_means(as_of, e.text_half_life_days, e.recent_text_days, embeddings)), (e.recent_text_days,)),
+            Family("interest", ("state_interactions",),
+                   lambda s: weighted(s, e.interest_weights).transform(weighted_title_means(titles))),
+        ]
+    return families
+
+
+def fold_key(cfg: Config, present: set[str]) -> str:
+    """What profile columns are folded with: the feature, embedding and tag settings, and the tables present.
+
+    A step keeps an untouched user's columns only from profiles folded with the same key.
+    """
+    settings = {"features": cfg.features.model_dump(mode="json"), "embedding": cfg.embedding.model_dump(mode="json"),
+                "tags": cfg.tags.model_dump(mode="json"), "present": sorted(present)}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def profiles_from_state(cfg: Config, as_of: datetime, updated_at: datetime, present: set[str],
                         embeddings: DataFrame | None = None, titles: VectorLookup | None = None,
                         ) -> Callable[[dict[str, DataFrame]], DataFrame]:
     """{state table: frame, plus clean ``users`` and ``items``} -> profiles, as ``build_profiles`` gives them."""
-    f = cfg.features
-    recent = cfg.tags.active_window_days
-
     def apply(state: dict[str, DataFrame]) -> DataFrame:
-        items, events = state["items"], state["state_events"]
-        weighted = state["state_interactions"].transform(interactions_from_state(f.affinity_weights, as_of, items))
-        features = [
-            state["state_orders"].transform(rfm_from_state(f.rfm_windows, as_of)),
-            weighted.transform(affinity_features(f.top_k)),
-            state["state_prices"].transform(price_from_state(f.price_band_quantiles, as_of, items)),
-            conversion_from_state(as_of, f.session_gap_minutes)(state["state_browse"], state["state_orders"]),
-            events.transform(activity_from_state(as_of, recent)),
-            events.transform(time_patterns_from_state(as_of, f.night_hours)),
-            state["state_social"].transform(social_from_state(as_of)),
-        ]
-        if embeddings is not None:
-            e = cfg.embedding
-            features.append(state["state_texts"].transform(
-                text_means(as_of, e.text_half_life_days, e.recent_text_days, embeddings)))
-            features.append(state["state_interactions"].transform(
-                interactions_from_state(e.interest_weights, as_of, items)).transform(weighted_title_means(titles)))
+        families = feature_families(cfg, as_of, state["items"], embeddings, titles)
+        features = [family.fold(state) for family in families]
+        return state["users"].transform(profiles_from_features(cfg, as_of, updated_at, present, features))
+    return apply
+
+
+def crossing_rows(family: Family, was: datetime, now: datetime) -> Callable[[DataFrame], DataFrame]:
+    """A state table -> its rows whose day as_of moved past, or past by one of the family's windows."""
+    low, high = sorted((utc_midnight(was).date(), utc_midnight(now).date()))
+
+    def apply(state: DataFrame) -> DataFrame:
+        day = F.col("day") if "day" in state.columns else F.to_date("ts")
+        edges = [(day >= F.lit(low - timedelta(days=w))) & (day < F.lit(high - timedelta(days=w)))
+                 for w in (0, *family.windows)]
+        return state.filter(reduce(or_, edges))
+    return apply
+
+
+def touched_users(family: Family, state: dict[str, DataFrame], before: dict[str, DataFrame],
+                  rewritten: dict[str, list[date]], was: datetime, now: datetime) -> DataFrame:
+    """user_id of every user whose ``family`` columns may differ from their profile as of ``was``.
+
+    Those with rows in a partition the step rewrote, before (``before``: the state the step started
+    from) or after, and those with rows as_of moved past (``crossing_rows``).
+    """
+    found = []
+    for table in family.tables:
+        in_rewritten = F.col("dt").isin(rewritten.get(table, []))
+        found += [state[table].filter(in_rewritten), before[table].filter(in_rewritten),
+                  state[table].transform(crossing_rows(family, was, now))]
+    return reduce(DataFrame.unionByName, [df.select("user_id") for df in found]).distinct()
+
+
+def _as_in(folded: DataFrame, old: DataFrame, column: str) -> F.Column:
+    """``old``'s column with ``folded``'s type (the profiles schema may store it wider); nullability aside."""
+    want = folded.schema[column].dataType
+    return F.col(column) if old.schema[column].dataType.simpleString() == want.simpleString() else \
+        F.col(column).cast(want)
+
+
+def refreshed_profiles(cfg: Config, as_of: datetime, updated_at: datetime, present: set[str],
+                       old: DataFrame, touched: Callable[[Family], DataFrame],
+                       embeddings: DataFrame | None = None, titles: VectorLookup | None = None,
+                       ) -> Callable[[dict[str, DataFrame]], DataFrame]:
+    """Like ``profiles_from_state``, folding each family only for its ``touched`` users.
+
+    Every other user keeps their columns from ``old`` (the profiles as of an earlier date, folded with
+    the same configuration and present tables), with ``slide`` applied. Users not in ``old`` (new
+    sign-ups) are folded in every family.
+    """
+    def apply(state: dict[str, DataFrame]) -> DataFrame:
+        unknown = state["users"].select("user_id").join(old.select("user_id"), "user_id", "left_anti")
+        features = []
+        for family in feature_families(cfg, as_of, state["items"], embeddings, titles):
+            users = touched(family).unionByName(unknown).distinct().localCheckpoint(eager=True)
+            folded = family.fold({**state, **{t: state[t].join(users, "user_id", "left_semi") for t in family.tables}})
+            columns = [c for c in folded.columns if c != "user_id"]
+            kept = old.join(users, "user_id", "left_anti").select("user_id", *[_as_in(folded, old, c) for c in columns])
+            if family.slide is not None:
+                kept = kept.transform(family.slide).select("user_id", *columns)
+            features.append(folded.unionByName(kept))
         return state["users"].transform(profiles_from_features(cfg, as_of, updated_at, present, features))
     return apply

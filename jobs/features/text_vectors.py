@@ -59,27 +59,36 @@ def _weighted_sums(owners: np.ndarray, columns: np.ndarray, weights: np.ndarray,
     return np.asarray(matrix @ vectors)
 
 
-def _text_means(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-    """pandas: a partition's (user_id, ts, text_sha256, weight, recent, embedding) rows -> per user the weighted
-    mean and the mean of the recent rows (``TEXT_VECTORS_SCHEMA``). Rows are partitioned by user, so every
-    user is complete within one partition; each user's rows are summed in (ts, text_sha256) order."""
-    frames = [b for b in batches if len(b)]
-    if not frames:
-        return
-    rows = pd.concat(frames, ignore_index=True).sort_values(["user_id", "ts", "text_sha256"], kind="stable")
-    users, owners = np.unique(rows["user_id"].to_numpy(dtype=object), return_inverse=True)
-    vectors = np.stack(rows["embedding"].to_numpy()).astype(np.float64)
-    weights = rows["weight"].to_numpy(dtype=np.float64)
-    recent = rows["recent"].to_numpy(dtype=bool)
-    at = np.arange(len(rows))
-    means = (_weighted_sums(owners, at, weights, len(users), vectors)
-             / np.bincount(owners, weights=weights, minlength=len(users))[:, None])
-    recent_n = np.bincount(owners[recent], minlength=len(users))
-    recent_sums = _weighted_sums(owners[recent], at[recent], np.ones(int(recent.sum())), len(users), vectors)
-    recent_means = recent_sums / np.maximum(recent_n, 1)[:, None]
-    yield pd.DataFrame({"user_id": users, "text_vector": list(means.astype(np.float32)),
-                        "recent_text_vector": [m.astype(np.float32) if n else None
-                                               for m, n in zip(recent_means, recent_n)]})
+def _text_means(half_life_days: float) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """pandas: a partition's (user_id, ts, text_sha256, recent, embedding) rows -> per user the recency-weighted
+    mean and the mean of the recent rows (``TEXT_VECTORS_SCHEMA``).
+
+    Rows are partitioned by user, so every user is complete within one partition; each user's rows are
+    summed in (ts, text_sha256) order. A text's weight is counted from the user's newest text, not from
+    as_of: the mean is the same (the ratio of the weights is), and it does not change while as_of moves
+    and the texts stay, so a daily step keeps the vectors of users who wrote nothing new.
+    """
+    def apply(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        frames = [b for b in batches if len(b)]
+        if not frames:
+            return
+        rows = pd.concat(frames, ignore_index=True).sort_values(["user_id", "ts", "text_sha256"], kind="stable")
+        users, owners = np.unique(rows["user_id"].to_numpy(dtype=object), return_inverse=True)
+        vectors = np.stack(rows["embedding"].to_numpy()).astype(np.float64)
+        newest = rows.groupby("user_id", sort=False)["ts"].transform("max")
+        age_days = (newest - rows["ts"]).dt.total_seconds().to_numpy(dtype=np.float64) / SECONDS_PER_DAY
+        weights = np.power(0.5, age_days / half_life_days)
+        recent = rows["recent"].to_numpy(dtype=bool)
+        at = np.arange(len(rows))
+        means = (_weighted_sums(owners, at, weights, len(users), vectors)
+                 / np.bincount(owners, weights=weights, minlength=len(users))[:, None])
+        recent_n = np.bincount(owners[recent], minlength=len(users))
+        recent_sums = _weighted_sums(owners[recent], at[recent], np.ones(int(recent.sum())), len(users), vectors)
+        recent_means = recent_sums / np.maximum(recent_n, 1)[:, None]
+        yield pd.DataFrame({"user_id": users, "text_vector": list(means.astype(np.float32)),
+                            "recent_text_vector": [m.astype(np.float32) if n else None
+                                                   for m, n in zip(recent_means, recent_n)]})
+    return apply
 
 
 @dataclass(frozen=True)
@@ -149,11 +158,9 @@ def text_means(as_of: datetime, half_life_days: float, recent_days: int,
     since = F.lit(as_of - timedelta(days=recent_days))
 
     def apply(written: DataFrame) -> DataFrame:
-        age_days = (F.lit(as_of).cast("double") - F.col("ts").cast("double")) / SECONDS_PER_DAY
         return (written.filter(before(as_of)).join(embeddings, "text_sha256")
-                .select("user_id", "ts", "text_sha256", F.pow(F.lit(0.5), age_days / half_life_days).alias("weight"),
-                        (F.col("ts") >= since).alias("recent"), "embedding")
-                .repartition("user_id").mapInPandas(_text_means, TEXT_VECTORS_SCHEMA))
+                .select("user_id", "ts", "text_sha256", (F.col("ts") >= since).alias("recent"), "embedding")
+                .repartition("user_id").mapInPandas(_text_means(half_life_days), TEXT_VECTORS_SCHEMA))
     return apply
 
 

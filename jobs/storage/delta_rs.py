@@ -47,8 +47,8 @@ class DeltaRsStore:
     def files(self, path: str, version: int | None = None) -> list[str]:
         return list(DeltaTable(path, version=version).file_uris())
 
-    def committed_version(self, path: str, app_id: str) -> int | None:
-        return DeltaTable(path).transaction_version(app_id)
+    def committed_version(self, path: str, app_id: str, version: int | None = None) -> int | None:
+        return DeltaTable(path, version=version).transaction_version(app_id)
 
     def count(self, path: str) -> int:
         return DeltaTable(path).count()  # from the log's per-file record counts

@@ -39,12 +39,12 @@ class DeltaSparkStore:
             reader = reader.option("versionAsOf", version)
         return list(reader.load(path).inputFiles())
 
-    def committed_version(self, path: str, app_id: str) -> int | None:
+    def committed_version(self, path: str, app_id: str, version: int | None = None) -> int | None:
         # The Python API has no reader for app transactions. The tables are reader 1 / writer 2, so delta-rs
         # reads the log (for object stores it takes the same credentials from the environment).
         from deltalake import DeltaTable
 
-        return DeltaTable(path).transaction_version(app_id)
+        return DeltaTable(path, version=version).transaction_version(app_id)
 
     def count(self, path: str) -> int:
         return self.spark.read.format("delta").load(path).count()

@@ -81,9 +81,10 @@ class Warehouse:
     def version(self, name: str) -> int:
         return self.store.version(self.path(name))
 
-    def committed_version(self, name: str, app_id: str) -> int | None:
-        """The last version of ``app_id`` committed to the table (a Delta app transaction), or None."""
-        return self.store.committed_version(self.path(name), app_id) if self.exists(name) else None
+    def committed_version(self, name: str, app_id: str, version: int | None = None) -> int | None:
+        """The last version of ``app_id`` committed to the table (a Delta app transaction), or None;
+        with ``version``, as of that table version."""
+        return self.store.committed_version(self.path(name), app_id, version) if self.exists(name) else None
 
     def vacuum(self, name: str) -> list[str]:
         """Delete the files no current row lives in (after an erasure); returns them."""
