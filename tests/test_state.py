@@ -14,6 +14,7 @@ from jobs.features import (activity_features, affinity_features, all_events, int
 from jobs.features.state import (activity_from_state, event_day_state, interaction_day_state, interactions_from_state,
                                  order_day_state, replace_partitions, rfm_from_state, social_day_state,
                                  social_from_state, time_patterns_from_state)
+from jobs.features.state_profiles import Family, touched_users
 from jobs.features.text_vectors import VectorLookup, interest_vectors, weighted_title_means
 from schemas.events import BROWSE, TRANSACTIONS
 from schemas.items import ITEMS
@@ -232,3 +233,23 @@ def test_price_state_keeps_the_multiset_so_the_median_is_the_full_jobs(spark):
     folded = by_user(state.transform(price_from_state([0.25, 0.75], AS_OF, items)))
     assert (folded["u1"]["median_unit_price"], folded["u1"]["price_band"]) == (20.0, "mid")
     assert folded == by_user(tx(spark, lines).transform(price_band_features([0.25, 0.75], AS_OF, items)))
+
+
+def test_a_step_refolds_a_family_only_for_users_in_a_rewritten_partition_or_at_a_window_edge(spark):
+    family = Family("rfm", ("state_orders",), fold=lambda state: state["state_orders"], windows=(7,))
+    day = dt.timedelta(days=1)
+    kept = [("o1", "u1", 1.0, ts(24)),      # as_of moves a day: this order leaves the 7-day window
+            ("o2", "u2", 1.0, ts(25)),      # still inside it
+            ("o3", "u3", 1.0, ts(31)),      # the day as_of moves past
+            ("o6", "u6", 1.0, ts(23)),      # outside the window before and after
+            ("o4", "u4", 1.0, ts(10))]      # in the partition the step rewrote
+    erased = [("o5", "u5", 1.0, ts(10))]    # the rewrite took it out: u5 must be folded again too
+    before = tx(spark, kept + erased).transform(order_day_state())
+    after = tx(spark, kept).transform(order_day_state())
+    touched = touched_users(family, {"state_orders": after}, {"state_orders": before},
+                            {"state_orders": [dt.date(2025, 1, 10)]}, AS_OF, AS_OF + day)
+    assert sorted(r.user_id for r in touched.collect()) == ["u1", "u3", "u4", "u5"]
+    # as_of moving back crosses the same edges; not moving crosses none.
+    back = touched_users(family, {"state_orders": after}, {"state_orders": before}, {}, AS_OF + day, AS_OF)
+    assert sorted(r.user_id for r in back.collect()) == ["u1", "u3"]
+    assert touched_users(family, {"state_orders": after}, {"state_orders": before}, {}, AS_OF, AS_OF).count() == 0
