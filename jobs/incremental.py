@@ -26,7 +26,8 @@ from jobs.frames import conform
 from jobs.model.serving import load_serving
 from jobs.model.stages import rescore
 from jobs.inputs import midnight_after
-from jobs.ledger import PROFILES_APP, StepPlan, commit_step, partitions_of, plan_step, version_before_step
+from jobs.ledger import (PROFILES_APP, StepPlan, commit_step, partitions_of, plan_step, processed_version,
+                         version_before_step)
 from jobs.runs import RunRecorder, write_run
 from jobs.storage import Warehouse
 from jobs.tags import DataGaps, rule_tags
@@ -42,20 +43,46 @@ class StateMissing(RuntimeError):
 
 
 def partitions_to_read(plan: StepPlan, wh: Warehouse) -> tuple[dict[str, list[date]], str | None]:
-    """The ``dt`` partitions of each event table the step reads, and why it reads all of them, if it does.
+    """The ``dt`` partitions of each event table the step reads, and why it reads more than the pending ones.
 
-    Validation checks each event row against the clean users and items. When either table changed,
-    a row quarantined as an unknown user may now be clean (or the other way round) in any partition,
-    so every partition is validated again, as a full recompute would.
+    Validation checks each event row against the clean users and items. When ``users`` changed, a row
+    quarantined as from an unknown user may now be clean, or a clean one may now be unknown, but only
+    rows of the users whose rows changed: their partitions are validated again too. When ``items``
+    changed, every partition is, as a full recompute would (an item's category and price reach every
+    user who saw it, and the price bands of everyone).
     """
-    changed = sorted({p.partition.source_table for p in plan.pending if p.partition.source_table in REFERENCE_TABLES})
-    if changed:
-        every = {t: [p.dt for p in partitions_of(wh, t, plan.versions[t])] for t in EVENT_TABLES if t in plan.versions}
-        return every, f"{' and '.join(changed)} changed, so every event partition is validated again"
-    pending: dict[str, list[date]] = {t: [] for t in EVENT_TABLES}
+    pending: dict[str, set[date]] = {t: set() for t in EVENT_TABLES}
     for p in plan.pending:
-        pending[p.partition.source_table].append(p.partition.dt)
+        if p.partition.source_table in pending:
+            pending[p.partition.source_table].add(p.partition.dt)
+    changed = {p.partition.source_table for p in plan.pending}
+    every = {t: [p.dt for p in partitions_of(wh, t, plan.versions[t])] for t in EVENT_TABLES if t in plan.versions}
+    if "items" in changed:
+        return every, "items changed, so every event partition is validated again"
+    if "users" in changed:
+        users = changed_users(wh, plan)
+        if users is None:
+            return every, ("users changed, and the version the last step read is gone (vacuumed), so every event "
+                           "partition is validated again")
+        for table in every:
+            rows = wh.read(table, version=plan.versions[table]).join(users, "user_id", "left_semi")
+            pending[table] |= {r[0] for r in rows.select("dt").distinct().collect()}
+        return ({t: sorted(dts) for t, dts in pending.items()},
+                f"users changed ({users.count():,} user ids): the partitions holding their rows are validated again")
     return {t: sorted(dts) for t, dts in pending.items()}, None
+
+
+def changed_users(wh: Warehouse, plan: StepPlan) -> DataFrame | None:
+    """user_id of every ``users`` row added, removed or changed since the last step; None if that version is gone."""
+    last = processed_version(wh, "users")
+    if last is None:
+        return None
+    try:
+        now, then = wh.read("users", version=plan.versions["users"]), wh.read("users", version=last)
+        changed = now.exceptAll(then).unionByName(then.exceptAll(now)).select("user_id").dropna().distinct()
+        return changed.localCheckpoint(eager=True)
+    except Exception:  # noqa: BLE001  (the old version's files were vacuumed: whatever the store raises, no diff)
+        return None
 
 
 def profiles_as_of(wh: Warehouse) -> datetime | None:
@@ -109,9 +136,9 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
             rec.console.print(f"  nothing pending: every input partition was processed by step {plan.step - 1}; "
                               f"no table was written")
             return succeeded(wh, rec, None, ValidationReport())
-        partitions, everything = partitions_to_read(plan, wh)
-        if everything:
-            rec.console.print(f"  {everything}")
+        partitions, why = partitions_to_read(plan, wh)
+        if why:
+            rec.console.print(f"  {why}")
         rec.partitions = sorted({str(dt) for dts in partitions.values() for dt in dts})
         clean, quarantine, report = read_and_validate(cfg, wh, env, rec, plan.versions, partitions)
         # Unchanged users and items are read only to validate against: their bad rows are in quarantine already.

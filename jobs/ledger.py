@@ -21,6 +21,7 @@ from datetime import date, datetime
 from typing import Iterable, Literal
 
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from jobs.storage import AppTxn, ConcurrentCommit, Warehouse
 
@@ -86,6 +87,16 @@ def processed(ledger_rows: Iterable) -> dict[Key, str]:
         if key not in latest or row["step"] > latest[key][0]:
             latest[key] = (row["step"], row["files_fingerprint"])
     return {key: fp for key, (_, fp) in latest.items()}
+
+
+def processed_version(wh: Warehouse, table: str, dt: date | None = None) -> int | None:
+    """The version of ``table`` at which the ledger last processed its partition ``dt`` (None: never)."""
+    if not wh.exists(LEDGER):
+        return None
+    found = (wh.read(LEDGER).filter((F.col("source_table") == table)
+                                    & (F.col("dt").isNull() if dt is None else F.col("dt") == F.lit(dt)))
+             .orderBy(F.col("step").desc()).select("table_version").limit(1).collect())
+    return found[0][0] if found else None
 
 
 def pending_partitions(current: Iterable[PartitionFiles], done: dict[Key, str]) -> list[PendingPartition]:
