@@ -56,15 +56,17 @@ def partitions_to_read(plan: StepPlan, wh: Warehouse) -> tuple[dict[str, list[da
         if p.partition.source_table in pending:
             pending[p.partition.source_table].add(p.partition.dt)
     changed = {p.partition.source_table for p in plan.pending}
-    every = {t: [p.dt for p in partitions_of(wh, t, plan.versions[t])] for t in EVENT_TABLES if t in plan.versions}
+
+    def every() -> dict[str, list[date]]:
+        return {t: [p.dt for p in partitions_of(wh, t, plan.versions[t])] for t in EVENT_TABLES if t in plan.versions}
     if "items" in changed:
-        return every, "items changed, so every event partition is validated again"
+        return every(), "items changed, so every event partition is validated again"
     if "users" in changed:
         users = changed_users(wh, plan)
         if users is None:
-            return every, ("users changed, and the version the last step read is gone (vacuumed), so every event "
-                           "partition is validated again")
-        for table in every:
+            return every(), ("users changed, and the version the last step read is gone (vacuumed), so every event "
+                             "partition is validated again")
+        for table in (t for t in EVENT_TABLES if t in plan.versions):
             rows = wh.read(table, version=plan.versions[table]).join(users, "user_id", "left_semi")
             pending[table] |= {r[0] for r in rows.select("dt").distinct().collect()}
         return ({t: sorted(dts) for t, dts in pending.items()},
@@ -168,11 +170,15 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
             if was is not None and is_utc_midnight(was) and profiles_fold_key(wh) == key:
                 rewritten = {t: rewritten_partitions(t, partitions) for t in STATE_TABLES}
                 counts: dict[str, int] = {}
+                found: dict[tuple, DataFrame] = {}  # families on the same tables and windows touch the same users
 
                 def touched(family: Family) -> DataFrame:
-                    users = touched_users(family, state, before, rewritten, was, as_of).localCheckpoint(eager=True)
-                    counts[family.name] = users.count()
-                    return users
+                    key = (family.tables, family.windows)
+                    if key not in found:
+                        found[key] = touched_users(family, state, before, rewritten, was, as_of).localCheckpoint(
+                            eager=True)
+                    counts[family.name] = found[key].count()
+                    return found[key]
                 profiles = refreshed_profiles(cfg, as_of, rec.started_at, present, wh.read("profiles"), touched,
                                               embeddings, titles)(inputs)
                 rec.details["touched_users"] = json.dumps(counts, sort_keys=True)

@@ -23,10 +23,10 @@ from jobs.features.activity import all_events
 from jobs.features.affinity import affinity_features
 from jobs.features.common import days_between
 from jobs.features.profiles import profiles_from_features
-from jobs.features.state import (utc_midnight, activity_from_state, browse_day_state, conversion_from_state, event_day_state,
+from jobs.features.state import (activity_from_state, browse_day_state, conversion_from_state, event_day_state,
                                  interaction_day_state, interactions_from_state, order_day_state, price_day_state,
                                  price_from_state, replace_partitions, rfm_from_state, social_day_state,
-                                 social_from_state, time_patterns_from_state)
+                                 social_from_state, time_patterns_from_state, utc_midnight)
 from jobs.features.text_vectors import VectorLookup, text_means, weighted_title_means, written_texts
 
 # The value of a state row's ``source`` for each input table (the event-wide families keep it).
@@ -216,7 +216,8 @@ def refreshed_profiles(cfg: Config, as_of: datetime, updated_at: datetime, prese
     sign-ups) are folded in every family.
     """
     def apply(state: dict[str, DataFrame]) -> DataFrame:
-        unknown = state["users"].select("user_id").join(old.select("user_id"), "user_id", "left_anti")
+        unknown = (state["users"].select("user_id").join(old.select("user_id"), "user_id", "left_anti")
+                   .localCheckpoint(eager=True))  # once, not once per family
         features = []
         for family in feature_families(cfg, as_of, state["items"], embeddings, titles):
             users = touched(family).unionByName(unknown).distinct().localCheckpoint(eager=True)

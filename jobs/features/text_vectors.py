@@ -59,6 +59,17 @@ def _weighted_sums(owners: np.ndarray, columns: np.ndarray, weights: np.ndarray,
     return np.asarray(matrix @ vectors)
 
 
+def _partition_rows(batches: Iterator[pd.DataFrame], order: list[str]
+                    ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray] | None:
+    """A partition's rows sorted by ``order``, its distinct users, and each row's index into them (None if empty)."""
+    frames = [b for b in batches if len(b)]
+    if not frames:
+        return None
+    rows = pd.concat(frames, ignore_index=True).sort_values(order, kind="stable")
+    users, owners = np.unique(rows["user_id"].to_numpy(dtype=object), return_inverse=True)
+    return rows, users, owners
+
+
 def _text_means(half_life_days: float) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     """pandas: a partition's (user_id, ts, text_sha256, recent, embedding) rows -> per user the recency-weighted
     mean and the mean of the recent rows (``TEXT_VECTORS_SCHEMA``).
@@ -69,11 +80,10 @@ def _text_means(half_life_days: float) -> Callable[[Iterator[pd.DataFrame]], Ite
     and the texts stay, so a daily step keeps the vectors of users who wrote nothing new.
     """
     def apply(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        frames = [b for b in batches if len(b)]
-        if not frames:
+        found = _partition_rows(batches, ["user_id", "ts", "text_sha256"])
+        if found is None:
             return
-        rows = pd.concat(frames, ignore_index=True).sort_values(["user_id", "ts", "text_sha256"], kind="stable")
-        users, owners = np.unique(rows["user_id"].to_numpy(dtype=object), return_inverse=True)
+        rows, users, owners = found
         vectors = np.stack(rows["embedding"].to_numpy()).astype(np.float64)
         newest = rows.groupby("user_id", sort=False)["ts"].transform("max")
         age_days = (newest - rows["ts"]).dt.total_seconds().to_numpy(dtype=np.float64) / SECONDS_PER_DAY
@@ -112,16 +122,13 @@ def _sum_per_user(name: str, lookup: VectorLookup):
     Rows are partitioned by user, so every user is complete within one partition.
     """
     def apply(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        frames = [b for b in batches if len(b)]
-        if not frames:
+        # Items without a title vector count for no one; the rest sum in a fixed order, so the float32
+        # result does not depend on how rows arrived.
+        found = _partition_rows((b[b["item_id"].isin(lookup.keys)] for b in batches), ["user_id", "item_id"])
+        if found is None:
             return
-        # Sum in a fixed order, so the float32 result does not depend on how rows arrived.
-        rows = pd.concat(frames, ignore_index=True).sort_values(["user_id", "item_id"], kind="stable")
-        index = rows["item_id"].map(lookup.keys)
-        rows, index = rows[index.notna()], index.dropna().astype(np.int64).to_numpy()
-        if not len(rows):
-            return
-        users, owners = np.unique(rows["user_id"].to_numpy(dtype=object), return_inverse=True)
+        rows, users, owners = found
+        index = rows["item_id"].map(lookup.keys).to_numpy(dtype=np.int64)
         weights = rows["weight"].to_numpy(dtype=np.float64)
         sums = _weighted_sums(owners, index, weights, len(users), lookup.matrix.astype(np.float64))
         means = (sums / np.bincount(owners, weights=weights)[:, None]).astype(np.float32)
