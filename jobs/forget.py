@@ -20,6 +20,8 @@ from pyspark.sql import functions as F
 
 from conf import Config
 from jobs.features.text_vectors import TEXT_KINDS, texts_to_embed, with_text_keys
+from jobs.incremental import profiles_fold_key
+from jobs.ledger import partitions_of, reprocessed_in_place
 from jobs.privacy import privacy_key, pseudonym
 from jobs.runs import RunRecorder, write_run
 from jobs.storage import Warehouse
@@ -112,6 +114,10 @@ def run_forget(cfg: Config, wh: Warehouse, raw_ids: list[str], env: Mapping[str,
                 own = texts_only_they_wrote(wh.read("social"), wh.read_or_empty("items"), ids)
                 drop = F.col("text_sha256").isin([r[0] for r in own.collect()])
                 removed["embedding_cache"] = st.rows_out = rewrite_without(wh, "embedding_cache", drop, rec.run_id)
+        # As found: a partition the last step had processed is processed again once its subjects are gone.
+        inputs_before = {t: partitions_of(wh, t) for t in INPUT_TABLES}
+        # The profiles stay folded as they were, less some users: the next step may keep the others' columns.
+        fold = profiles_fold_key(wh) if wh.exists("profiles") else None
         with rec.stage("tables") as st:
             for table in INPUT_TABLES + DERIVED_TABLES + ("quarantine",):
                 if wh.exists(table):
@@ -120,6 +126,11 @@ def run_forget(cfg: Config, wh: Warehouse, raw_ids: list[str], env: Mapping[str,
             st.rows_out = sum(removed.values())
         with rec.stage("checkpoints") as st:
             removed["checkpoint_manifests"] = st.rows_out = scrub_shard_manifests(cfg.model.checkpoint_dir, ids)
+        with rec.stage("ledger") as st:
+            # Every output was rewritten alike, so what forget rewrote is not pending for the next step.
+            st.rows_out = reprocessed_in_place(wh, inputs_before, rec.run_id, rec.started_at)
+        if fold is not None:
+            rec.details["fold"] = fold
         with rec.stage("vacuum") as st:
             st.rows_out = sum(len(wh.vacuum(t)) for t in touched)  # files deleted (delta-rs says which)
         salt = secrets.token_hex(16)

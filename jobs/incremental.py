@@ -98,10 +98,12 @@ def profiles_as_of(wh: Warehouse) -> datetime | None:
 
 def profiles_fold_key(wh: Warehouse) -> str | None:
     """The ``fold_key`` of the run that wrote today's profiles, from its ``runs`` row; None if unknown
-    (a run killed before writing its row, or one that folds nothing, such as ``forget``)."""
-    latest = max(wh.history("profiles"), key=lambda h: h["version"])
-    found = (wh.read("runs").filter(F.col("run_id") == F.lit(latest["run_id"])).select(F.col("details")["fold"])
-             .limit(1).collect() if latest["run_id"] and wh.exists("runs") else [])
+    (a run killed before writing its row). ``forget`` records the key of the profiles it rewrote."""
+    # The last commit that names its run: maintenance (a vacuum, an operator's optimize) changes no row.
+    named = [h for h in wh.history("profiles") if h.get("run_id")]
+    latest = max(named, key=lambda h: h["version"])["run_id"] if named else None
+    found = (wh.read("runs").filter(F.col("run_id") == F.lit(latest)).select(F.col("details")["fold"])
+             .limit(1).collect() if latest and wh.exists("runs") else [])
     return found[0][0] if found else None
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Iterable, Literal
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
 
 from jobs.storage import AppTxn, ConcurrentCommit, Warehouse
@@ -79,14 +79,20 @@ def partitions_of(wh: Warehouse, table: str, version: int | None = None) -> list
             for dt, files in sorted(by_dt.items(), key=lambda kv: (kv[0] is not None, kv[0] or date.min))]
 
 
-def processed(ledger_rows: Iterable) -> dict[Key, str]:
-    """The fingerprint each partition was last processed at (the row with the highest step wins)."""
-    latest: dict[Key, tuple[int, str]] = {}
+def _latest(ledger_rows: Iterable) -> dict[Key, Row]:
+    """Each partition's current ledger row: the highest step, then the latest ``processed_at`` (a
+    ``forget`` re-records a partition it rewrote under the step that had processed it)."""
+    latest: dict[Key, Row] = {}
     for row in ledger_rows:
         key = (row["source_table"], row["dt"])
-        if key not in latest or row["step"] > latest[key][0]:
-            latest[key] = (row["step"], row["files_fingerprint"])
-    return {key: fp for key, (_, fp) in latest.items()}
+        if key not in latest or (row["step"], row["processed_at"]) > (latest[key]["step"], latest[key]["processed_at"]):
+            latest[key] = row
+    return latest
+
+
+def processed(ledger_rows: Iterable) -> dict[Key, str]:
+    """The fingerprint each partition was last processed at."""
+    return {key: row["files_fingerprint"] for key, row in _latest(ledger_rows).items()}
 
 
 def processed_version(wh: Warehouse, table: str, dt: date | None = None) -> int | None:
@@ -95,7 +101,7 @@ def processed_version(wh: Warehouse, table: str, dt: date | None = None) -> int 
         return None
     found = (wh.read(LEDGER).filter((F.col("source_table") == table)
                                     & (F.col("dt").isNull() if dt is None else F.col("dt") == F.lit(dt)))
-             .orderBy(F.col("step").desc()).select("table_version").limit(1).collect())
+             .orderBy(F.col("step").desc(), F.col("processed_at").desc()).select("table_version").limit(1).collect())
     return found[0][0] if found else None
 
 
@@ -177,6 +183,32 @@ def version_before_step(wh: Warehouse, table: str, plan: StepPlan) -> int:
 def ledger_rows(plan: StepPlan, run_id: str, at: datetime) -> list[tuple]:
     return [(p.partition.source_table, p.partition.dt, p.partition.files_fingerprint, p.partition.file_count,
              p.partition.table_version, plan.step, run_id, at) for p in plan.pending]
+
+
+def reprocessed_in_place(wh: Warehouse, before: dict[str, list[PartitionFiles]], run_id: str, at: datetime) -> int:
+    """Record input partitions that a job rewrote together with every output that depends on them
+    (``forget`` removes a user's rows from the inputs and from the state, profiles and labels alike)
+    as processed at their new files, so the next step does not take them again.
+
+    ``before``: each input table's partitions as the job found them. Only a partition the ledger had
+    processed at exactly those files is re-recorded, under the step that processed it; one that was
+    pending (late rows not yet processed) stays pending. Returns how many partitions were re-recorded.
+    """
+    if not wh.exists(LEDGER):
+        return 0
+    latest = _latest(wh.read(LEDGER).collect())
+    rows = []
+    for table, partitions in before.items():
+        found = {p.key: p for p in partitions}
+        for now in partitions_of(wh, table):
+            was, done = found.get(now.key), latest.get(now.key)
+            if (was is not None and done is not None and done["files_fingerprint"] == was.files_fingerprint
+                    and now.files_fingerprint != was.files_fingerprint):
+                rows.append((table, now.dt, now.files_fingerprint, now.file_count, now.table_version, done["step"],
+                             run_id, at))
+    if rows:
+        wh.append(LEDGER, wh.spark.createDataFrame(rows, wh.spec(LEDGER).schema), run_id=run_id)
+    return len(rows)
 
 
 def commit_step(wh: Warehouse, plan: StepPlan, run_id: str, at: datetime) -> None:

@@ -28,7 +28,8 @@ RUNS = StructType([
     StructField("error", StringType(), True),
 ])
 
-# Append-only: a partition's current state is its row with the highest step. Unpartitioned inputs
+# Append-only: a partition's current state is its row with the highest step, then the latest processed_at
+# (``forget`` re-records a partition it rewrote under the same step). Unpartitioned inputs
 # (users, items) have one row per step with a null dt: the whole table is their one partition.
 PROCESSED_PARTITIONS = StructType([
     StructField("source_table", StringType(), False),

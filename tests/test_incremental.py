@@ -31,12 +31,13 @@ from helpers import assert_same_rows
 
 from jobs.embed import embed_stage
 from jobs.faults import FAULT_ENV, InjectedFault
+from jobs.forget import run_forget
 from jobs.features.text_vectors import texts_to_embed
 from jobs.full import run_full
 from jobs.incremental import OUTPUTS, StateMissing, run_incremental
-from jobs.ledger import LEDGER, PROFILES_APP
+from jobs.ledger import LEDGER, PROFILES_APP, plan_step
 from jobs.storage import ConcurrentCommit, Warehouse
-from schemas import STATE_TABLES
+from schemas import INPUT_TABLES, STATE_TABLES
 
 DAYS = 9
 START = date(2025, 1, 1)
@@ -298,6 +299,41 @@ def test_two_racing_runs_commit_one_step_which_embeds_only_new_texts_and_a_rerun
         for column in ("days_since_last_event", "recency_days"):
             if was[column] is not None:
                 assert row[column] == pytest.approx(was[column] + 3, abs=1e-9), (row.user_id, column)
+
+
+def test_after_forget_nothing_is_pending_and_the_next_step_equals_a_full_recompute_without_the_user(
+        spark, inputs, cache, tmp_path):
+    """forget rewrites the inputs and every output alike: the partitions it rewrote are not taken again,
+    and the next step keeps the other users' columns, as after any step."""
+    wh = warehouse(spark, tmp_path / "steps")
+    cfg = config(tmp_path / "steps", f"model.checkpoint_dir={tmp_path / 'checkpoints'}")
+    land_first_part(wh, inputs, cache, 6, late=False, erase=False, new_users=False)
+    run_full(cfg, spark)
+    # A user with browse rows in several processed partitions, and more to come after them.
+    browse = inputs.final("browse").join(inputs.tables["users"].select("user_id"), "user_id", "left_semi")
+    spread = browse.groupBy("user_id").agg(F.countDistinct(F.when(before_day(6), F.col("dt"))).alias("before"),
+                                           F.count(F.when(~before_day(6), 1)).alias("after"))
+    subject = spread.filter("before >= 2 and after > 0").orderBy("user_id").first().user_id
+    erasure = run_forget(cfg, wh, [subject])
+    assert erasure.rows_removed["users"] == 1 and erasure.rows_removed["browse"] > 0
+    assert plan_step(wh, PROFILES_APP, INPUT_TABLES, outputs=OUTPUTS).is_empty()
+
+    others = F.col("user_id").isNull() | (F.col("user_id") != F.lit(subject))
+    days = later_days(inputs, 6)
+    for table in EVENT_TABLES:
+        wh.append(table, inputs.final(table).filter(F.col("dt").isin(days) & others))
+    step = run_incremental(cfg, spark)
+    run = wh.read("runs").filter(F.col("run_id") == step.run_id).first()
+    assert {date.fromisoformat(d) for d in run["partitions"]} <= set(days)
+    assert "touched_users" in run["details"]  # columns kept for untouched users: not every user folded
+
+    root = tmp_path / "reference"
+    reference = warehouse(spark, root)
+    for table in inputs.tables:
+        reference.overwrite(table, inputs.final(table).filter(others) if table != "items" else inputs.final(table))
+    reference.overwrite("embedding_cache", cache)
+    run_full(config(root), spark)
+    assert_equal_to_reference(wh, reference)
 
 
 def test_incremental_without_state_says_to_run_full_first(spark, inputs, cache, tmp_path):

@@ -27,11 +27,14 @@ def test_pending_partitions_are_the_new_and_the_changed_ones():
                                                  PendingPartition(part("browse", 3, "c"), "new")]
 
 
-def test_processed_keeps_each_partitions_latest_step():
-    rows = [{"source_table": "browse", "dt": D(1), "files_fingerprint": "old", "step": 1},
-            {"source_table": "browse", "dt": D(1), "files_fingerprint": "new", "step": 3},
-            {"source_table": "browse", "dt": D(2), "files_fingerprint": "x", "step": 2}]
-    assert processed(rows) == {("browse", D(1)): "new", ("browse", D(2)): "x"}
+def test_processed_keeps_each_partitions_latest_step_then_latest_row():
+    later = AT + dt.timedelta(hours=1)
+    row = lambda day, fp, step, at=AT: {"source_table": "browse", "dt": D(day), "files_fingerprint": fp,  # noqa: E731
+                                        "step": step, "processed_at": at}
+    # A forget re-records a partition it rewrote under the step that processed it, later.
+    rows = [row(1, "old", 1), row(1, "new", 3), row(2, "erased", 2, later), row(2, "x", 2), row(3, "y", 4, later),
+            row(3, "z", 3, later + dt.timedelta(hours=1))]
+    assert processed(rows) == {("browse", D(1)): "new", ("browse", D(2)): "erased", ("browse", D(3)): "y"}
 
 
 def _pending(plan):
