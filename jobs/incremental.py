@@ -15,11 +15,11 @@ from typing import Mapping
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from conf import Config
+from conf import Config, ValidationConf
 from jobs.full import (EVENT_TABLES, RunSummary, Write, embed_and_titles, open_warehouse, read_and_validate,
                        succeeded, write_once)
 from jobs.features.state import is_utc_midnight
-from jobs.features.state_profiles import (Family, day_states, fold_key, latest_event, present_sources,
+from jobs.features.state_profiles import (CatalogueChange, Family, day_states, fold_key, latest_event, present_sources,
                                           profiles_from_state, refreshed_profiles, rewritten_partitions,
                                           touched_users, updated_state)
 from jobs.frames import conform
@@ -31,7 +31,8 @@ from jobs.ledger import (PROFILES_APP, StepPlan, commit_step, partitions_of, pla
 from jobs.runs import RunRecorder, write_run
 from jobs.storage import Warehouse
 from jobs.tags import DataGaps, rule_tags
-from jobs.validation import ValidationReport
+from jobs.validation import ValidationReport, clean_rows
+from jobs.validation.validate import tag_table
 from schemas import INPUT_TABLES, STATE_TABLES
 
 REFERENCE_TABLES = ("users", "items")
@@ -42,14 +43,16 @@ class StateMissing(RuntimeError):
     """The warehouse has no feature state yet: a full recompute has to write it first."""
 
 
-def partitions_to_read(plan: StepPlan, wh: Warehouse) -> tuple[dict[str, list[date]], str | None]:
+def partitions_to_read(plan: StepPlan, wh: Warehouse, catalogue: CatalogueChange | None = None
+                       ) -> tuple[dict[str, list[date]], str | None]:
     """The ``dt`` partitions of each event table the step reads, and why it reads more than the pending ones.
 
     Validation checks each event row against the clean users and items. When ``users`` changed, a row
     quarantined as from an unknown user may now be clean, or a clean one may now be unknown, but only
-    rows of the users whose rows changed: their partitions are validated again too. When ``items``
-    changed, every partition is, as a full recompute would (an item's category and price reach every
-    user who saw it, and the price bands of everyone).
+    rows of the users whose rows changed: their partitions are validated again too. Likewise when
+    ``items`` changed, for the items that came into or went out of the clean catalogue (``catalogue``,
+    from ``catalogue_change``); an item whose attributes changed moves features, not validity. Without
+    the version to compare with (vacuumed), every partition is validated again, as a full recompute would.
     """
     pending: dict[str, set[date]] = {t: set() for t in EVENT_TABLES}
     for p in plan.pending:
@@ -57,21 +60,48 @@ def partitions_to_read(plan: StepPlan, wh: Warehouse) -> tuple[dict[str, list[da
             pending[p.partition.source_table].add(p.partition.dt)
     changed = {p.partition.source_table for p in plan.pending}
 
-    def every() -> dict[str, list[date]]:
-        return {t: [p.dt for p in partitions_of(wh, t, plan.versions[t])] for t in EVENT_TABLES if t in plan.versions}
+    def every(table: str) -> tuple[dict[str, list[date]], str]:
+        return ({t: [p.dt for p in partitions_of(wh, t, plan.versions[t])] for t in EVENT_TABLES if t in plan.versions},
+                f"{table} changed, and the version the last step read is gone (vacuumed), so every event "
+                f"partition is validated again")
+
+    def holding(ids: DataFrame, key: str) -> int:
+        """Add the partitions with rows of these ids; returns how many ids."""
+        count = ids.count()
+        for table in (t for t in EVENT_TABLES if t in plan.versions and count):
+            rows = wh.read(table, version=plan.versions[table]).join(ids, key, "left_semi")
+            pending[table] |= {r[0] for r in rows.select("dt").distinct().collect()}
+        return count
+
+    notes = []
     if "items" in changed:
-        return every(), "items changed, so every event partition is validated again"
+        if catalogue is None:
+            return every("items")
+        notes.append(f"items changed ({holding(catalogue.came_or_went().localCheckpoint(eager=True), 'item_id'):,} "
+                     f"item ids came or went)")
     if "users" in changed:
         users = changed_users(wh, plan)
         if users is None:
-            return every(), ("users changed, and the version the last step read is gone (vacuumed), so every event "
-                             "partition is validated again")
-        for table in (t for t in EVENT_TABLES if t in plan.versions):
-            rows = wh.read(table, version=plan.versions[table]).join(users, "user_id", "left_semi")
-            pending[table] |= {r[0] for r in rows.select("dt").distinct().collect()}
-        return ({t: sorted(dts) for t, dts in pending.items()},
-                f"users changed ({users.count():,} user ids): the partitions holding their rows are validated again")
-    return {t: sorted(dts) for t, dts in pending.items()}, None
+            return every("users")
+        notes.append(f"users changed ({holding(users, 'user_id'):,} user ids)")
+    why = "; ".join(notes) + ": the partitions holding their rows are validated again" if notes else None
+    return {t: sorted(dts) for t, dts in pending.items()}, why
+
+
+def catalogue_change(wh: Warehouse, plan: StepPlan, validation: ValidationConf) -> CatalogueChange | None:
+    """The clean catalogue the last step read against the one this step reads; None if that one is gone."""
+    last = processed_version(wh, "items")
+    if last is None:
+        return None
+
+    def clean(version: int) -> DataFrame:
+        rows = wh.read("items", version=version).transform(tag_table("items", validation))
+        return rows.transform(clean_rows("items")).localCheckpoint(eager=True)
+    try:
+        then = clean(last)
+    except Exception:  # noqa: BLE001  (the old version's files were vacuumed: whatever the store raises, no diff)
+        return None
+    return CatalogueChange(then, clean(plan.versions["items"]))
 
 
 def changed_users(wh: Warehouse, plan: StepPlan) -> DataFrame | None:
@@ -140,13 +170,14 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
             rec.console.print(f"  nothing pending: every input partition was processed by step {plan.step - 1}; "
                               f"no table was written")
             return succeeded(wh, rec, None, ValidationReport())
-        partitions, why = partitions_to_read(plan, wh)
+        again = {p.partition.source_table for p in plan.pending}
+        catalogue = catalogue_change(wh, plan, cfg.validation) if "items" in again else None
+        partitions, why = partitions_to_read(plan, wh, catalogue)
         if why:
             rec.console.print(f"  {why}")
         rec.partitions = sorted({str(dt) for dts in partitions.values() for dt in dts})
         clean, quarantine, report = read_and_validate(cfg, wh, env, rec, plan.versions, partitions)
         # Unchanged users and items are read only to validate against: their bad rows are in quarantine already.
-        again = {p.partition.source_table for p in plan.pending}
         quarantine = quarantine.filter(~F.col("source_table").isin([t for t in REFERENCE_TABLES if t not in again]))
         embeddings, titles = embed_and_titles(cfg, wh, clean, rec) if cfg.embedding.enabled else (None, None)
         with rec.stage("state") as st:
@@ -175,10 +206,10 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
                 found: dict[tuple, DataFrame] = {}  # families on the same tables and windows touch the same users
 
                 def touched(family: Family) -> DataFrame:
-                    key = (family.tables, family.windows)
+                    key = (family.tables, family.windows, family.item_columns, family.catalogue_columns)
                     if key not in found:
-                        found[key] = touched_users(family, state, before, rewritten, was, as_of).localCheckpoint(
-                            eager=True)
+                        found[key] = touched_users(family, state, before, rewritten, was, as_of,
+                                                   catalogue).localCheckpoint(eager=True)
                     counts[family.name] = found[key].count()
                     return found[key]
                 profiles = refreshed_profiles(cfg, as_of, rec.started_at, present, wh.read("profiles"), touched,

@@ -3,7 +3,8 @@
 The data are the generator's (with its bad rows), small. The property draws the split day k, how
 many steps the remaining days take, and what else happens before the first step: late rows landing
 in partitions already processed, rows erased from one, users who sign up (so rows quarantined as
-from an unknown user become clean).
+from an unknown user become clean), and a catalogue change (items listed, others' category, brand,
+price and title changed).
 
 Every warehouse here starts from one embedding cache. A text's vector is what the cache holds: a
 full recompute on the same warehouse reuses the vectors the incremental steps cached. The model's
@@ -18,6 +19,7 @@ import os
 import signal
 import threading
 from datetime import date, timedelta
+from functools import reduce
 from pathlib import Path
 
 import pytest
@@ -67,6 +69,21 @@ class Inputs:
         browse = tables["browse"]
         # Rows a scenario writes, processes, then erases; the final data (the reference) never has them.
         self.erased = browse.filter((F.col("dt") == F.lit(START + timedelta(days=1))) & picked(browse, 4))
+        # The catalogue as a scenario's first part saw it: some items not listed yet (rows on them are
+        # quarantined until they are), and some with another category, brand, price or title.
+        # Listing the two items with rows in the fewest partitions validates only those partitions again.
+        items, ids = tables["items"], tables["items"].select("item_id")
+        on = reduce(DataFrame.unionByName, [tables[t].select("item_id", "dt") for t in EVENT_TABLES]).dropna()
+        rare = on.distinct().groupBy("item_id").count().orderBy("count", "item_id").limit(2)
+        self.unlisted = rare.select("item_id").localCheckpoint(eager=True)
+        # A ninth of the items each had another category, brand or title; half had a tenth of the price,
+        # so the catalogue's price quantiles, and the price band of users who bought none of them, move.
+        before = {"category": (picked(ids, 9, 0), F.concat(F.lit("old "), "category")),
+                  "brand": (picked(ids, 9, 1), F.concat(F.lit("old "), "brand")),
+                  "title": (picked(ids, 9, 2), F.concat("title", F.lit(" (old)"))),
+                  "price": (picked(ids, 2, 1), F.col("price") / 10)}
+        self.old_items = items.join(self.unlisted, "item_id", "left_anti").withColumns(
+            {c: F.when(which, value).otherwise(F.col(c)) for c, (which, value) in before.items()})
 
     def final(self, table: str) -> DataFrame:
         df = self.tables[table]
@@ -130,12 +147,12 @@ def before_day(k: int) -> F.Column:
 
 
 def land_first_part(wh: Warehouse, inputs: Inputs, cache: DataFrame, k: int, late: bool, erase: bool,
-                    new_users: bool) -> None:
+                    new_users: bool, items_change: bool = False) -> None:
     """Inputs (and the embedding cache) as they stood when full(days < k) ran."""
     wh.overwrite("embedding_cache", cache)
     users = inputs.tables["users"]
     wh.overwrite("users", users.exceptAll(inputs.new_users) if new_users else users)
-    wh.overwrite("items", inputs.tables["items"])
+    wh.overwrite("items", inputs.old_items if items_change else inputs.tables["items"])
     for table in EVENT_TABLES:
         df = inputs.final(table).filter(before_day(k))
         if late:
@@ -152,7 +169,7 @@ def later_days(inputs: Inputs, k: int) -> list[date]:
 
 
 def land_step(wh: Warehouse, inputs: Inputs, days: list[date], first: bool, k: int, late: bool, erase: bool,
-              new_users: bool) -> set[date]:
+              new_users: bool, items_change: bool = False) -> set[date]:
     """One step's new days, and (with the first step) the late changes; returns the partitions touched."""
     touched: set[date] = set()
     for table in EVENT_TABLES:
@@ -175,6 +192,12 @@ def land_step(wh: Warehouse, inputs: Inputs, days: list[date], first: bool, k: i
         for table in EVENT_TABLES:
             rows = wh.read(table).join(inputs.new_users.select("user_id"), "user_id", "left_semi")
             touched |= {r[0] for r in rows.select("dt").distinct().collect()}
+    if first and items_change:
+        wh.overwrite("items", inputs.tables["items"])
+        # Rows on the items listed now become clean; changed attributes move features, not validity.
+        for table in EVENT_TABLES:
+            rows = wh.read(table).join(inputs.unlisted, "item_id", "left_semi")
+            touched |= {r[0] for r in rows.select("dt").distinct().collect()}
     return touched
 
 
@@ -184,20 +207,22 @@ def assert_equal_to_reference(wh: Warehouse, reference: Warehouse) -> None:
 
 
 @examples
-# Always one step in which users sign up: only the partitions with their rows are validated again.
-@example(k=4, steps=1, late=False, erase=False, new_users=True)
+# Always one step in which users sign up, and one in which the catalogue changes: only the partitions
+# with rows of those users, or on the items listed since, are validated again.
+@example(k=4, steps=1, late=False, erase=False, new_users=True, items_change=False)
+@example(k=8, steps=1, late=False, erase=False, new_users=False, items_change=True)
 @given(k=st.integers(2, DAYS - 1), steps=st.integers(1, 2), late=st.booleans(), erase=st.booleans(),
-       new_users=st.booleans())
+       new_users=st.booleans(), items_change=st.booleans())
 def test_full_then_incremental_steps_equal_a_full_recompute(spark, inputs, cache, reference, tmp_path_factory,
-                                                            k, steps, late, erase, new_users):
+                                                            k, steps, late, erase, new_users, items_change):
     root = tmp_path_factory.mktemp("incremental") / f"k{k}-{next(counter)}"
     wh = warehouse(spark, root)
-    land_first_part(wh, inputs, cache, k, late, erase, new_users)
+    land_first_part(wh, inputs, cache, k, late, erase, new_users, items_change)
     run_full(config(root), spark)
     remaining = later_days(inputs, k)
     chunks = [remaining[i::steps] for i in range(steps)]  # two steps: the second lands days between the first's
     for i, days in enumerate(chunks):
-        touched = land_step(wh, inputs, days, i == 0, k, late, erase, new_users)
+        touched = land_step(wh, inputs, days, i == 0, k, late, erase, new_users, items_change)
         summary = run_incremental(config(root), spark)
         read = {date.fromisoformat(d) for d in
                 wh.read("runs").filter(F.col("run_id") == summary.run_id).first()["partitions"]}

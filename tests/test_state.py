@@ -14,7 +14,7 @@ from jobs.features import (activity_features, affinity_features, all_events, int
 from jobs.features.state import (activity_from_state, event_day_state, interaction_day_state, interactions_from_state,
                                  order_day_state, replace_partitions, rfm_from_state, social_day_state,
                                  social_from_state, time_patterns_from_state)
-from jobs.features.state_profiles import Family, touched_users
+from jobs.features.state_profiles import CatalogueChange, Family, touched_users
 from jobs.features.text_vectors import VectorLookup, interest_vectors, weighted_title_means
 from schemas.events import BROWSE, TRANSACTIONS
 from schemas.items import ITEMS
@@ -253,3 +253,37 @@ def test_a_step_refolds_a_family_only_for_users_in_a_rewritten_partition_or_at_a
     back = touched_users(family, {"state_orders": after}, {"state_orders": before}, {}, AS_OF + day, AS_OF)
     assert sorted(r.user_id for r in back.collect()) == ["u1", "u3"]
     assert touched_users(family, {"state_orders": after}, {"state_orders": before}, {}, AS_OF, AS_OF).count() == 0
+
+
+def test_a_catalogue_change_refolds_users_with_rows_on_changed_items_or_everyone_for_catalogue_wide_columns(spark):
+    from schemas.state import INTERACTION_DAY_STATE, PRICE_DAY_STATE
+
+    then = spark.createDataFrame([("i1", "t1", "c1", "b1", 1.0), ("i2", "t2", "c2", "b2", 2.0),
+                                  ("i3", "t3", "c3", "b3", 3.0)], ITEMS)
+    renamed = spark.createDataFrame([("i1", "t1", "c9", "b1", 1.0), ("i2", "t2", "c2", "b2", 2.0),
+                                     ("i3", "t3", "c3", "b3", 3.0)], ITEMS)
+    relisted = spark.createDataFrame([("i1", "t1", "c1", "b1", 1.0), ("i2", "new title", "c2", "b2", 2.0),
+                                      ("i4", "t4", "c4", "b4", 4.0)], ITEMS)
+    day = dt.date(2025, 1, 5)
+    interactions = spark.createDataFrame([("u1", "browse", day, day, "i1", "view", 1),
+                                          ("u2", "browse", day, day, "i2", "view", 1),
+                                          ("u3", "browse", day, day, "i3", "view", 1)], INTERACTION_DAY_STATE)
+    prices = spark.createDataFrame([("u1", day, day, 1.0, 1), ("u5", day, day, 9.0, 1)], PRICE_DAY_STATE)
+    state = {"state_interactions": interactions, "state_prices": prices}
+    affinity = Family("affinity", ("state_interactions",), fold=lambda s: s, item_columns=("category", "brand"))
+    interest = Family("interest", ("state_interactions",), fold=lambda s: s, item_columns=("title",))
+    price = Family("price", ("state_prices",), fold=lambda s: s, catalogue_columns=("price",))
+
+    def touched(family, change):
+        return sorted(r.user_id for r in touched_users(family, state, state, {}, AS_OF, AS_OF, change).collect())
+
+    # A category changed: only the users with rows on that item, and only where the fold reads it.
+    renaming = CatalogueChange(then, renamed)
+    assert renaming.came_or_went().count() == 0
+    assert (touched(affinity, renaming), touched(interest, renaming), touched(price, renaming)) == (["u1"], [], [])
+    # An item came, one went (their rows' validity changes: the partitions are validated again), and a
+    # title changed. The catalogue's prices changed with them: everyone with price rows.
+    relisting = CatalogueChange(then, relisted)
+    assert sorted(r.item_id for r in relisting.came_or_went().collect()) == ["i3", "i4"]
+    assert (touched(affinity, relisting), touched(interest, relisting), touched(price, relisting)) == \
+        ([], ["u2"], ["u1", "u5"])

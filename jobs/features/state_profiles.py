@@ -109,6 +109,34 @@ class Family:
     fold: Callable[[dict[str, DataFrame]], DataFrame]
     windows: tuple[int, ...] = ()
     slide: Callable[[DataFrame], DataFrame] | None = None
+    # Catalogue columns the fold reads through its rows' item_id: a change moves the users with rows on that item.
+    item_columns: tuple[str, ...] = ()
+    # Catalogue columns the fold reads over every item (the price bands' quantiles): a change moves everyone.
+    catalogue_columns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CatalogueChange:
+    """The clean ``items`` rows the profiles were folded with (``then``), and those a step reads (``now``)."""
+
+    then: DataFrame
+    now: DataFrame
+
+    def came_or_went(self) -> DataFrame:
+        """item_id of every item clean in one and not the other: rows that reference it change validity."""
+        now, then = self.now.select("item_id"), self.then.select("item_id")
+        return now.exceptAll(then).unionByName(then.exceptAll(now)).distinct()
+
+    def changed_in(self, columns: tuple[str, ...]) -> DataFrame:
+        """item_id of every item clean in both whose ``columns`` differ."""
+        then = self.then.select("item_id", *[F.col(c).alias(f"_then_{c}") for c in columns])
+        differs = reduce(or_, [~F.col(c).eqNullSafe(F.col(f"_then_{c}")) for c in columns])
+        return self.now.select("item_id", *columns).join(then, "item_id").filter(differs).select("item_id").distinct()
+
+    def differs_in(self, columns: tuple[str, ...]) -> bool:
+        """Whether ``columns`` over the whole clean catalogue differ (an item coming or going counts)."""
+        now, then = self.now.select("item_id", *columns), self.then.select("item_id", *columns)
+        return bool(now.exceptAll(then).limit(1).count() or then.exceptAll(now).limit(1).count())
 
 
 def recency(as_of: datetime, column: str, since: str) -> Callable[[DataFrame], DataFrame]:
@@ -129,9 +157,11 @@ def feature_families(cfg: Config, as_of: datetime, items: DataFrame, embeddings:
         Family("rfm", ("state_orders",), lambda s: s["state_orders"].transform(rfm_from_state(f.rfm_windows, as_of)),
                tuple(f.rfm_windows), slide=recency(as_of, "recency_days", "last_order_ts")),
         Family("affinity", ("state_interactions",),
-               lambda s: weighted(s, f.affinity_weights).transform(affinity_features(f.top_k))),
+               lambda s: weighted(s, f.affinity_weights).transform(affinity_features(f.top_k)),
+               item_columns=("category", "brand")),
         Family("price", ("state_prices",),
-               lambda s: s["state_prices"].transform(price_from_state(f.price_band_quantiles, as_of, items))),
+               lambda s: s["state_prices"].transform(price_from_state(f.price_band_quantiles, as_of, items)),
+               catalogue_columns=("price",)),
         Family("conversion", ("state_browse", "state_orders"),
                lambda s: conversion_from_state(as_of, f.session_gap_minutes)(s["state_browse"], s["state_orders"])),
         Family("activity", ("state_events",), lambda s: s["state_events"].transform(activity_from_state(as_of, recent)),
@@ -145,7 +175,8 @@ def feature_families(cfg: Config, as_of: datetime, items: DataFrame, embeddings:
             Family("text", ("state_texts",), lambda s: s["state_texts"].transform(
                 text_means(as_of, e.text_half_life_days, e.recent_text_days, embeddings)), (e.recent_text_days,)),
             Family("interest", ("state_interactions",),
-                   lambda s: weighted(s, e.interest_weights).transform(weighted_title_means(titles))),
+                   lambda s: weighted(s, e.interest_weights).transform(weighted_title_means(titles)),
+                   item_columns=("title",)),
         ]
     return families
 
@@ -184,17 +215,24 @@ def crossing_rows(family: Family, was: datetime, now: datetime) -> Callable[[Dat
 
 
 def touched_users(family: Family, state: dict[str, DataFrame], before: dict[str, DataFrame],
-                  rewritten: dict[str, list[date]], was: datetime, now: datetime) -> DataFrame:
+                  rewritten: dict[str, list[date]], was: datetime, now: datetime,
+                  catalogue: CatalogueChange | None = None) -> DataFrame:
     """user_id of every user whose ``family`` columns may differ from their profile as of ``was``.
 
     Those with rows in a partition the step rewrote, before (``before``: the state the step started
-    from) or after, and those with rows as_of moved past (``crossing_rows``).
+    from) or after, and those with rows as_of moved past (``crossing_rows``). When the catalogue
+    changed: those with rows on an item whose ``item_columns`` changed, and everyone with rows if the
+    ``catalogue_columns`` changed.
     """
     found = []
     for table in family.tables:
         in_rewritten = F.col("dt").isin(rewritten.get(table, []))
         found += [state[table].filter(in_rewritten), before[table].filter(in_rewritten),
                   state[table].transform(crossing_rows(family, was, now))]
+        if catalogue is not None and family.item_columns:
+            found.append(state[table].join(catalogue.changed_in(family.item_columns), "item_id", "left_semi"))
+        if catalogue is not None and family.catalogue_columns and catalogue.differs_in(family.catalogue_columns):
+            found.append(state[table])
     return reduce(DataFrame.unionByName, [df.select("user_id") for df in found]).distinct()
 
 
