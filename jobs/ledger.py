@@ -99,10 +99,8 @@ def processed_version(wh: Warehouse, table: str, dt: date | None = None) -> int 
     """The version of ``table`` at which the ledger last processed its partition ``dt`` (None: never)."""
     if not wh.exists(LEDGER):
         return None
-    found = (wh.read(LEDGER).filter((F.col("source_table") == table)
-                                    & (F.col("dt").isNull() if dt is None else F.col("dt") == F.lit(dt)))
-             .orderBy(F.col("step").desc(), F.col("processed_at").desc()).select("table_version").limit(1).collect())
-    return found[0][0] if found else None
+    row = _latest(wh.read(LEDGER).filter(F.col("source_table") == table).collect()).get((table, dt))
+    return row["table_version"] if row else None
 
 
 def pending_partitions(current: Iterable[PartitionFiles], done: dict[Key, str]) -> list[PendingPartition]:
@@ -180,9 +178,12 @@ def version_before_step(wh: Warehouse, table: str, plan: StepPlan) -> int:
     return version
 
 
+def _ledger_row(p: PartitionFiles, step: int, run_id: str, at: datetime) -> tuple:
+    return p.source_table, p.dt, p.files_fingerprint, p.file_count, p.table_version, step, run_id, at
+
+
 def ledger_rows(plan: StepPlan, run_id: str, at: datetime) -> list[tuple]:
-    return [(p.partition.source_table, p.partition.dt, p.partition.files_fingerprint, p.partition.file_count,
-             p.partition.table_version, plan.step, run_id, at) for p in plan.pending]
+    return [_ledger_row(p.partition, plan.step, run_id, at) for p in plan.pending]
 
 
 def reprocessed_in_place(wh: Warehouse, before: dict[str, list[PartitionFiles]], run_id: str, at: datetime) -> int:
@@ -204,8 +205,7 @@ def reprocessed_in_place(wh: Warehouse, before: dict[str, list[PartitionFiles]],
             was, done = found.get(now.key), latest.get(now.key)
             if (was is not None and done is not None and done["files_fingerprint"] == was.files_fingerprint
                     and now.files_fingerprint != was.files_fingerprint):
-                rows.append((table, now.dt, now.files_fingerprint, now.file_count, now.table_version, done["step"],
-                             run_id, at))
+                rows.append(_ledger_row(now, done["step"], run_id, at))
     if rows:
         wh.append(LEDGER, wh.spark.createDataFrame(rows, wh.spec(LEDGER).schema), run_id=run_id)
     return len(rows)

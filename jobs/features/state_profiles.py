@@ -224,14 +224,17 @@ def touched_users(family: Family, state: dict[str, DataFrame], before: dict[str,
     changed: those with rows on an item whose ``item_columns`` changed, and everyone with rows if the
     ``catalogue_columns`` changed.
     """
+    items = catalogue.changed_in(family.item_columns) if catalogue is not None and family.item_columns else None
+    everyone = bool(catalogue is not None and family.catalogue_columns
+                    and catalogue.differs_in(family.catalogue_columns))
     found = []
     for table in family.tables:
         in_rewritten = F.col("dt").isin(rewritten.get(table, []))
         found += [state[table].filter(in_rewritten), before[table].filter(in_rewritten),
                   state[table].transform(crossing_rows(family, was, now))]
-        if catalogue is not None and family.item_columns:
-            found.append(state[table].join(catalogue.changed_in(family.item_columns), "item_id", "left_semi"))
-        if catalogue is not None and family.catalogue_columns and catalogue.differs_in(family.catalogue_columns):
+        if items is not None:
+            found.append(state[table].join(items, "item_id", "left_semi"))
+        if everyone:
             found.append(state[table])
     return reduce(DataFrame.unionByName, [df.select("user_id") for df in found]).distinct()
 
