@@ -39,7 +39,7 @@ setup(
     description="User profiles from e-commerce tables on Spark and Delta Lake",
     python_requires=">=3.11,<3.13",
     packages=find_packages(include=["jobs", "jobs.*", "udfs", "udfs.*", "schemas", "schemas.*", "conf", "conf.*"]),
-    package_data={"conf": ["*.yaml"]},
+    package_data={"conf": ["*.yaml", "mappings/*.yaml"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": TEST_REQUIRES},
     entry_points={"console_scripts": ["portrait = jobs.cli:main"]},

@@ -74,7 +74,7 @@ def main(work: Path = WORK, out: Path = RESULTS) -> None:
         scored = profiles.transform(with_model_scores(inputs.transform(predict(bundle)), categories,
                                                       cfg.features.top_k, "floor")).localCheckpoint(eager=True)
     with timed(seconds, "rule_tags_every_user"):
-        labels = scored.transform(rule_tags(cfg.tags, as_of)).localCheckpoint(eager=True)
+        labels = scored.transform(rule_tags(cfg.tags, as_of, cfg.time.zone)).localCheckpoint(eager=True)
     scratch = work / "floor-warehouse"
     shutil.rmtree(scratch, ignore_errors=True)
     target = Warehouse(str(scratch), spark, engine="delta-rs", specs=wh.specs)

@@ -6,11 +6,12 @@ command line. Unknown keys and bad values fail at start-up with the key's name.
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, time, timezone
 from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -66,18 +67,46 @@ class InputsConf(_Section):
     optional: list[str] = ["browse", "social"]
 
 
+def _zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not an IANA time zone name (such as UTC, Asia/Shanghai, Europe/London)") \
+            from None
+    return name
+
+
+Zone = Annotated[str, AfterValidator(_zone)]
+
+
+class TimeConf(_Section):
+    """The business time zone: what a day and an hour are for partitions, windows, features and reasons."""
+
+    zone: Zone = "UTC"
+
+
+def _instant(v: datetime) -> datetime:
+    if v.tzinfo is None:
+        raise ValueError("needs a time zone offset (a naive time is read in time.zone only inside Config)")
+    return v
+
+
+Instant = Annotated[datetime, AfterValidator(_instant)]
+
+UnknownItemPolicy = Literal["keep", "quarantine"]
+
+
 class ValidationConf(_Section):
-    ts_min: datetime = datetime(2024, 1, 1, tzinfo=timezone.utc)
-    ts_max: datetime = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    ts_min: Instant = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    ts_max: Instant = datetime(2030, 1, 1, tzinfo=timezone.utc)
     max_amount: float = Field(50_000.0, gt=0)
     max_quantity: int = Field(100, ge=1)
     event_types: list[str] = ["view", "click", "cart", "fav"]
     social_kinds: list[str] = ["review", "comment", "like", "share", "follow"]
-
-    @field_validator("ts_min", "ts_max")
-    @classmethod
-    def _utc(cls, v: datetime) -> datetime:
-        return v if v.tzinfo else v.replace(tzinfo=timezone.utc)
+    # Per event table: an item_id that is not in the clean catalogue is quarantined, or kept with null
+    # item attributes. Real catalogues are incomplete, and a purchase of an unlisted item still happened.
+    unknown_items: dict[Literal["transactions", "browse", "social"], UnknownItemPolicy] = {
+        "transactions": "keep", "browse": "quarantine", "social": "quarantine"}
 
     @model_validator(mode="after")
     def _ordered(self) -> "ValidationConf":
@@ -182,11 +211,16 @@ class ModelConf(_Section):
 
 
 class DatasetsConf(_Section):
+    """Where each packaged dataset's files are (its mapping is conf/mappings/<dataset>.yaml)."""
+
     taobao_sample: str = "../shared/data/taobao-userbehavior-sample"
     olist_sample: str = "../shared/data/olist-sample"
+    hm_sample: str = "../shared/data/hm-sample"
+    online_retail_sample: str = "../shared/data/online-retail-sample"
 
 
 class Config(_Section):
+    time: TimeConf = TimeConf()
     warehouse: WarehouseConf = WarehouseConf()
     spark: SparkConf = SparkConf()
     generator: GeneratorConf = GeneratorConf()
@@ -198,13 +232,27 @@ class Config(_Section):
     privacy: PrivacyConf = PrivacyConf()
     model: ModelConf = ModelConf()
     datasets: DatasetsConf = DatasetsConf()
-    # The profile date. Null means "midnight after the latest clean event".
-    as_of: datetime | None = None
+    # The profile date. Null means "local midnight after the latest clean event".
+    as_of: Instant | None = None
 
-    @field_validator("as_of")
+    @model_validator(mode="before")
     @classmethod
-    def _utc(cls, v: datetime | None) -> datetime | None:
-        return v if v is None or v.tzinfo else v.replace(tzinfo=timezone.utc)
+    def _local_times(cls, data: Any) -> Any:
+        """Times written without an offset (as_of, validation.ts_min / ts_max) are local times in time.zone."""
+        if not isinstance(data, dict):
+            return data
+        section = data.get("time")
+        zone = section.get("zone", "UTC") if isinstance(section, dict) else "UTC"
+        try:
+            tz = ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError, TypeError):
+            return data  # time.zone's own validator names the bad value
+        data = dict(data)
+        data["as_of"] = _localized(data.get("as_of"), tz)
+        if isinstance(data.get("validation"), dict):
+            data["validation"] = {k: _localized(v, tz) if k in ("ts_min", "ts_max") else v
+                                  for k, v in data["validation"].items()}
+        return data
 
     @model_validator(mode="after")
     def _windows_cover_tags(self) -> "Config":
@@ -217,6 +265,20 @@ class Config(_Section):
     def with_overrides(self, *overrides: str) -> "Config":
         """A copy with ``key.path=value`` overrides applied (values parsed as YAML)."""
         return _build(_apply_overrides(self.model_dump(mode="json"), overrides))
+
+
+def _localized(value: Any, tz: ZoneInfo) -> Any:
+    """A YAML or ISO time (or date: its midnight), read in ``tz`` when it carries no offset."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value  # the field's validator names the bad value
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime.combine(value, time(0))
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=tz)
+    return value
 
 
 def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -25,6 +26,8 @@ class Dataset(str, Enum):
     generated = "generated"
     taobao_sample = "taobao-sample"
     olist_sample = "olist-sample"
+    hm_sample = "hm-sample"
+    online_retail_sample = "online-retail-sample"
 
 
 def _config(config: list[Path] | None, overrides: list[str] | None, warehouse: str | None,
@@ -86,6 +89,25 @@ def incremental(config: ConfigOpt = None, set_: SetOpt = None, warehouse: Wareho
 
 
 @app.command()
+def ingest(mapping: Annotated[str, typer.Option(
+               "--mapping", "-m", help="Mapping YAML (or a packaged one by dataset name, such as hm-sample).")],
+           path: Annotated[Optional[Path], typer.Option(
+               help="Directory the mapping's source files are relative to (default: the mapping file's).")] = None,
+           since: Annotated[Optional[datetime], typer.Option(
+               formats=["%Y-%m-%d"], help="Land only event days (local dates) from this one on.")] = None,
+           until: Annotated[Optional[datetime], typer.Option(
+               formats=["%Y-%m-%d"], help="Land only event days (local dates) before this one.")] = None,
+           config: ConfigOpt = None, set_: SetOpt = None, warehouse: WarehouseOpt = None) -> None:
+    """Land your own tables through a mapping file onto users, items, transactions, browse and social."""
+    from jobs.mapping.ingest import resolve, run_mapping_ingest
+
+    cfg = _config(config, set_, warehouse)
+    spec, root = resolve(cfg, mapping, str(path) if path else None)  # a bad mapping stops here, before Spark
+    run_mapping_ingest(cfg, _spark(cfg), spec, root, since.date() if since else None,
+                       until.date() if until else None, env=os.environ)
+
+
+@app.command()
 def sql(query: Annotated[str, typer.Argument(help="Spark SQL over profiles, labels, quarantine, runs and inputs.")],
         limit: Annotated[int, typer.Option(help="Rows to print.")] = 50,
         at: Annotated[Optional[list[str]], typer.Option(
@@ -105,7 +127,7 @@ def sql(query: Annotated[str, typer.Argument(help="Spark SQL over profiles, labe
 
 @app.command()
 def demo(dataset: Annotated[Dataset, typer.Option(help="Which data to run on.")] = Dataset.generated,
-         path: Annotated[Optional[Path], typer.Option(help="Directory in the dataset's format (adapters).")] = None,
+         path: Annotated[Optional[Path], typer.Option(help="Directory in the dataset's format (its mapping file).")] = None,
          users: Annotated[Optional[int], typer.Option(help="Generated users.")] = None,
          days: Annotated[Optional[int], typer.Option(help="Generated days.")] = None,
          config: ConfigOpt = None, set_: SetOpt = None, warehouse: WarehouseOpt = None) -> None:
@@ -212,6 +234,7 @@ def export_segment(segment: Annotated[int, typer.Option(help="segment_id from th
 
 def main() -> None:
     from jobs.incremental import StateMissing
+    from jobs.mapping.spec import MappingError
     from jobs.model.lookalike import AudienceRefused
     from jobs.model.serving import ServingModelMissing
     from jobs.privacy import PrivacyError
@@ -219,7 +242,7 @@ def main() -> None:
 
     try:
         app()
-    except (ConfigError, StorageError, PrivacyError, AudienceRefused, StateMissing, ServingModelMissing,
+    except (ConfigError, MappingError, StorageError, PrivacyError, AudienceRefused, StateMissing, ServingModelMissing,
             FileNotFoundError) as error:
         err.print(f"[bold red]error:[/] {error}")
         raise SystemExit(2) from None

@@ -19,14 +19,12 @@ def land(cfg: Config, spark: SparkSession, dataset: str, path: str | None,
     """Write the input tables for ``dataset`` into the warehouse."""
     if dataset == "generated":
         run_generate(cfg, spark)
-    elif dataset == "taobao-sample":
-        from jobs.adapters.taobao import run_taobao_ingest
-        run_taobao_ingest(cfg, spark, path or cfg.datasets.taobao_sample, env)
-    elif dataset == "olist-sample":
-        from jobs.adapters.olist import run_olist_ingest
-        run_olist_ingest(cfg, spark, path or cfg.datasets.olist_sample, env)
-    else:
+        return
+    from jobs.mapping.ingest import resolve, run_mapping_ingest
+
+    if getattr(cfg.datasets, dataset.replace("-", "_"), None) is None:
         raise ValueError(f"unknown dataset {dataset!r}")
+    run_mapping_ingest(cfg, spark, *resolve(cfg, dataset, path), env=env)
 
 
 def run_demo(cfg: Config, spark: SparkSession, dataset: str, path: str | None,

@@ -22,7 +22,8 @@ from jobs.ledger import PROFILES_APP, StepPlan, already_committed, commit_step, 
 from jobs.runs import RunRecorder, write_run
 from jobs.storage import Warehouse
 from jobs.tags import DataGaps, rule_tags
-from jobs.validation import REASON, ValidationReport, clean_rows, quarantine_message, quarantine_rows, tag_inputs
+from jobs.validation import (ValidationReport, clean_rows, quarantine_message, quarantine_rows, reason_counts, tag_inputs,
+                             unknown_items_message)
 from schemas import INPUT_TABLES, STATE_TABLES, TableSpec
 from schemas.profiles import profiles_schema
 
@@ -46,7 +47,7 @@ def open_warehouse(cfg: Config, spark: SparkSession) -> Warehouse:
 def validate(tagged: dict[str, DataFrame], cfg: Config, run_id: str, at: datetime
              ) -> tuple[dict[str, DataFrame], DataFrame, ValidationReport]:
     """Clean tables, the quarantine rows, and the reconciled counts (one pass over each cached table)."""
-    counts = {t: {r[REASON]: r["count"] for r in df.groupBy(REASON).count().collect()} for t, df in tagged.items()}
+    counts = reason_counts(tagged, cfg.validation)
     clean = {t: df.transform(clean_rows(t)) for t, df in tagged.items()}
     quarantined = [df.transform(quarantine_rows(t, run_id, at)) for t, df in tagged.items()]
     quarantine = quarantined[0]
@@ -74,6 +75,9 @@ def read_and_validate(cfg: Config, wh: Warehouse, env: Mapping[str, str] | None,
         for table, reasons in report.by_reason.items():
             for reason, n in reasons.items():
                 rec.console.print("  " + quarantine_message(table, reason, n, report.rows_in[table], cfg.validation))
+        for table, n in report.unknown_items.items():
+            rec.rows_out[f"unknown_item_id:{table}"] = n
+            rec.console.print("  " + unknown_items_message(table, n, report.rows_in[table]))
         for table in absent:
             rec.console.print(f"  {table}: table absent; features that need it are null")
     return clean, quarantine, report
@@ -109,9 +113,9 @@ def write_once(wh: Warehouse, rec: RunRecorder, plan: StepPlan, writes: list[Wri
         fault_point(f"after_write:{table}")
 
 
-def state_writes(wh: Warehouse, clean: dict[str, DataFrame]) -> list[Write]:
+def state_writes(wh: Warehouse, clean: dict[str, DataFrame], zone: str) -> list[Write]:
     """Every feature state table rebuilt from all clean rows, for the incremental job to continue from."""
-    return [(table, wh.overwrite, rows) for table, rows in day_states(clean).items()]
+    return [(table, wh.overwrite, rows) for table, rows in day_states(clean, zone).items()]
 
 
 def write_outputs(wh: Warehouse, rec: RunRecorder, plan: StepPlan, profiles: DataFrame, labels: DataFrame,
@@ -153,7 +157,7 @@ def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = No
             rec.console.print(f"  step {plan.step}: resuming an attempt that died after writing some outputs; "
                               f"reading the input versions it read ({plan.txn.inputs})")
         clean, quarantine, report = read_and_validate(cfg, wh, env, rec, plan.versions)
-        as_of = cfg.as_of or midnight_after_latest_event(clean)
+        as_of = cfg.as_of or midnight_after_latest_event(clean, cfg.time.zone)
         rec.details["as_of"] = as_of.isoformat()
         rec.partitions = sorted({str(r[0]) for t in EVENT_TABLES for r in clean[t].select("dt").distinct().collect()})
         present = {t for t in EVENT_TABLES if report.rows_clean.get(t, 0) > 0}
@@ -165,12 +169,12 @@ def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = No
             # Materialise and cut the lineage: later stages (scoring, segments) build on it many times.
             profiles = profiles.localCheckpoint(eager=True)
             st.rows_in, st.rows_out = report.rows_clean["users"], profiles.count()
-        labels = profiles.transform(rule_tags(cfg.tags, as_of, gaps))
+        labels = profiles.transform(rule_tags(cfg.tags, as_of, cfg.time.zone, gaps))
         model = None
         if cfg.model.enabled:
             model = model_stages(cfg, spark, wh, clean, profiles, as_of, present, embeddings, titles, rec)
             profiles, labels = model.profiles, labels.unionByName(model.labels)
-        write_outputs(wh, rec, plan, profiles, labels, quarantine, model, report, state_writes(wh, clean))
+        write_outputs(wh, rec, plan, profiles, labels, quarantine, model, report, state_writes(wh, clean, cfg.time.zone))
         return succeeded(wh, rec, as_of, report)
     except Exception as error:
         write_run(wh, rec, "failed", error)

@@ -8,7 +8,7 @@ What the step saves is reading, validating and embedding history, and aggregatin
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from functools import partial
 from typing import Mapping
 
@@ -16,16 +16,15 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from conf import Config, ValidationConf
+from jobs.clock import aware, is_local_midnight, midnight_after
 from jobs.full import (EVENT_TABLES, RunSummary, Write, embed_and_titles, open_warehouse, read_and_validate,
                        succeeded, write_once)
-from jobs.features.state import is_utc_midnight
 from jobs.features.state_profiles import (CatalogueChange, Family, day_states, fold_key, latest_event, present_sources,
                                           profiles_from_state, refreshed_profiles, rewritten_partitions,
                                           touched_users, updated_state)
 from jobs.frames import conform
 from jobs.model.serving import load_serving
 from jobs.model.stages import rescore
-from jobs.inputs import midnight_after
 from jobs.ledger import (PROFILES_APP, StepPlan, commit_step, partitions_of, plan_step, processed_version,
                          version_before_step)
 from jobs.runs import RunRecorder, write_run
@@ -122,8 +121,7 @@ def profiles_as_of(wh: Warehouse) -> datetime | None:
     found = wh.read("profiles").select("as_of").limit(1).collect() if wh.exists("profiles") else []
     if not found:
         return None
-    value = found[0][0]
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return aware(found[0][0])
 
 
 def profiles_fold_key(wh: Warehouse) -> str | None:
@@ -181,7 +179,7 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
         quarantine = quarantine.filter(~F.col("source_table").isin([t for t in REFERENCE_TABLES if t not in again]))
         embeddings, titles = embed_and_titles(cfg, wh, clean, rec) if cfg.embedding.enabled else (None, None)
         with rec.stage("state") as st:
-            fresh = day_states(clean)
+            fresh = day_states(clean, cfg.time.zone)
             # The state this step starts from (an earlier attempt may have written some tables already).
             before = {t: wh.read(t, version=version_before_step(wh, t, plan)) for t in STATE_TABLES}
             # Only the partitions read are rewritten; a step with none (a later as_of alone) writes no state.
@@ -191,7 +189,7 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
             write_once(wh, rec, plan, writes + [("quarantine", wh.append, quarantine)])
             state = {t: wh.read(t) for t in STATE_TABLES}
             st.rows_out = sum(report.rows_clean.get(t, 0) for t in EVENT_TABLES)
-        as_of = cfg.as_of or midnight_after(latest_event(state["state_events"]))
+        as_of = cfg.as_of or midnight_after(latest_event(state["state_events"]), cfg.time.zone)
         rec.details["as_of"] = as_of.isoformat()
         present = present_sources(state["state_events"])
         gaps = DataGaps(browse_missing="browse" not in present, social_missing="social" not in present)
@@ -200,7 +198,7 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
         with rec.stage("features") as st:
             inputs = {**state, "users": clean["users"], "items": clean["items"]}
             # Untouched users keep their columns only from profiles folded alike, as of a whole day.
-            if was is not None and is_utc_midnight(was) and profiles_fold_key(wh) == key:
+            if is_local_midnight(was, cfg.time.zone) and profiles_fold_key(wh) == key:
                 rewritten = {t: rewritten_partitions(t, partitions) for t in STATE_TABLES}
                 counts: dict[str, int] = {}
                 found: dict[tuple, DataFrame] = {}  # families on the same tables and windows touch the same users
@@ -209,7 +207,7 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
                     key = (family.tables, family.windows, family.item_columns, family.catalogue_columns)
                     if key not in found:
                         found[key] = touched_users(family, state, before, rewritten, was, as_of,
-                                                   catalogue).localCheckpoint(eager=True)
+                                                   cfg.time.zone, catalogue).localCheckpoint(eager=True)
                     counts[family.name] = found[key].count()
                     return found[key]
                 profiles = refreshed_profiles(cfg, as_of, rec.started_at, present, wh.read("profiles"), touched,
@@ -220,7 +218,7 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
                 profiles = profiles_from_state(cfg, as_of, rec.started_at, present, embeddings, titles)(inputs)
             profiles = profiles.localCheckpoint(eager=True)
             st.rows_out = profiles.count()
-        labels = profiles.transform(rule_tags(cfg.tags, as_of, gaps))
+        labels = profiles.transform(rule_tags(cfg.tags, as_of, cfg.time.zone, gaps))
         model_run = current_model_run(wh) if cfg.model.enabled else None
         if model_run is not None:
             with rec.stage("score") as st:

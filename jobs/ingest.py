@@ -6,7 +6,7 @@ from pyspark.sql import DataFrame, SparkSession
 from conf import Config
 from jobs.full import open_warehouse
 from jobs.generator import generate_tables
-from jobs.runs import RunRecorder, write_run
+from jobs.runs import RunRecorder, recorded
 from jobs.storage import Warehouse
 
 
@@ -24,12 +24,7 @@ def run_generate(cfg: Config, spark: SparkSession) -> RunRecorder:
     rec = RunRecorder("generate")
     rec.details.update({"users": str(g.users), "days": str(g.days), "seed": str(g.seed)})
     wh = open_warehouse(cfg, spark)
-    try:
-        tables = generate_tables(spark, g)
+    with recorded(wh, rec):
+        tables = generate_tables(spark, g, cfg.time.zone)
         write_inputs(wh, {**tables.inputs(), "ground_truth": tables.ground_truth}, rec)
-        write_run(wh, rec, "succeeded")
-    except Exception as error:
-        write_run(wh, rec, "failed", error)
-        raise
-    rec.console.print(rec.summary())
     return rec

@@ -1,12 +1,13 @@
 """Reading the input tables: required ones must exist, optional ones may be absent."""
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from conf import InputsConf
+from jobs.clock import midnight_after
 from jobs.storage import TableNotFound, Warehouse
 
 
@@ -34,20 +35,12 @@ def read_inputs(wh: Warehouse, inputs: InputsConf, versions: dict[str, int] | No
     return tables, absent
 
 
-def midnight_after_latest_event(clean: dict[str, DataFrame]) -> datetime:
-    """The default profile date: midnight (UTC) after the latest clean event."""
+def midnight_after_latest_event(clean: dict[str, DataFrame], zone: str) -> datetime:
+    """The default profile date: local midnight after the latest clean event."""
     latest = None
     for table in ("transactions", "browse", "social"):
         value = clean[table].agg(F.max("ts")).first()[0]
         if value is not None and (latest is None or value > latest):
             latest = value
-    return midnight_after(latest)
+    return midnight_after(latest, zone)
 
-
-def midnight_after(latest: datetime | None) -> datetime:
-    """Midnight (UTC) after the latest event's time; the latest may come from rows or from the feature state."""
-    if latest is None:
-        raise ValueError("no clean events in transactions, browse or social; cannot pick a profile date "
-                         "(set as_of in config)")
-    latest = latest if latest.tzinfo else latest.replace(tzinfo=timezone.utc)
-    return datetime(latest.year, latest.month, latest.day, tzinfo=timezone.utc) + timedelta(days=1)

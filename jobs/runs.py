@@ -85,3 +85,16 @@ def write_run(warehouse, recorder: RunRecorder, status: str, error: BaseExceptio
     """Append the run's row to ``runs``."""
     df = warehouse.spark.createDataFrame([recorder.row(status, error)], RUNS)
     warehouse.append("runs", df.coalesce(1), run_id=recorder.run_id)
+
+
+@contextmanager
+def recorded(warehouse, recorder: RunRecorder) -> Iterator[RunRecorder]:
+    """The job's ``runs`` row: ``succeeded`` (and the summary printed) when the block ends, ``failed``
+    with the error when it raises."""
+    try:
+        yield recorder
+    except Exception as error:
+        write_run(warehouse, recorder, "failed", error)
+        raise
+    write_run(warehouse, recorder, "succeeded")
+    recorder.console.print(recorder.summary())

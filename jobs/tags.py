@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import reduce
 from typing import Callable
 
@@ -10,6 +10,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from conf import TagsConf
+from jobs.clock import add_days, local_date_text
 
 
 @dataclass(frozen=True)
@@ -24,10 +25,6 @@ def _tag(profiles: DataFrame, condition: Column, tag: Column | str, score: Colum
     tag_col = F.lit(tag) if isinstance(tag, str) else tag
     return profiles.filter(condition).select("user_id", tag_col.alias("tag"), score.cast("double").alias("score"),
                                              reason.alias("reason"), "as_of")
-
-
-def _date(column: str) -> Column:
-    return F.date_format(column, "yyyy-MM-dd")
 
 
 def spender_tiers(cfg: TagsConf) -> Callable[[DataFrame], DataFrame]:
@@ -46,8 +43,12 @@ def spender_tiers(cfg: TagsConf) -> Callable[[DataFrame], DataFrame]:
     return apply
 
 
-def rule_tags(cfg: TagsConf, as_of: datetime, gaps: DataGaps = DataGaps()) -> Callable[[DataFrame], DataFrame]:
-    """All rule tags for every user in ``profiles``: user_id, tag, score, reason, as_of."""
+def rule_tags(cfg: TagsConf, as_of: datetime, zone: str, gaps: DataGaps = DataGaps()
+              ) -> Callable[[DataFrame], DataFrame]:
+    """All rule tags for every user in ``profiles``: user_id, tag, score, reason, as_of.
+
+    Day windows are local days in ``zone``, and the dates in reasons are local dates.
+    """
     def apply(p: DataFrame) -> DataFrame:
         days_since_signup = F.floor((F.lit(as_of).cast("double") - F.col("signup_ts").cast("double")) / 86_400)
         active_events = F.col(f"events_{cfg.active_window_days}d") if f"events_{cfg.active_window_days}d" in p.columns \
@@ -55,15 +56,15 @@ def rule_tags(cfg: TagsConf, as_of: datetime, gaps: DataGaps = DataGaps()) -> Ca
         loyal_orders = F.col(f"orders_{cfg.loyal_window_days}d")
         idle = F.col("days_since_last_event")
         tags = [
-            _tag(p, F.col("signup_ts") >= F.lit(as_of - timedelta(days=cfg.new_user_days)), "new_user",
-                 F.lit(1.0), F.format_string("signed up %d days ago (%s)", days_since_signup, _date("signup_ts"))),
+            _tag(p, F.col("signup_ts") >= F.lit(add_days(as_of, -cfg.new_user_days, zone)), "new_user",
+                 F.lit(1.0), F.format_string("signed up %d days ago (%s)", days_since_signup, local_date_text("signup_ts", zone))),
             _tag(p, active_events >= cfg.active_min_events, "active", active_events,
                  F.format_string("%d events in the last %d days", active_events, F.lit(cfg.active_window_days))),
             _tag(p, loyal_orders >= cfg.loyal_min_orders, "loyal", loyal_orders,
                  F.format_string("%d orders in the last %d days", loyal_orders, F.lit(cfg.loyal_window_days))),
             _tag(p, idle >= cfg.dormant_days, "dormant", F.floor(idle),
                  F.format_string("no activity for %d days (last on %s)", F.floor(idle).cast("int"),
-                                 _date("last_event_ts"))),
+                                 local_date_text("last_event_ts", zone))),
             _tag(p, F.col("last_event_ts").isNull(), "dormant", F.lit(None),
                  F.lit("no recorded activity before the profile date")),
             _tag(p, (F.col("top_category_share") >= cfg.category_lover_min_share)

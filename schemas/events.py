@@ -1,4 +1,4 @@
-"""Behavioural event tables, partitioned by the event date ``dt`` (UTC)."""
+"""Behavioural event tables, partitioned by the event's local date ``dt`` in the business zone (``time.zone``)."""
 from pyspark.sql.types import (DateType, DoubleType, IntegerType, LongType, StringType, StructField,
                                StructType, TimestampType)
 

@@ -7,4 +7,6 @@ ITEMS = StructType([
     StructField("category", StringType(), True),
     StructField("brand", StringType(), True),
     StructField("price", DoubleType(), True),
+    StructField("description", StringType(), True),  # longer product text, where the source has one (H&M)
+    StructField("image_path", StringType(), True),   # a local path or URI of the product photo
 ])

@@ -1,6 +1,6 @@
 """Mergeable feature state the incremental job keeps between runs (see docs/incremental-design.md).
 
-One row per user, input partition ``dt`` and event ``day`` (the UTC date of ``ts``); texts keep one row
+One row per user, input partition ``dt`` and event ``day`` (the local date of ``ts`` in ``time.zone``); texts keep one row
 each. Keeping ``dt`` lets a partition that received late data replace its rows; keeping ``day`` lets the
 rolling windows slide by whole days, whatever partition an event was filed under. The tables are
 partitioned by ``dt`` too, so a step rewrites only the partitions it read.
@@ -28,7 +28,7 @@ EVENT_DAY_STATE = StructType([
     StructField("source", StringType(), False),  # browse, transaction, social: each table's partitions move alone
     StructField("dt", DateType(), False, PARTITION),
     StructField("day", DateType(), False),
-    StructField("hour_counts", ArrayType(LongType(), False), False),  # 24 counts, UTC hours; their sum is the events
+    StructField("hour_counts", ArrayType(LongType(), False), False),  # 24 counts, local hours; their sum is the events
     StructField("last_ts", TimestampType(), False),
 ])
 

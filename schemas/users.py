@@ -12,4 +12,5 @@ USERS = StructType([
     StructField("name", StringType(), True, PII),
     StructField("phone", StringType(), True, PII),
     StructField("email", StringType(), True, PII),
+    StructField("age", IntegerType(), True),  # in years, where the source records it (H&M)
 ])

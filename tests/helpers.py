@@ -63,3 +63,9 @@ def assert_same_rows(actual: DataFrame, expected: DataFrame, keys: tuple[str, ..
 
     problems = table_differences(actual, expected, keys, tolerance, ignore)
     assert not problems, f"{len(problems)} differences, first: {problems[:5]}"
+
+
+def padded(spark, rows: list[tuple], schema) -> DataFrame:
+    """A frame of hand-written rows that leave the schema's trailing (nullable) columns out, as null."""
+    width = len(schema.fields)
+    return spark.createDataFrame([tuple(r) + (None,) * (width - len(r)) for r in rows], schema)

@@ -42,10 +42,26 @@ def test_tag_windows_must_be_computed_windows():
         load_config(overrides=["tags.loyal_window_days=60"])
 
 
-def test_dataset_overlays_set_the_documented_date_range():
+def test_dataset_overlays_set_the_documented_date_range_in_the_platforms_zone():
     cfg = load_config(overlay_path("taobao-sample"))
-    assert cfg.validation.ts_min == datetime(2017, 11, 25, tzinfo=timezone.utc)
-    assert cfg.validation.ts_max == datetime(2017, 12, 4, tzinfo=timezone.utc)
+    assert cfg.time.zone == "Asia/Shanghai"
+    # 2017-11-25 to 2017-12-03 in China time: from 16:00 UTC the day before.
+    assert cfg.validation.ts_min == datetime(2017, 11, 24, 16, tzinfo=timezone.utc)
+    assert cfg.validation.ts_max == datetime(2017, 12, 3, 16, tzinfo=timezone.utc)
+    assert cfg.as_of == datetime(2017, 12, 3, 16, tzinfo=timezone.utc)
+
+
+def test_a_time_with_an_offset_keeps_it_and_a_naive_one_is_local():
+    cfg = load_config(overrides=["time.zone=Europe/London", "as_of=2025-07-01T00:00:00+02:00",
+                                 "validation.ts_min=2025-07-01 00:00:00"])
+    assert cfg.as_of == datetime(2025, 6, 30, 22, tzinfo=timezone.utc)
+    assert cfg.validation.ts_min == datetime(2025, 6, 30, 23, tzinfo=timezone.utc)  # BST is UTC+1
+    assert cfg.with_overrides("tags.dormant_days=3").as_of == cfg.as_of  # survives a round trip
+
+
+def test_an_unknown_time_zone_fails_with_its_key():
+    with pytest.raises(ConfigError, match="time.zone: .*Mars/Olympus"):
+        load_config(overrides=["time.zone=Mars/Olympus"])
 
 
 def test_overlay_file_with_unknown_key_fails(tmp_path):

@@ -12,7 +12,7 @@ from jobs.features.text_vectors import (VectorLookup, interest_vectors, text_vec
 from schemas.events import BROWSE, TRANSACTIONS
 from schemas.items import ITEMS
 from schemas.social import SOCIAL
-from tests.helpers import AS_OF, by_user, ts
+from tests.helpers import AS_OF, by_user, ts, padded
 from udfs.embeddings import EmbedSettings, embed_series, embed_texts, normalize_text, resolve_model_path
 
 MODEL = resolve_model_path("packaged")
@@ -100,7 +100,7 @@ def test_texts_to_embed_dedupes_by_normalised_text(spark):
         ("u2", "i1", "review", " Great product! ", 5, ts(4), ts(4).date()),
         ("u2", "i1", "like", "ignored", None, ts(4), ts(4).date()),
         ("u3", None, "comment", "   ", None, ts(4), ts(4).date())], SOCIAL)
-    items = spark.createDataFrame([("i1", "Great product!", "toys", "Apex", 1.0), ("i2", None, "toys", "Apex", 1.0)],
+    items = padded(spark, [("i1", "Great product!", "toys", "Apex", 1.0), ("i2", None, "toys", "Apex", 1.0)],
                                   ITEMS)
     texts = texts_to_embed(social, items)
     assert texts.count() == 3 and texts.dropDuplicates(["text_sha256"]).count() == 1
@@ -114,17 +114,17 @@ def test_text_vector_is_recency_weighted_and_null_safe(spark):
         ("u2", "i1", "like", None, None, ts(30), ts(30).date())], SOCIAL)
     sha = {t: __import__("hashlib").sha256(t.encode()).hexdigest() for t in "ab"}
     emb = spark.createDataFrame([(sha["a"], [1.0, 0.0]), (sha["b"], [0.0, 1.0])], "text_sha256 string, embedding array<float>")
-    out = by_user(social.transform(text_vectors(AS_OF, 1.0, 7, emb)))
+    out = by_user(social.transform(text_vectors(AS_OF, 1.0, 7, "UTC", emb)))
     wa, wb = 0.5, 0.5 ** 31
     assert out["u1"]["text_vector"] == pytest.approx([wa / (wa + wb), wb / (wa + wb)], rel=1e-6)
     assert out["u1"]["recent_text_vector"] == [1.0, 0.0]  # the 31-day-old text is out of the 7 days
     assert "u2" not in out  # no texts: the profile's columns stay null
-    older = by_user(social.transform(text_vectors(AS_OF, 1.0, 0, emb)))
+    older = by_user(social.transform(text_vectors(AS_OF, 1.0, 0, "UTC", emb)))
     assert older["u1"]["recent_text_vector"] is None and older["u1"]["text_vector"] == out["u1"]["text_vector"]
 
 
 def test_interest_vector_weights_event_kinds(spark):
-    items = spark.createDataFrame([("i1", "red", "toys", "A", 1.0), ("i2", "blue", "toys", "A", 1.0)], ITEMS)
+    items = padded(spark, [("i1", "red", "toys", "A", 1.0), ("i2", "blue", "toys", "A", 1.0)], ITEMS)
     sha = {t: __import__("hashlib").sha256(t.encode()).hexdigest() for t in ("red", "blue")}
     emb = spark.createDataFrame([(sha["red"], [1.0, 0.0]), (sha["blue"], [0.0, 1.0])],
                                 "text_sha256 string, embedding array<float>")

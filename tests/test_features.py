@@ -9,7 +9,7 @@ from jobs.features import (activity_features, affinity_features, all_events, con
 from schemas.events import BROWSE, TRANSACTIONS
 from schemas.items import ITEMS
 from schemas.social import SOCIAL
-from tests.helpers import AS_OF, by_user, naive, rows, ts
+from tests.helpers import AS_OF, by_user, naive, rows, ts, padded
 
 
 def tx(spark, *lines):
@@ -29,7 +29,7 @@ def social(spark, *events):
 
 @pytest.fixture
 def items(spark):
-    return spark.createDataFrame([
+    return padded(spark, [
         ("i1", "t1", "toys", "Apex", 10.0), ("i2", "t2", "toys", "Nova", 20.0),
         ("i3", "t3", "books", "Apex", 30.0), ("i4", "t4", "pet", None, 40.0),
     ], ITEMS)
@@ -41,7 +41,7 @@ def test_rfm_counts_orders_and_spend_per_window(spark):
             ("o2", "u1", "i1", 1, 5.0, ts(20)), ("o2", "u1", "i2", 1, 15.0, ts(20)),
             ("o3", "u1", "i3", 1, 100.0, ts(15, month=12, year=2024)),
             ("o9", "u1", "i3", 1, 999.0, ts(1, month=2)))  # after as_of: ignored
-    u1 = by_user(df.transform(rfm_features([7, 30, 90], AS_OF)))["u1"]
+    u1 = by_user(df.transform(rfm_features([7, 30, 90], AS_OF, "UTC")))["u1"]
     assert (u1["orders_7d"], u1["spend_7d"]) == (1, 10.0)
     assert (u1["orders_30d"], u1["spend_30d"]) == (2, 30.0)
     assert (u1["orders_90d"], u1["spend_90d"]) == (3, 130.0)
@@ -52,12 +52,12 @@ def test_rfm_counts_orders_and_spend_per_window(spark):
 
 
 def test_rfm_spend_is_null_when_the_source_has_no_amounts(spark):
-    out = by_user(tx(spark, ("o1", "u2", "i1", 1, None, ts(29))).transform(rfm_features([7], AS_OF)))["u2"]
+    out = by_user(tx(spark, ("o1", "u2", "i1", 1, None, ts(29))).transform(rfm_features([7], AS_OF, "UTC")))["u2"]
     assert (out["orders_7d"], out["spend_7d"], out["monetary"], out["avg_order_value"]) == (1, None, None, None)
 
 
 def test_rfm_window_with_no_orders_spends_zero(spark):
-    out = by_user(tx(spark, ("o1", "u3", "i1", 1, 8.0, ts(2))).transform(rfm_features([7], AS_OF)))["u3"]
+    out = by_user(tx(spark, ("o1", "u3", "i1", 1, 8.0, ts(2))).transform(rfm_features([7], AS_OF, "UTC")))["u3"]
     assert (out["orders_7d"], out["spend_7d"]) == (0, 0.0)
 
 
@@ -121,7 +121,7 @@ def test_activity_counts_days_recent_events_and_idle_time(spark):
     b = browse(spark, ("u1", "i1", "view", ts(3), None, "s"), ("u1", "i1", "view", ts(3, 13), None, "s"))
     t = tx(spark, ("o1", "u1", "i1", 1, 1.0, ts(29, 0)))
     s = social(spark, ("u1", "i1", "like", None, None, ts(30, 6)))
-    u1 = by_user(all_events(b, t, s).transform(activity_features(AS_OF, 7)))["u1"]
+    u1 = by_user(all_events(b, t, s).transform(activity_features(AS_OF, 7, "UTC")))["u1"]
     assert (u1["active_days"], u1["events_7d"], u1["days_since_last_event"]) == (3, 2, 0.75)
 
 
@@ -130,7 +130,7 @@ def test_time_patterns_histograms_and_peaks(spark):
     b = browse(spark, ("u1", "i1", "view", ts(4, 2), None, "s"), ("u1", "i1", "view", ts(4, 20), None, "s"),
                ("u1", "i1", "view", ts(6, 20), None, "s"), ("u1", "i1", "view", ts(6, 21), None, "s"))
     events = all_events(b, tx(spark), social(spark))
-    u1 = by_user(events.transform(time_pattern_features(AS_OF, [0, 1, 2, 3, 4, 5])))["u1"]
+    u1 = by_user(events.transform(time_pattern_features(AS_OF, [0, 1, 2, 3, 4, 5], "UTC")))["u1"]
     assert u1["hour_hist"][20] == 0.5 and u1["hour_hist"][2] == 0.25 and sum(u1["hour_hist"]) == 1.0
     assert u1["weekday_hist"] == [0.5, 0.0, 0.0, 0.0, 0.0, 0.5, 0.0]
     assert (u1["peak_hour"], u1["peak_weekday"], u1["weekend_share"], u1["night_share"]) == (20, 1, 0.5, 0.25)

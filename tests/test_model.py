@@ -20,7 +20,7 @@ from schemas.events import BROWSE, TRANSACTIONS
 from schemas.items import ITEMS
 from schemas.social import SOCIAL
 from schemas.users import USERS
-from tests.helpers import ts
+from tests.helpers import ts, padded
 
 
 # --- point in time -------------------------------------------------------------------------------------------
@@ -79,7 +79,7 @@ def test_changing_events_at_or_after_the_cutoff_changes_no_feature(spark):
     changed["browse"] = clean["browse"].filter(~later | (F.hash("session_id", "ts") % 2 == 0))
     changed["social"] = clean["social"].withColumn("text", F.when(later, F.concat(F.lit("changed "), "text"))
                                                    .otherwise(F.col("text")))
-    newcomer = spark.createDataFrame([("late-user", cutoff + timedelta(hours=1), "f", 1990, "x", None, None, None)],
+    newcomer = padded(spark, [("late-user", cutoff + timedelta(hours=1), "f", 1990, "x", None, None, None)],
                                      USERS)
     changed["users"] = clean["users"].unionByName(newcomer)
 
@@ -90,7 +90,7 @@ def test_changing_events_at_or_after_the_cutoff_changes_no_feature(spark):
     assert "late-user" not in _rows(profiles_b)
 
     # The same change does move the labels, so the comparison above is not vacuous.
-    label = lambda c: _rows(horizon_labels(cutoff, 4, ("toys",), [0.5, 0.9])(  # noqa: E731
+    label = lambda c: _rows(horizon_labels(cutoff, 4, "UTC", ("toys",), [0.5, 0.9])(  # noqa: E731
         point_in_time(cutoff)(c) | {t: c[t] for t in ("transactions", "browse", "social")}))
     a, b = label(clean), label(changed)
     assert any(a[u]["spend"] != b[u]["spend"] for u in a)
@@ -98,9 +98,9 @@ def test_changing_events_at_or_after_the_cutoff_changes_no_feature(spark):
 
 def test_horizon_labels_exact_rows(spark):
     cutoff = ts(20)
-    users = spark.createDataFrame([(u, ts(1), None, None, None, None, None, None) for u in ("u1", "u2", "u3")],
+    users = padded(spark, [(u, ts(1), None, None, None, None, None, None) for u in ("u1", "u2", "u3")],
                                   USERS)
-    items = spark.createDataFrame([("i1", "t", "toys", "b", 1.0), ("i2", "t", "pet", "b", 1.0)], ITEMS)
+    items = padded(spark, [("i1", "t", "toys", "b", 1.0), ("i2", "t", "pet", "b", 1.0)], ITEMS)
     tx = spark.createDataFrame([
         ("o1", "u1", "i1", 1, 10.0, ts(21), ts(21).date()),
         ("o1", "u1", "i2", 1, 30.0, ts(21), ts(21).date()),
@@ -109,7 +109,7 @@ def test_horizon_labels_exact_rows(spark):
     ], TRANSACTIONS)
     browse = spark.createDataFrame([("u2", "i1", "view", ts(22), 5, "s", ts(22).date())], BROWSE)
     social = spark.createDataFrame([], SOCIAL)
-    out = _rows(horizon_labels(cutoff, 7, ("toys", "pet", "books"), [0.5, 0.9])(
+    out = _rows(horizon_labels(cutoff, 7, "UTC", ("toys", "pet", "books"), [0.5, 0.9])(
         {"users": users, "items": items, "transactions": tx, "browse": browse, "social": social}))
     assert out == {
         "u1": {"user_id": "u1", "bought": 1.0, "churned": 0.0, "categories": [1.0, 1.0, 0.0], "spend_tier": 1,

@@ -19,7 +19,7 @@ from jobs.features.text_vectors import VectorLookup, interest_vectors, weighted_
 from schemas.events import BROWSE, TRANSACTIONS
 from schemas.items import ITEMS
 from schemas.social import SOCIAL, SOCIAL_KINDS
-from tests.helpers import AS_OF, by_user, rows, ts
+from tests.helpers import AS_OF, by_user, rows, ts, padded
 
 WINDOWS = [1, 3, 7]
 RFM_COLUMNS = [c for w in WINDOWS for c in (f"orders_{w}d", f"spend_{w}d")] + [
@@ -47,34 +47,34 @@ def test_an_order_straddling_midnight_counts_once_and_late_lines_replace_their_p
     lines = [("o1", "u1", 10.0, ts(29, 23, 50)), ("o1", "u1", 5.0, ts(30, 0, 10)),   # one order, two days
              ("o2", "u1", None, ts(30, 9)), ("o3", "u2", None, ts(20)),
              ("o9", "u1", 99.0, ts(31, 1))]                                          # at or after as_of: ignored
-    state = tx(spark, lines).transform(order_day_state())
-    u1 = by_user(state.transform(rfm_from_state(WINDOWS, AS_OF)))["u1"]
+    state = tx(spark, lines).transform(order_day_state("UTC"))
+    u1 = by_user(state.transform(rfm_from_state(WINDOWS, AS_OF, "UTC")))["u1"]
     assert (u1["orders_1d"], u1["spend_1d"], u1["orders_3d"], u1["spend_3d"]) == (2, 5.0, 2, 15.0)
     assert (u1["frequency"], u1["monetary"], u1["avg_order_value"]) == (2, 15.0, 7.5)
-    u2 = by_user(state.transform(rfm_from_state(WINDOWS, AS_OF)))["u2"]
+    u2 = by_user(state.transform(rfm_from_state(WINDOWS, AS_OF, "UTC")))["u2"]
     assert (u2["orders_7d"], u2["spend_7d"], u2["frequency"], u2["monetary"]) == (0, None, 1, None)
 
     # A late line filed under dt=2025-01-20, for a day already folded: the partition is rebuilt from all its rows.
     late = lines + [("o4", "u2", 8.0, ts(20, 18))]
     day_20 = [line for line in late if line[3].date() == dt.date(2025, 1, 20)]
-    partition = tx(spark, day_20).transform(order_day_state())
-    u2 = by_user(state.transform(replace_partitions(partition)).transform(rfm_from_state(WINDOWS, AS_OF)))["u2"]
+    partition = tx(spark, day_20).transform(order_day_state("UTC"))
+    u2 = by_user(state.transform(replace_partitions(partition)).transform(rfm_from_state(WINDOWS, AS_OF, "UTC")))["u2"]
     assert (u2["frequency"], u2["monetary"], u2["spend_7d"]) == (2, 8.0, 0.0)
 
     # The partition erased to nothing: naming it as replaced drops its old rows, though nothing fresh covers it.
     erased = partition.limit(0)
     replaced = spark.createDataFrame([(dt.date(2025, 1, 20),)], "dt date")
     folded = by_user(state.transform(replace_partitions(erased, replaced=replaced)).transform(
-        rfm_from_state(WINDOWS, AS_OF)))
+        rfm_from_state(WINDOWS, AS_OF, "UTC")))
     assert "u2" not in folded and folded["u1"]["frequency"] == 2
-    assert "u2" in by_user(state.transform(replace_partitions(erased)).transform(rfm_from_state(WINDOWS, AS_OF)))
+    assert "u2" in by_user(state.transform(replace_partitions(erased)).transform(rfm_from_state(WINDOWS, AS_OF, "UTC")))
 
 
-def test_as_of_must_be_a_utc_midnight():
-    with pytest.raises(ValueError, match="not a UTC midnight"):
-        rfm_from_state(WINDOWS, AS_OF + dt.timedelta(hours=6))
+def test_as_of_must_be_a_local_midnight():
+    with pytest.raises(ValueError, match="not a midnight in UTC"):
+        rfm_from_state(WINDOWS, AS_OF + dt.timedelta(hours=6), "UTC")
     with pytest.raises(ValueError, match="no time zone"):
-        rfm_from_state(WINDOWS, AS_OF.replace(tzinfo=None))
+        rfm_from_state(WINDOWS, AS_OF.replace(tzinfo=None), "UTC")
 
 
 START = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
@@ -110,10 +110,10 @@ def folded_in_steps(state_of, lines, late, k, partition_of, keys=("dt",)):
 
 @fold_property(LINE, examples=10)
 def test_folding_partitions_after_day_k_with_late_data_equals_rfm_over_every_line(spark, lines, k, as_of, late):
-    state, every = folded_in_steps(lambda x: tx(spark, x).transform(order_day_state()), lines, late, k,
+    state, every = folded_in_steps(lambda x: tx(spark, x).transform(order_day_state("UTC")), lines, late, k,
                                    lambda line: (line[4],))
-    assert_same_rfm(by_user(state.transform(rfm_from_state(WINDOWS, as_of))),
-                    by_user(tx(spark, every).transform(rfm_features(WINDOWS, as_of))))
+    assert_same_rfm(by_user(state.transform(rfm_from_state(WINDOWS, as_of, "UTC"))),
+                    by_user(tx(spark, every).transform(rfm_features(WINDOWS, as_of, "UTC"))))
 
 
 EVENTS = StructType([StructField("user_id", StringType(), False), StructField("ts", TimestampType(), False),
@@ -133,14 +133,14 @@ def test_all_events_keep_the_partition_each_event_was_filed_under(spark):
 
 @fold_property(EVENT_LINE, examples=8)
 def test_folding_event_partitions_equals_activity_and_time_patterns_over_every_event(spark, lines, k, as_of, late):
-    state, every = folded_in_steps(lambda x: spark.createDataFrame(x, EVENTS).transform(event_day_state()),
+    state, every = folded_in_steps(lambda x: spark.createDataFrame(x, EVENTS).transform(event_day_state("UTC")),
                                    lines, late, k, lambda line: (line[2], line[3]), keys=("source", "dt"))
     night = [23, 0, 1]
-    folded = by_user(state.transform(activity_from_state(as_of, 2))
-                     .join(state.transform(time_patterns_from_state(as_of, night)), "user_id"))
+    folded = by_user(state.transform(activity_from_state(as_of, 2, "UTC"))
+                     .join(state.transform(time_patterns_from_state(as_of, night, "UTC")), "user_id"))
     events = spark.createDataFrame(every, EVENTS)
-    expected = by_user(events.transform(activity_features(as_of, 2))
-                       .join(events.transform(time_pattern_features(as_of, night)), "user_id"))
+    expected = by_user(events.transform(activity_features(as_of, 2, "UTC"))
+                       .join(events.transform(time_pattern_features(as_of, night, "UTC")), "user_id"))
     assert folded.keys() == expected.keys()
     for user in expected:
         assert {c: folded[user][c] for c in ACTIVITY_COLUMNS} == {c: expected[user][c] for c in ACTIVITY_COLUMNS}, user
@@ -156,9 +156,9 @@ def social_of(spark, lines):
 
 @fold_property(SOCIAL_LINE, examples=6)
 def test_folding_social_partitions_equals_social_features_over_every_row(spark, lines, k, as_of, late):
-    state, every = folded_in_steps(lambda x: social_of(spark, x).transform(social_day_state()), lines, late, k,
+    state, every = folded_in_steps(lambda x: social_of(spark, x).transform(social_day_state("UTC")), lines, late, k,
                                    lambda line: (line[4],))
-    folded = rows(state.transform(social_from_state(as_of)))
+    folded = rows(state.transform(social_from_state(as_of, "UTC")))
     expected = rows(social_of(spark, every).transform(social_features(as_of)))
     assert [sorted(r.items()) for r in folded] == [sorted(r.items()) for r in expected]
 
@@ -180,12 +180,12 @@ def browse_and_tx(spark, lines):
 
 @fold_property(INTERACTION_LINE, examples=6)
 def test_folding_interaction_partitions_equals_affinity_and_interest_vectors(spark, lines, k, as_of, late):
-    items = spark.createDataFrame([("i1", "t1", "toys", "Apex", 10.0), ("i2", "t2", "toys", "Nova", 20.0),
+    items = padded(spark, [("i1", "t1", "toys", "Apex", 10.0), ("i2", "t2", "toys", "Nova", 20.0),
                                    ("i3", "t3", "books", "Apex", 30.0), ("i4", "t4", "pet", None, 40.0)], ITEMS)
     source = lambda kind: "transaction" if kind == "buy" else "browse"  # noqa: E731
-    state, every = folded_in_steps(lambda x: interaction_day_state(*browse_and_tx(spark, x)), lines, late, k,
+    state, every = folded_in_steps(lambda x: interaction_day_state(*browse_and_tx(spark, x), "UTC"), lines, late, k,
                                    lambda line: (source(line[2]), line[4]), keys=("source", "dt"))
-    weighted = state.transform(interactions_from_state(WEIGHTS, as_of, items))
+    weighted = state.transform(interactions_from_state(WEIGHTS, as_of, "UTC", items))
     expected = rows(interactions(WEIGHTS, as_of, items)(*browse_and_tx(spark, every)).transform(affinity_features(2)))
     assert rows(weighted.transform(affinity_features(2))) == expected
     # The same per-item weights give the interest vectors (i4 has no title vector, as an item with no title).
@@ -208,11 +208,11 @@ def test_a_gap_session_across_midnight_and_two_partitions_stays_one_session(spar
     ]
     browse = spark.createDataFrame([(u, "i1", e, t, d, s, p) for u, e, t, d, s, p in events], BROWSE)
     lines = tx(spark, [("o1", "u1", 10.0, ts(30, 10))])
-    day_parts = [browse.filter(browse.dt == d).transform(browse_day_state()) for d in sorted({e[5] for e in events})]
+    day_parts = [browse.filter(browse.dt == d).transform(browse_day_state("UTC")) for d in sorted({e[5] for e in events})]
     state = day_parts[0]
     for part in day_parts[1:]:
         state = state.unionByName(part)
-    folded = by_user(conversion_from_state(AS_OF, 30)(state, lines.transform(order_day_state())))
+    folded = by_user(conversion_from_state(AS_OF, 30, "UTC")(state, lines.transform(order_day_state("UTC"))))
     u1 = folded["u1"]
     assert (u1["views"], u1["carts"], u1["favs"], u1["sessions"]) == (3, 1, 1, 3)
     assert (u1["avg_session_events"], u1["avg_session_minutes"]) == (5 / 3, (15 + 0 + 90) / 3)
@@ -228,9 +228,9 @@ def test_price_state_keeps_the_multiset_so_the_median_is_the_full_jobs(spark):
 
     lines = [("o1", "u1", 10.0, ts(3)), ("o2", "u1", 10.0, ts(4)), ("o3", "u1", 30.0, ts(5)),
              ("o4", "u1", 40.0, ts(6)), ("o5", "u1", None, ts(6)), ("o6", "u1", 99.0, ts(31, 2))]
-    items = spark.createDataFrame([("i1", "t", "c", "b", float(p)) for p in (5, 10, 20, 50)], ITEMS)
-    state = tx(spark, lines).transform(price_day_state())
-    folded = by_user(state.transform(price_from_state([0.25, 0.75], AS_OF, items)))
+    items = padded(spark, [("i1", "t", "c", "b", float(p)) for p in (5, 10, 20, 50)], ITEMS)
+    state = tx(spark, lines).transform(price_day_state("UTC"))
+    folded = by_user(state.transform(price_from_state([0.25, 0.75], AS_OF, "UTC", items)))
     assert (folded["u1"]["median_unit_price"], folded["u1"]["price_band"]) == (20.0, "mid")
     assert folded == by_user(tx(spark, lines).transform(price_band_features([0.25, 0.75], AS_OF, items)))
 
@@ -244,25 +244,25 @@ def test_a_step_refolds_a_family_only_for_users_in_a_rewritten_partition_or_at_a
             ("o6", "u6", 1.0, ts(23)),      # outside the window before and after
             ("o4", "u4", 1.0, ts(10))]      # in the partition the step rewrote
     erased = [("o5", "u5", 1.0, ts(10))]    # the rewrite took it out: u5 must be folded again too
-    before = tx(spark, kept + erased).transform(order_day_state())
-    after = tx(spark, kept).transform(order_day_state())
+    before = tx(spark, kept + erased).transform(order_day_state("UTC"))
+    after = tx(spark, kept).transform(order_day_state("UTC"))
     touched = touched_users(family, {"state_orders": after}, {"state_orders": before},
-                            {"state_orders": [dt.date(2025, 1, 10)]}, AS_OF, AS_OF + day)
+                            {"state_orders": [dt.date(2025, 1, 10)]}, AS_OF, AS_OF + day, "UTC")
     assert sorted(r.user_id for r in touched.collect()) == ["u1", "u3", "u4", "u5"]
     # as_of moving back crosses the same edges; not moving crosses none.
-    back = touched_users(family, {"state_orders": after}, {"state_orders": before}, {}, AS_OF + day, AS_OF)
+    back = touched_users(family, {"state_orders": after}, {"state_orders": before}, {}, AS_OF + day, AS_OF, "UTC")
     assert sorted(r.user_id for r in back.collect()) == ["u1", "u3"]
-    assert touched_users(family, {"state_orders": after}, {"state_orders": before}, {}, AS_OF, AS_OF).count() == 0
+    assert touched_users(family, {"state_orders": after}, {"state_orders": before}, {}, AS_OF, AS_OF, "UTC").count() == 0
 
 
 def test_a_catalogue_change_refolds_users_with_rows_on_changed_items_or_everyone_for_catalogue_wide_columns(spark):
     from schemas.state import INTERACTION_DAY_STATE, PRICE_DAY_STATE
 
-    then = spark.createDataFrame([("i1", "t1", "c1", "b1", 1.0), ("i2", "t2", "c2", "b2", 2.0),
+    then = padded(spark, [("i1", "t1", "c1", "b1", 1.0), ("i2", "t2", "c2", "b2", 2.0),
                                   ("i3", "t3", "c3", "b3", 3.0)], ITEMS)
-    renamed = spark.createDataFrame([("i1", "t1", "c9", "b1", 1.0), ("i2", "t2", "c2", "b2", 2.0),
+    renamed = padded(spark, [("i1", "t1", "c9", "b1", 1.0), ("i2", "t2", "c2", "b2", 2.0),
                                      ("i3", "t3", "c3", "b3", 3.0)], ITEMS)
-    relisted = spark.createDataFrame([("i1", "t1", "c1", "b1", 1.0), ("i2", "new title", "c2", "b2", 2.0),
+    relisted = padded(spark, [("i1", "t1", "c1", "b1", 1.0), ("i2", "new title", "c2", "b2", 2.0),
                                       ("i4", "t4", "c4", "b4", 4.0)], ITEMS)
     day = dt.date(2025, 1, 5)
     interactions = spark.createDataFrame([("u1", "browse", day, day, "i1", "view", 1),
@@ -275,7 +275,7 @@ def test_a_catalogue_change_refolds_users_with_rows_on_changed_items_or_everyone
     price = Family("price", ("state_prices",), fold=lambda s: s, catalogue_columns=("price",))
 
     def touched(family, change):
-        return sorted(r.user_id for r in touched_users(family, state, state, {}, AS_OF, AS_OF, change).collect())
+        return sorted(r.user_id for r in touched_users(family, state, state, {}, AS_OF, AS_OF, "UTC", change).collect())
 
     # A category changed: only the users with rows on that item, and only where the fold reads it.
     renaming = CatalogueChange(then, renamed)

@@ -23,7 +23,7 @@ def profiles(spark, *users: dict):
 
 
 def tags_of(df, gaps=DataGaps()):
-    return sorted((r.user_id, r.tag, r.reason) for r in df.transform(rule_tags(TAGS, AS_OF, gaps)).collect())
+    return sorted((r.user_id, r.tag, r.reason) for r in df.transform(rule_tags(TAGS, AS_OF, "UTC", gaps)).collect())
 
 
 def test_new_active_loyal_and_dormant_users(spark):
@@ -48,7 +48,7 @@ def test_thresholds_are_inclusive_and_come_from_config(spark):
     df = profiles(spark, {"user_id": "edge", "events_7d": 10, "orders_90d": 3, "last_event_ts": naive(ts(17)),
                           "days_since_last_event": 14.0})
     assert [t for _, t, _ in tags_of(df)] == ["active", "dormant", "loyal"]
-    assert [r.tag for r in df.transform(rule_tags(TAGS.model_copy(update={"dormant_days": 15}), AS_OF)).collect()
+    assert [r.tag for r in df.transform(rule_tags(TAGS.model_copy(update={"dormant_days": 15}), AS_OF, "UTC")).collect()
             ] == ["active", "loyal"]
 
 

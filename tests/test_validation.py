@@ -15,7 +15,7 @@ from jobs.privacy import load_key, pseudonym
 from jobs.storage import SchemaMismatch, TableNotFound
 from jobs.validation import REASON, tag_inputs
 from schemas import INPUT_TABLES
-from tests.helpers import ts
+from tests.helpers import padded, ts
 
 # Embedding is off: these runs check validation and commits; the embed stage has its own tests.
 CFG_SETTINGS = ["spark.shuffle_partitions=2", "model.enabled=false", "embedding.enabled=false",
@@ -32,7 +32,7 @@ def nullable(schema: StructType) -> StructType:
 
 
 def frame(spark, table, rows):
-    return spark.createDataFrame(rows, nullable(INPUT_TABLES[table].schema))
+    return padded(spark, rows, nullable(INPUT_TABLES[table].schema))
 
 
 GOOD_USER = ("u1", ts(1, year=2024), "f", 1990, "Hangzhou", "Ann", "+86", "a@x")
@@ -65,7 +65,6 @@ BAD_ROWS = {
         "null_ts": [replace(GOOD_TX, 5, None)],
         "null_dt": [replace(GOOD_TX, 6, None)],
         "unknown_user_id": [replace(GOOD_TX, 1, "ghost")],
-        "unknown_item_id": [replace(GOOD_TX, 2, "ghost")],
         "negative_amount": [replace(GOOD_TX, 4, -5.0)],
         "absurd_amount": [replace(GOOD_TX, 4, 1e9)],
         "bad_quantity": [replace(GOOD_TX, 3, 0)],
@@ -99,7 +98,8 @@ BAD_ROWS = {
     },
 }
 GOOD = {"users": [GOOD_USER, ("u2", None, None, None, None, None, None, None)], "items": [GOOD_ITEM],
-        "transactions": [GOOD_TX, replace(GOOD_TX, 0, "o2")], "browse": [GOOD_BROWSE],
+        # A purchase of an item the catalogue does not list is kept (validation.unknown_items.transactions: keep).
+        "transactions": [GOOD_TX, replace(GOOD_TX, 0, "o2"), replace(GOOD_TX, 2, "unlisted")], "browse": [GOOD_BROWSE],
         "social": [GOOD_SOCIAL, ("u2", None, "follow", None, None, T, D)]}
 
 
@@ -148,6 +148,25 @@ def test_every_bad_row_is_quarantined_with_its_reason(validated):
     key = load_key(cfg.privacy.key_file, False, {})
     assert sorted(r.user_id for r in bad_warehouse.read("profiles").collect()) == sorted(
         pseudonym(u, key) for u in ("u1", "u2"))
+
+
+def test_purchases_of_unlisted_items_are_kept_and_counted_in_runs(validated):
+    bad_warehouse, summary = validated
+    assert summary.report.unknown_items == {"transactions": 1}
+    run = [r for r in bad_warehouse.read("runs").collect() if r.run_id == summary.run_id][0]
+    assert run.rows_out["unknown_item_id:transactions"] == 1
+    spend = {p.frequency: p.monetary for p in bad_warehouse.read("profiles").collect() if p.frequency}
+    assert spend == {2: 75.0}  # u1: orders o1 and o2, three lines of 25.0, one of them on the unlisted item
+
+
+def test_the_quarantine_policy_quarantines_events_on_unlisted_items(spark):
+    strict = CFG.validation.model_copy(update={"unknown_items": {"transactions": "quarantine"}})
+    raw = {"users": frame(spark, "users", GOOD["users"]), "items": frame(spark, "items", GOOD["items"]),
+           "transactions": frame(spark, "transactions", GOOD["transactions"])}
+    reasons = sorted(str(r[REASON]) for r in tag_inputs(raw, strict)["transactions"].collect())
+    assert reasons == ["None", "None", "unknown_item_id"]
+    kept = sorted(str(r[REASON]) for r in tag_inputs(raw, CFG.validation)["transactions"].collect())
+    assert kept == ["None", "None", "None"]
 
 
 def test_quarantine_keeps_the_raw_row(validated):
@@ -204,7 +223,8 @@ def test_fuzzed_transactions_reconcile_and_clean_rows_are_valid(spark, rows):
     for r in tagged:
         if r[REASON] is None:
             assert None not in (r.order_id, r.user_id, r.item_id, r.ts) and r.user_id in ("u1", "u2")
-            assert r.item_id == "i1" and (r.amount is None or 0 <= r.amount <= v.max_amount)
+            # "ghost" is not in the catalogue: kept, as the default policy keeps purchases of unlisted items.
+            assert r.item_id in ("i1", "ghost") and (r.amount is None or 0 <= r.amount <= v.max_amount)
             assert r.quantity is None or 1 <= r.quantity <= v.max_quantity
             assert v.ts_min <= r.ts.replace(tzinfo=dt.timezone.utc) < v.ts_max
     clean = [tuple(r[c] for c in INPUT_TABLES["transactions"].schema.fieldNames()) for r in tagged if r[REASON] is None]

@@ -90,7 +90,9 @@ def price_bands(quantiles: list[float], items: DataFrame) -> Callable[[DataFrame
     def apply(paid: DataFrame) -> DataFrame:
         bounds = items.agg(F.percentile("price", low_q).alias("_low"), F.percentile("price", high_q).alias("_high"))
         medians = paid.groupBy("user_id").agg(F.median("unit_price").alias("median_unit_price"))
-        band = (F.when(F.col("median_unit_price") < F.col("_low"), "low")
+        # A catalogue without prices has no quantiles, and then no band (rather than "high" for everyone).
+        band = (F.when(F.col("_high").isNull(), F.lit(None).cast("string"))
+                .when(F.col("median_unit_price") < F.col("_low"), "low")
                 .when(F.col("median_unit_price") < F.col("_high"), "mid").otherwise("high"))
         return (medians.crossJoin(F.broadcast(bounds)).withColumn("price_band", band)
                 .select("user_id", "median_unit_price", "price_band"))

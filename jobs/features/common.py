@@ -1,10 +1,12 @@
 """Small column helpers shared by the feature functions."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from pyspark.sql import Column
 from pyspark.sql import functions as F
+
+from jobs.clock import add_days
 
 SECONDS_PER_DAY = 86_400.0
 
@@ -14,9 +16,9 @@ def before(as_of: datetime, column: str = "ts") -> Column:
     return F.col(column) < F.lit(as_of)
 
 
-def within_days(as_of: datetime, days: int, column: str = "ts") -> Column:
-    """The window [as_of - days, as_of)."""
-    return (F.col(column) >= F.lit(as_of - timedelta(days=days))) & before(as_of, column)
+def within_days(as_of: datetime, days: int, zone: str, column: str = "ts") -> Column:
+    """The window [as_of - days, as_of), ``days`` counted as local days in ``zone``."""
+    return (F.col(column) >= F.lit(add_days(as_of, -days, zone))) & before(as_of, column)
 
 
 def days_between(as_of: datetime, column: Column) -> Column:

@@ -63,6 +63,7 @@ def build_profiles(cfg: Config, as_of: datetime, updated_at: datetime, present: 
     """
     f = cfg.features
     recent = cfg.tags.active_window_days
+    zone = cfg.time.zone
 
     def apply(clean: dict[str, DataFrame]) -> DataFrame:
         tx, browse, social, items = clean["transactions"], clean["browse"], clean["social"], clean["items"]
@@ -70,17 +71,17 @@ def build_profiles(cfg: Config, as_of: datetime, updated_at: datetime, present: 
         events = all_events(browse, tx, social)
         weighted = interactions(f.affinity_weights, as_of, items)(browse, tx)
         features = [
-            tx.transform(rfm_features(f.rfm_windows, as_of)),
+            tx.transform(rfm_features(f.rfm_windows, as_of, zone)),
             weighted.transform(affinity_features(f.top_k)),
             tx.transform(price_band_features(f.price_band_quantiles, as_of, items)),
             conversion_features(as_of)(browse, tx),
-            events.transform(activity_features(as_of, recent)),
-            events.transform(time_pattern_features(as_of, f.night_hours)),
+            events.transform(activity_features(as_of, recent, zone)),
+            events.transform(time_pattern_features(as_of, f.night_hours, zone)),
             social.transform(social_features(as_of)),
         ]
         if embeddings is not None:
             e = cfg.embedding
-            features += [social.transform(text_vectors(as_of, e.text_half_life_days, e.recent_text_days, embeddings)),
+            features += [social.transform(text_vectors(as_of, e.text_half_life_days, e.recent_text_days, zone, embeddings)),
                          interest_vectors(e.interest_weights, as_of, titles)(browse, tx)]
         return clean["users"].transform(profiles_from_features(cfg, as_of, updated_at, present, features))
     return apply

@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 from jobs.features.common import before, days_between, money_sum, ratio, within_days
 
 
-def rfm_features(windows: list[int], as_of: datetime) -> Callable[[DataFrame], DataFrame]:
+def rfm_features(windows: list[int], as_of: datetime, zone: str) -> Callable[[DataFrame], DataFrame]:
     """Per user: orders and spend in each window, all-time frequency and monetary, recency in days.
 
     Orders are distinct ``order_id``s. Spend is null when none of the user's lines has an
@@ -20,7 +20,7 @@ def rfm_features(windows: list[int], as_of: datetime) -> Callable[[DataFrame], D
         amounts_known = F.count("amount") > 0
         per_window = []
         for w in windows:
-            in_w = within_days(as_of, w)
+            in_w = within_days(as_of, w, zone)
             per_window += [
                 F.count_distinct(F.when(in_w, F.col("order_id"))).alias(f"orders_{w}d"),
                 F.when(amounts_known, money_sum(F.when(in_w, F.col("amount")).otherwise(0.0))).alias(f"spend_{w}d"),

@@ -10,12 +10,13 @@ into profiles (docs/incremental-design.md).
 """
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Callable
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from jobs.clock import iso_weekday, local_day, local_hour, local_midnight_date
 from jobs.features.affinity import interaction_kinds, kind_weight, paid_lines, price_bands
 from jobs.features.common import count_where, days_between, money, money_sum, ratio
 from jobs.features.conversion import FUNNEL_EVENTS, funnel_rates, session_micros, sessionize
@@ -26,10 +27,10 @@ from schemas.state import (BROWSE_DAY_STATE, EVENT_DAY_STATE, INTERACTION_DAY_ST
                            PRICE_DAY_STATE, SOCIAL_DAY_STATE)
 
 
-def order_day_state() -> Callable[[DataFrame], DataFrame]:
+def order_day_state(zone: str) -> Callable[[DataFrame], DataFrame]:
     """transactions -> one ``ORDER_DAY_STATE`` row per (user, dt, day) with lines."""
     def apply(tx: DataFrame) -> DataFrame:
-        return (tx.withColumn("day", F.to_date("ts"))
+        return (tx.withColumn("day", local_day("ts", zone))
                 .groupBy("user_id", "dt", "day")
                 .agg(F.array_sort(F.collect_set("order_id")).alias("order_ids"),
                      F.sum(money(F.col("amount"))).alias("amount_sum"),
@@ -41,11 +42,11 @@ def order_day_state() -> Callable[[DataFrame], DataFrame]:
     return apply
 
 
-def event_day_state() -> Callable[[DataFrame], DataFrame]:
+def event_day_state(zone: str) -> Callable[[DataFrame], DataFrame]:
     """``all_events`` rows -> one ``EVENT_DAY_STATE`` row per (user, source, dt, day)."""
     def apply(events: DataFrame) -> DataFrame:
-        hour = F.hour("ts")
-        return (events.withColumn("day", F.to_date("ts"))
+        hour = local_hour("ts", zone)
+        return (events.withColumn("day", local_day("ts", zone))
                 .groupBy("user_id", "source", "dt", "day")
                 .agg(F.array(*[F.count(F.when(hour == h, 1)) for h in range(24)]).alias("hour_counts"),
                      F.max("ts").alias("last_ts"))
@@ -53,11 +54,11 @@ def event_day_state() -> Callable[[DataFrame], DataFrame]:
     return apply
 
 
-def social_day_state() -> Callable[[DataFrame], DataFrame]:
+def social_day_state(zone: str) -> Callable[[DataFrame], DataFrame]:
     """social -> one ``SOCIAL_DAY_STATE`` row per (user, dt, day)."""
     def apply(social: DataFrame) -> DataFrame:
         rating = F.when(F.col("kind") == "review", F.col("rating"))
-        return (social.withColumn("day", F.to_date("ts"))
+        return (social.withColumn("day", local_day("ts", zone))
                 .groupBy("user_id", "dt", "day")
                 .agg(F.array(*[F.count(F.when(F.col("kind") == k, 1)) for k in SOCIAL_KINDS]).alias("kind_counts"),
                      F.sum(rating).cast("long").alias("rating_sum"),
@@ -66,28 +67,28 @@ def social_day_state() -> Callable[[DataFrame], DataFrame]:
     return apply
 
 
-def interaction_day_state(browse: DataFrame, tx: DataFrame) -> DataFrame:
+def interaction_day_state(browse: DataFrame, tx: DataFrame, zone: str) -> DataFrame:
     """browse and transactions -> one ``INTERACTION_DAY_STATE`` row per (user, source, dt, day, item, kind)."""
-    return (interaction_kinds(browse, tx).withColumn("day", F.to_date("ts"))
+    return (interaction_kinds(browse, tx).withColumn("day", local_day("ts", zone))
             .groupBy("user_id", "source", "dt", "day", "item_id", "kind").agg(F.count("*").alias("events"))
             .select(*INTERACTION_DAY_STATE.fieldNames()))
 
 
-def price_day_state() -> Callable[[DataFrame], DataFrame]:
+def price_day_state(zone: str) -> Callable[[DataFrame], DataFrame]:
     """transactions -> one ``PRICE_DAY_STATE`` row per (user, dt, day, unit price paid), with its lines."""
     def apply(tx: DataFrame) -> DataFrame:
-        return (paid_lines(tx).withColumn("day", F.to_date("ts"))
+        return (paid_lines(tx).withColumn("day", local_day("ts", zone))
                 .groupBy("user_id", "dt", "day", "unit_price")
                 .agg(F.count("*").alias("lines"))
                 .select(*PRICE_DAY_STATE.fieldNames()))
     return apply
 
 
-def browse_day_state() -> Callable[[DataFrame], DataFrame]:
+def browse_day_state(zone: str) -> Callable[[DataFrame], DataFrame]:
     """browse (not yet sessionised) -> one ``BROWSE_DAY_STATE`` row per (user, dt, day, session id or null)."""
     def apply(browse: DataFrame) -> DataFrame:
         unsessionised = F.col("session_id").isNull()
-        return (browse.withColumn("day", F.to_date("ts"))
+        return (browse.withColumn("day", local_day("ts", zone))
                 .groupBy("user_id", "dt", "day", "session_id")
                 .agg(*[count_where(F.col("event_type") == t).alias(f"{t}s") for t in FUNNEL_EVENTS],
                      F.count("*").alias("events"),
@@ -116,25 +117,9 @@ def replace_partitions(fresh: DataFrame, keys: tuple[str, ...] = ("dt",),
     return apply
 
 
-def is_utc_midnight(as_of: datetime) -> bool:
-    return as_of.tzinfo is not None and as_of.astimezone(timezone.utc).timetz() == time(0, tzinfo=timezone.utc)
-
-
-def utc_midnight(as_of: datetime) -> datetime:
-    """``as_of`` in UTC; it must be a UTC midnight, because the state keeps whole days."""
-    if as_of.tzinfo is None:
-        raise ValueError(f"as_of {as_of} has no time zone; the state's days are UTC dates")
-    utc = as_of.astimezone(timezone.utc)
-    if not is_utc_midnight(utc):
-        raise ValueError(f"as_of {as_of} is not a UTC midnight; the state keeps whole days, so windows must "
-                         f"end at a day boundary")
-    return utc
-
-
-def rfm_from_state(windows: list[int], as_of: datetime) -> Callable[[DataFrame], DataFrame]:
-    """``ORDER_DAY_STATE`` -> the columns of ``rfm_features(windows, as_of)``, for a UTC-midnight ``as_of``."""
-    as_of = utc_midnight(as_of)
-    today = as_of.date()
+def rfm_from_state(windows: list[int], as_of: datetime, zone: str) -> Callable[[DataFrame], DataFrame]:
+    """``ORDER_DAY_STATE`` -> the columns of ``rfm_features(windows, as_of, zone)``, for a local-midnight ``as_of``."""
+    today = local_midnight_date(as_of, zone)
 
     def orders(condition) -> F.Column:
         return F.size(F.array_distinct(F.flatten(F.collect_list(F.when(condition, F.col("order_ids")))))).cast("long")
@@ -169,10 +154,9 @@ def _day_events() -> F.Column:
     return F.aggregate("hour_counts", F.lit(0).cast("long"), lambda acc, c: acc + c)
 
 
-def activity_from_state(as_of: datetime, recent_days: int) -> Callable[[DataFrame], DataFrame]:
-    """``EVENT_DAY_STATE`` -> the columns of ``activity_features(as_of, recent_days)``."""
-    as_of = utc_midnight(as_of)
-    today = as_of.date()
+def activity_from_state(as_of: datetime, recent_days: int, zone: str) -> Callable[[DataFrame], DataFrame]:
+    """``EVENT_DAY_STATE`` -> the columns of ``activity_features(as_of, recent_days, zone)``."""
+    today = local_midnight_date(as_of, zone)
 
     def apply(state: DataFrame) -> DataFrame:
         recent = F.col("day") >= F.lit(today - timedelta(days=recent_days))
@@ -184,12 +168,12 @@ def activity_from_state(as_of: datetime, recent_days: int) -> Callable[[DataFram
     return apply
 
 
-def time_patterns_from_state(as_of: datetime, night_hours: list[int]) -> Callable[[DataFrame], DataFrame]:
-    """``EVENT_DAY_STATE`` -> the columns of ``time_pattern_features(as_of, night_hours)``."""
-    today = utc_midnight(as_of).date()
+def time_patterns_from_state(as_of: datetime, night_hours: list[int], zone: str) -> Callable[[DataFrame], DataFrame]:
+    """``EVENT_DAY_STATE`` -> the columns of ``time_pattern_features(as_of, night_hours, zone)``."""
+    today = local_midnight_date(as_of, zone)
 
     def apply(state: DataFrame) -> DataFrame:
-        weekday = (F.dayofweek("day") + 5) % 7 + 1  # Spark: 1 = Sunday; ISO: 1 = Monday
+        weekday = iso_weekday("day")
         counts = (state.filter(F.col("day") < F.lit(today)).groupBy("user_id")
                   .agg(F.sum(_day_events()).alias("_n"),
                        F.array(*_sum_arrays("hour_counts", 24)).alias("_hours"),
@@ -201,9 +185,9 @@ def time_patterns_from_state(as_of: datetime, night_hours: list[int]) -> Callabl
     return apply
 
 
-def social_from_state(as_of: datetime) -> Callable[[DataFrame], DataFrame]:
+def social_from_state(as_of: datetime, zone: str) -> Callable[[DataFrame], DataFrame]:
     """``SOCIAL_DAY_STATE`` -> the columns of ``social_features(as_of)``."""
-    today = utc_midnight(as_of).date()
+    today = local_midnight_date(as_of, zone)
 
     def apply(state: DataFrame) -> DataFrame:
         counts = dict(zip(SOCIAL_KINDS, _sum_arrays("kind_counts", len(SOCIAL_KINDS))))
@@ -214,14 +198,14 @@ def social_from_state(as_of: datetime) -> Callable[[DataFrame], DataFrame]:
     return apply
 
 
-def interactions_from_state(weights: dict[str, float], as_of: datetime, items: DataFrame
+def interactions_from_state(weights: dict[str, float], as_of: datetime, zone: str, items: DataFrame
                             ) -> Callable[[DataFrame], DataFrame]:
     """``INTERACTION_DAY_STATE`` -> per (user, item) weighted interactions, as ``interactions`` gives per event.
 
     ``affinity_features`` sums the weights per category and brand, so the two give the same affinities
     (exactly when the weights are small multiples of a power of two, as the defaults are).
     """
-    today = utc_midnight(as_of).date()
+    today = local_midnight_date(as_of, zone)
 
     def apply(state: DataFrame) -> DataFrame:
         return (state.filter(F.col("day") < F.lit(today))
@@ -232,9 +216,9 @@ def interactions_from_state(weights: dict[str, float], as_of: datetime, items: D
     return apply
 
 
-def price_from_state(quantiles: list[float], as_of: datetime, items: DataFrame) -> Callable[[DataFrame], DataFrame]:
+def price_from_state(quantiles: list[float], as_of: datetime, zone: str, items: DataFrame) -> Callable[[DataFrame], DataFrame]:
     """``PRICE_DAY_STATE`` -> the columns of ``price_band_features``: the median of the same multiset of prices."""
-    today = utc_midnight(as_of).date()
+    today = local_midnight_date(as_of, zone)
 
     def apply(state: DataFrame) -> DataFrame:
         paid = state.filter(F.col("day") < F.lit(today)).select(
@@ -243,13 +227,13 @@ def price_from_state(quantiles: list[float], as_of: datetime, items: DataFrame) 
     return apply
 
 
-def conversion_from_state(as_of: datetime, gap_minutes: int) -> Callable[[DataFrame, DataFrame], DataFrame]:
+def conversion_from_state(as_of: datetime, gap_minutes: int, zone: str) -> Callable[[DataFrame, DataFrame], DataFrame]:
     """(``BROWSE_DAY_STATE``, ``ORDER_DAY_STATE``) -> the columns of ``conversion_features``.
 
     The source's sessions merge across days by their id; unsessionised events are sessionised again
     from their times, so a session that spans midnight or two partitions stays one session.
     """
-    today = utc_midnight(as_of).date()
+    today = local_midnight_date(as_of, zone)
 
     def apply(browse_state: DataFrame, order_state: DataFrame) -> DataFrame:
         past = browse_state.filter(F.col("day") < F.lit(today))

@@ -19,6 +19,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from conf import Config
+from jobs.clock import local_day, local_midnight_date
 from jobs.features.activity import all_events
 from jobs.features.affinity import affinity_features
 from jobs.features.common import days_between
@@ -26,7 +27,7 @@ from jobs.features.profiles import profiles_from_features
 from jobs.features.state import (activity_from_state, browse_day_state, conversion_from_state, event_day_state,
                                  interaction_day_state, interactions_from_state, order_day_state, price_day_state,
                                  price_from_state, replace_partitions, rfm_from_state, social_day_state,
-                                 social_from_state, time_patterns_from_state, utc_midnight)
+                                 social_from_state, time_patterns_from_state)
 from jobs.features.text_vectors import VectorLookup, text_means, weighted_title_means, written_texts
 
 # The value of a state row's ``source`` for each input table (the event-wide families keep it).
@@ -51,17 +52,18 @@ def partition_keys(table: str) -> tuple[str, ...]:
     return ("source", "dt") if len(STATE_SOURCES[table]) > 1 else ("dt",)
 
 
-def day_states(clean: dict[str, DataFrame]) -> dict[str, DataFrame]:
-    """Every state table's rows for the partitions in ``clean`` (clean rows, browse not yet sessionised)."""
+def day_states(clean: dict[str, DataFrame], zone: str) -> dict[str, DataFrame]:
+    """Every state table's rows for the partitions in ``clean`` (clean rows, browse not yet sessionised);
+    a row's ``day`` is its local date in ``zone``."""
     tx, browse, social = clean["transactions"], clean["browse"], clean["social"]
     return {
-        "state_orders": tx.transform(order_day_state()),
-        "state_prices": tx.transform(price_day_state()),
-        "state_browse": browse.transform(browse_day_state()),
-        "state_social": social.transform(social_day_state()),
+        "state_orders": tx.transform(order_day_state(zone)),
+        "state_prices": tx.transform(price_day_state(zone)),
+        "state_browse": browse.transform(browse_day_state(zone)),
+        "state_social": social.transform(social_day_state(zone)),
         "state_texts": written_texts(social),
-        "state_events": all_events(browse, tx, social).transform(event_day_state()),
-        "state_interactions": interaction_day_state(browse, tx),
+        "state_events": all_events(browse, tx, social).transform(event_day_state(zone)),
+        "state_interactions": interaction_day_state(browse, tx, zone),
     }
 
 
@@ -147,33 +149,33 @@ def recency(as_of: datetime, column: str, since: str) -> Callable[[DataFrame], D
 def feature_families(cfg: Config, as_of: datetime, items: DataFrame, embeddings: DataFrame | None = None,
                      titles: VectorLookup | None = None) -> list[Family]:
     """Every family of profile columns, each folded from its state tables as of ``as_of``."""
-    f, e = cfg.features, cfg.embedding
+    f, e, zone = cfg.features, cfg.embedding, cfg.time.zone
     recent = cfg.tags.active_window_days
 
     def weighted(state: dict[str, DataFrame], weights: dict[str, float]) -> DataFrame:
-        return state["state_interactions"].transform(interactions_from_state(weights, as_of, items))
+        return state["state_interactions"].transform(interactions_from_state(weights, as_of, zone, items))
 
     families = [
-        Family("rfm", ("state_orders",), lambda s: s["state_orders"].transform(rfm_from_state(f.rfm_windows, as_of)),
+        Family("rfm", ("state_orders",), lambda s: s["state_orders"].transform(rfm_from_state(f.rfm_windows, as_of, zone)),
                tuple(f.rfm_windows), slide=recency(as_of, "recency_days", "last_order_ts")),
         Family("affinity", ("state_interactions",),
                lambda s: weighted(s, f.affinity_weights).transform(affinity_features(f.top_k)),
                item_columns=("category", "brand")),
         Family("price", ("state_prices",),
-               lambda s: s["state_prices"].transform(price_from_state(f.price_band_quantiles, as_of, items)),
+               lambda s: s["state_prices"].transform(price_from_state(f.price_band_quantiles, as_of, zone, items)),
                catalogue_columns=("price",)),
         Family("conversion", ("state_browse", "state_orders"),
-               lambda s: conversion_from_state(as_of, f.session_gap_minutes)(s["state_browse"], s["state_orders"])),
-        Family("activity", ("state_events",), lambda s: s["state_events"].transform(activity_from_state(as_of, recent)),
+               lambda s: conversion_from_state(as_of, f.session_gap_minutes, zone)(s["state_browse"], s["state_orders"])),
+        Family("activity", ("state_events",), lambda s: s["state_events"].transform(activity_from_state(as_of, recent, zone)),
                (recent,), slide=recency(as_of, "days_since_last_event", "last_event_ts")),
         Family("time_patterns", ("state_events",),
-               lambda s: s["state_events"].transform(time_patterns_from_state(as_of, f.night_hours))),
-        Family("social", ("state_social",), lambda s: s["state_social"].transform(social_from_state(as_of))),
+               lambda s: s["state_events"].transform(time_patterns_from_state(as_of, f.night_hours, zone))),
+        Family("social", ("state_social",), lambda s: s["state_social"].transform(social_from_state(as_of, zone))),
     ]
     if embeddings is not None:
         families += [
             Family("text", ("state_texts",), lambda s: s["state_texts"].transform(
-                text_means(as_of, e.text_half_life_days, e.recent_text_days, embeddings)), (e.recent_text_days,)),
+                text_means(as_of, e.text_half_life_days, e.recent_text_days, zone, embeddings)), (e.recent_text_days,)),
             Family("interest", ("state_interactions",),
                    lambda s: weighted(s, e.interest_weights).transform(weighted_title_means(titles)),
                    item_columns=("title",)),
@@ -182,11 +184,12 @@ def feature_families(cfg: Config, as_of: datetime, items: DataFrame, embeddings:
 
 
 def fold_key(cfg: Config, present: set[str]) -> str:
-    """What profile columns are folded with: the feature, embedding and tag settings, and the tables present.
+    """What profile columns are folded with: the time zone, the feature, embedding and tag settings, and the
+    tables present.
 
     A step keeps an untouched user's columns only from profiles folded with the same key.
     """
-    settings = {"features": cfg.features.model_dump(mode="json"), "embedding": cfg.embedding.model_dump(mode="json"),
+    settings = {"time": cfg.time.model_dump(mode="json"), "features": cfg.features.model_dump(mode="json"), "embedding": cfg.embedding.model_dump(mode="json"),
                 "tags": cfg.tags.model_dump(mode="json"), "present": sorted(present)}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -202,12 +205,12 @@ def profiles_from_state(cfg: Config, as_of: datetime, updated_at: datetime, pres
     return apply
 
 
-def crossing_rows(family: Family, was: datetime, now: datetime) -> Callable[[DataFrame], DataFrame]:
-    """A state table -> its rows whose day as_of moved past, or past by one of the family's windows."""
-    low, high = sorted((utc_midnight(was).date(), utc_midnight(now).date()))
+def crossing_rows(family: Family, was: datetime, now: datetime, zone: str) -> Callable[[DataFrame], DataFrame]:
+    """A state table -> its rows whose (local) day as_of moved past, or past by one of the family's windows."""
+    low, high = sorted((local_midnight_date(was, zone), local_midnight_date(now, zone)))
 
     def apply(state: DataFrame) -> DataFrame:
-        day = F.col("day") if "day" in state.columns else F.to_date("ts")
+        day = F.col("day") if "day" in state.columns else local_day("ts", zone)
         edges = [(day >= F.lit(low - timedelta(days=w))) & (day < F.lit(high - timedelta(days=w)))
                  for w in (0, *family.windows)]
         return state.filter(reduce(or_, edges))
@@ -215,7 +218,7 @@ def crossing_rows(family: Family, was: datetime, now: datetime) -> Callable[[Dat
 
 
 def touched_users(family: Family, state: dict[str, DataFrame], before: dict[str, DataFrame],
-                  rewritten: dict[str, list[date]], was: datetime, now: datetime,
+                  rewritten: dict[str, list[date]], was: datetime, now: datetime, zone: str,
                   catalogue: CatalogueChange | None = None) -> DataFrame:
     """user_id of every user whose ``family`` columns may differ from their profile as of ``was``.
 
@@ -231,7 +234,7 @@ def touched_users(family: Family, state: dict[str, DataFrame], before: dict[str,
     for table in family.tables:
         in_rewritten = F.col("dt").isin(rewritten.get(table, []))
         found += [state[table].filter(in_rewritten), before[table].filter(in_rewritten),
-                  state[table].transform(crossing_rows(family, was, now))]
+                  state[table].transform(crossing_rows(family, was, now, zone))]
         if items is not None:
             found.append(state[table].join(items, "item_id", "left_semi"))
         if everyone:

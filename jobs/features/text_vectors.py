@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Callable, Iterator
 
 import numpy as np
@@ -12,7 +12,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from jobs.features.affinity import interaction_kinds, kind_weight
-from jobs.features.common import SECONDS_PER_DAY, before
+from jobs.features.common import SECONDS_PER_DAY, before, within_days
 
 TEXT_KINDS = ("review", "comment")
 
@@ -136,20 +136,20 @@ def _sum_per_user(name: str, lookup: VectorLookup):
     return apply
 
 
-def text_vectors(as_of: datetime, half_life_days: float, recent_days: int,
+def text_vectors(as_of: datetime, half_life_days: float, recent_days: int, zone: str,
                  embeddings: DataFrame) -> Callable[[DataFrame], DataFrame]:
     """Per user, from their reviews and comments before ``as_of``, in one pass over the texts:
 
     - ``text_vector``: the recency-weighted mean embedding; a text written ``a`` days before ``as_of``
       weighs 0.5 ** (a / half_life_days);
-    - ``recent_text_vector``: the plain mean embedding of the last ``recent_days`` days, null when
+    - ``recent_text_vector``: the plain mean embedding of the last ``recent_days`` local days, null when
       there are none. It is kept beside the long-memory vector because a fresh signal (a comment
       saying the user is about to buy) is one text among many there; here it is one among a few.
 
     ``embeddings`` has text_sha256 and embedding. Users with no embedded text get no row.
     """
     def apply(social: DataFrame) -> DataFrame:
-        return written_texts(social).transform(text_means(as_of, half_life_days, recent_days, embeddings))
+        return written_texts(social).transform(text_means(as_of, half_life_days, recent_days, zone, embeddings))
     return apply
 
 
@@ -159,14 +159,13 @@ def written_texts(social: DataFrame) -> DataFrame:
             .filter(F.col("text_sha256").isNotNull()).select("user_id", "dt", "ts", "text_sha256"))
 
 
-def text_means(as_of: datetime, half_life_days: float, recent_days: int,
+def text_means(as_of: datetime, half_life_days: float, recent_days: int, zone: str,
                embeddings: DataFrame) -> Callable[[DataFrame], DataFrame]:
     """``written_texts`` rows -> user_id, text_vector, recent_text_vector (see ``text_vectors``)."""
-    since = F.lit(as_of - timedelta(days=recent_days))
 
     def apply(written: DataFrame) -> DataFrame:
         return (written.filter(before(as_of)).join(embeddings, "text_sha256")
-                .select("user_id", "ts", "text_sha256", (F.col("ts") >= since).alias("recent"), "embedding")
+                .select("user_id", "ts", "text_sha256", within_days(as_of, recent_days, zone).alias("recent"), "embedding")
                 .repartition("user_id").mapInPandas(_text_means(half_life_days), TEXT_VECTORS_SCHEMA))
     return apply
 

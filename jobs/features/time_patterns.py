@@ -1,4 +1,4 @@
-"""When a user is active: hour-of-day and weekday histograms (UTC) and their summaries."""
+"""When a user is active: hour-of-day and weekday histograms (local time) and their summaries."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -7,17 +7,17 @@ from typing import Callable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from jobs.clock import iso_weekday, local_day, local_hour
 from jobs.features.common import before, count_where
 
 
-def time_pattern_features(as_of: datetime, night_hours: list[int]) -> Callable[[DataFrame], DataFrame]:
+def time_pattern_features(as_of: datetime, night_hours: list[int], zone: str) -> Callable[[DataFrame], DataFrame]:
     """Per user: share of events in each hour (24) and ISO weekday (7, Monday first), peaks, weekend and night shares.
 
     Peaks take the earliest hour / weekday on ties.
     """
     def apply(events: DataFrame) -> DataFrame:
-        hour = F.hour("ts")
-        weekday = (F.dayofweek("ts") + 5) % 7 + 1  # Spark: 1 = Sunday; ISO: 1 = Monday
+        hour, weekday = local_hour("ts", zone), iso_weekday(local_day("ts", zone))
         counts = (events.filter(before(as_of)).groupBy("user_id")
                   .agg(F.count("*").alias("_n"),
                        F.array(*[count_where(hour == h) for h in range(24)]).alias("_hours"),

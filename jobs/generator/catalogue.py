@@ -35,4 +35,5 @@ def generate_items(spark: SparkSession, n_items: int, seed: int) -> DataFrame:
                         noun, F.format_string("M%d", k))
     return ids.select(
         item_id(cat, k).alias("item_id"), title.alias("title"), pick([c.name for c in CATEGORIES], cat).alias("category"),
-        brand.alias("brand"), F.round(price, 2).alias("price"), noun.alias("_noun"))
+        brand.alias("brand"), F.round(price, 2).alias("price"), F.lit(None).cast("string").alias("description"),
+        F.lit(None).cast("string").alias("image_path"), noun.alias("_noun"))

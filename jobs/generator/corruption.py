@@ -19,7 +19,6 @@ def corruptions() -> dict[str, dict[str, dict[str, Column]]]:
         "transactions": {
             "null_user_id": {"user_id": F.lit(None).cast("string")},
             "unknown_user_id": {"user_id": F.lit("U-ghost")},
-            "unknown_item_id": {"item_id": F.lit("I-ghost")},
             "negative_amount": {"amount": -F.col("amount") - 1},
             "absurd_amount": {"amount": F.col("amount") * 1e6 + 1e6},
             "bad_quantity": {"quantity": F.lit(0)},

@@ -8,6 +8,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from conf import GeneratorConf
+from jobs.clock import local_day
 from jobs.generator.behaviour import (browse_rows, events, follow_rows, intent_rows, interaction_rows, review_rows,
                                       sessions, transaction_rows)
 from jobs.generator.catalogue import generate_items
@@ -46,8 +47,11 @@ def ground_truth(users: DataFrame, tx: DataFrame, browse: DataFrame, social: Dat
                     F.coalesce("cats", F.array().cast("array<string>")).alias("categories_after_cutoff")))
 
 
-def generate_tables(spark: SparkSession, cfg: GeneratorConf) -> GeneratedTables:
-    """All five input tables (with injected bad rows) and the hidden ground truth."""
+def generate_tables(spark: SparkSession, cfg: GeneratorConf, zone: str = "UTC") -> GeneratedTables:
+    """All five input tables (with injected bad rows) and the hidden ground truth.
+
+    The simulated platform lives in UTC; the event tables are partitioned by the local date in ``zone``.
+    """
     seed, start = cfg.seed, cfg.start_date
     end_ts = F.lit(start + timedelta(days=cfg.days)).cast("timestamp")
     cutoff_ts = start + timedelta(days=min(cfg.cutoff_day, cfg.days))
@@ -65,6 +69,8 @@ def generate_tables(spark: SparkSession, cfg: GeneratorConf) -> GeneratedTables:
 
     def finish(table: str, df: DataFrame, key: list[str]) -> DataFrame:
         columns = INPUT_TABLES[table].schema.fieldNames()
+        if "dt" in columns:
+            df = df.withColumn("dt", local_day("ts", zone))
         return df.select(*columns).transform(with_bad_rows(table, cfg.bad_row_share, seed, key))
 
     share = cfg.bad_row_share

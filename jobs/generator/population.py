@@ -41,6 +41,7 @@ def generate_users(spark: SparkSession, n_users: int, days: int, cutoff_day: int
         F.format_string("User %07d", "id").alias("name"),
         F.format_string("+86-139-%08d", "id").alias("phone"),
         F.format_string("user%07d@example.com", "id").alias("email"),
+        F.lit(None).cast("int").alias("age"),  # the generated platform records birth years, not ages
         "archetype", "pref_categories", "price_preference", "sessions_per_day", "events_per_session", "cart_prob",
         "buy_prob", "peak_hour", "review_prob", "positive_prob", "brand_loyal",
         F.coalesce(signup_day, F.lit(0)).alias("first_day"),

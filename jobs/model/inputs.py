@@ -7,11 +7,13 @@ the scoring stage feeds to the trained model, so training and scoring cannot dri
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Callable
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+
+from jobs.clock import add_days
 
 EVENT_TABLES = ("transactions", "browse", "social")
 TEXT_DIM = 384
@@ -111,14 +113,14 @@ def category_vocabulary(tx: DataFrame, items: DataFrame, limit: int) -> tuple[st
     return tuple(r["category"] for r in counts)
 
 
-def horizon_labels(cutoff: datetime, horizon_days: int, categories: tuple[str, ...],
+def horizon_labels(cutoff: datetime, horizon_days: int, zone: str, categories: tuple[str, ...],
                    tier_quantiles: list[float]) -> Callable[[dict[str, DataFrame]], DataFrame]:
     """Per user: bought, churned (no activity at all), multi-hot categories bought, spend and its tier in [T, T+H).
 
     Spend tiers: 0 no purchase, then 1/2/3 by the buyers' spend quantiles (1 for every buyer when the
     source has no amounts).
     """
-    end = cutoff + timedelta(days=horizon_days)
+    end = add_days(cutoff, horizon_days, zone)  # local days
 
     def in_horizon(df: DataFrame) -> DataFrame:
         return df.filter((F.col("ts") >= F.lit(cutoff)) & (F.col("ts") < F.lit(end)))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
@@ -16,6 +16,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from conf import Config
+from jobs.clock import add_days
 from jobs.features.profiles import build_profiles
 from jobs.features.text_vectors import VectorLookup
 from jobs.model.evaluate import METHODS, held_out, metrics, mllib_scores, rfm_rule_scores
@@ -59,13 +60,13 @@ def snapshot_stage(cfg: Config, wh: Warehouse, clean: dict[str, DataFrame], as_o
                    ) -> Snapshot:
     """Write the point-in-time training snapshot: features before T, labels from [T, T + horizon)."""
     m = cfg.model
-    cutoff = as_of - timedelta(days=m.horizon_days)
+    cutoff = add_days(as_of, -m.horizon_days, cfg.time.zone)
     past = point_in_time(cutoff)(clean)
     spec = InputSpec(tuple(cfg.features.rfm_windows),
                      category_vocabulary(past["transactions"], past["items"], MAX_CATEGORIES),
                      cfg.tags.active_window_days)
     at_cutoff = build_profiles(cfg, cutoff, updated_at, present, embeddings, titles)(past).localCheckpoint(eager=True)
-    labels = horizon_labels(cutoff, m.horizon_days, spec.categories, m.spend_tier_quantiles)(past | {
+    labels = horizon_labels(cutoff, m.horizon_days, cfg.time.zone, spec.categories, m.spend_tier_quantiles)(past | {
         t: clean[t] for t in ("transactions", "browse", "social")})
     rows = (at_cutoff.transform(model_inputs(spec)).join(labels, "user_id")
             .withColumn("holdout", holdout_flag(m.holdout_share, m.seed))

@@ -39,8 +39,14 @@ def null_checks(schema: StructType) -> list[Check]:
 
 def _in_range(cfg: ValidationConf) -> Check:
     lo, hi = cfg.ts_min, cfg.ts_max
-    return Check("ts_out_of_range", "ts", f"have a timestamp outside [{lo:%Y-%m-%d %H:%M}, {hi:%Y-%m-%d %H:%M}) UTC",
+    return Check("ts_out_of_range", "ts", f"have a timestamp outside [{_shown(lo)}, {_shown(hi)})",
                  lambda: (F.col("ts") < F.lit(lo)) | (F.col("ts") >= F.lit(hi)))
+
+
+def _shown(at) -> str:
+    """A bound as it was configured: local time with its zone's name, or with its UTC offset."""
+    name = getattr(at.tzinfo, "key", None) or at.strftime("%z") or "UTC"
+    return f"{at:%Y-%m-%d %H:%M} {name}"
 
 
 def _known(flag: str, column: str, table: str) -> Check:
@@ -65,11 +71,25 @@ KEY_CONFLICTS = {
 DUPLICATE_ROW = Check("duplicate_row", "*", "are exact duplicates of an earlier row", lambda: F.col(DUPLICATE))
 
 
+def quarantines_unknown_items(table: str, cfg: ValidationConf) -> bool:
+    """The table's referential policy: quarantine rows on items not in the catalogue, or keep them."""
+    return cfg.unknown_items.get(table, "quarantine") == "quarantine"
+
+
+def unknown_item(table: str, cfg: ValidationConf) -> Column:
+    """A row kept although its item_id is not in the clean catalogue (its item attributes will be null)."""
+    if quarantines_unknown_items(table, cfg):
+        return F.lit(False)
+    return F.col("item_id").isNotNull() & ~F.col(ITEM_KNOWN)
+
+
 def table_checks(table: str, cfg: ValidationConf) -> list[Check]:
     """The ordered checks for one input table."""
     schema = INPUT_TABLES[table].schema
     nulls = null_checks(schema)
-    references = [_known(USER_KNOWN, "user_id", "users"), _known(ITEM_KNOWN, "item_id", "items")]
+    references = [_known(USER_KNOWN, "user_id", "users")]
+    if quarantines_unknown_items(table, cfg):
+        references.append(_known(ITEM_KNOWN, "item_id", "items"))
     if table == "users":
         specific = []
     elif table == "items":
@@ -106,6 +126,11 @@ def describe(table: str, reason: str, cfg: ValidationConf) -> tuple[str, str]:
     for check in table_checks(table, cfg) + ([KEY_CONFLICTS[table]] if table in KEY_CONFLICTS else []):
         if check.reason == reason:
             return check.column, check.description
+    return parse_failure(reason)
+
+
+def parse_failure(reason: str) -> tuple[str, str]:
+    """(column, description) of a reason given while reading a source (a mapping's, or an adapter's)."""
     if reason.startswith("unparseable_"):
         column = reason.removeprefix("unparseable_")
         return column, f"have a {column} that cannot be parsed"

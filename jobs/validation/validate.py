@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 from conf import ValidationConf
 from jobs.privacy import redacted_struct
 from jobs.validation.checks import (DUPLICATE, ITEM_KNOWN, KEY_CONFLICTS, KEY_DUPLICATE, USER_KNOWN, describe,
-                                    table_checks)
+                                    table_checks, unknown_item)
 from schemas import INPUT_TABLES
 
 REASON = "_reason"
@@ -110,13 +110,28 @@ def tag_inputs(raw: dict[str, DataFrame], cfg: ValidationConf) -> dict[str, Data
     return tagged
 
 
+def reason_counts(tagged: dict[str, DataFrame], cfg: ValidationConf) -> dict[str, dict[tuple[str | None, bool], int]]:
+    """Per table, rows by (reason or None, kept although its item is not in the catalogue): one pass each."""
+    counts = {}
+    for table, df in tagged.items():
+        unknown = unknown_item(table, cfg) if "item_id" in df.columns else F.lit(False)
+        rows = df.groupBy(REASON, (F.col(REASON).isNull() & unknown).alias("_unknown")).count().collect()
+        counts[table] = {(r[REASON], r["_unknown"]): r["count"] for r in rows}
+    return counts
+
+
 @dataclass
 class ValidationReport:
-    """Row counts per table: in, clean, and quarantined by reason. ``in == clean + quarantined``."""
+    """Row counts per table: in, clean, and quarantined by reason. ``in == clean + quarantined``.
+
+    ``unknown_items`` counts clean rows (already in ``rows_clean``) whose item_id is not in the catalogue,
+    kept by the table's referential policy (``validation.unknown_items``).
+    """
 
     rows_in: dict[str, int] = field(default_factory=dict)
     rows_clean: dict[str, int] = field(default_factory=dict)
     by_reason: dict[str, dict[str, int]] = field(default_factory=dict)
+    unknown_items: dict[str, int] = field(default_factory=dict)
 
     @property
     def rows_quarantined(self) -> dict[str, int]:
@@ -126,14 +141,26 @@ class ValidationReport:
         return all(self.rows_in[t] == self.rows_clean[t] + self.rows_quarantined.get(t, 0) for t in self.rows_in)
 
     @classmethod
-    def from_counts(cls, counts: dict[str, dict[str | None, int]]) -> "ValidationReport":
-        """From per-table ``{reason or None: rows}`` counts."""
+    def from_counts(cls, counts: dict[str, dict[tuple[str | None, bool], int]]) -> "ValidationReport":
+        """From per-table ``{(reason or None, unknown item kept): rows}`` counts (``reason_counts``)."""
         report = cls()
         for table, by in counts.items():
-            report.rows_in[table] = sum(by.values())
-            report.rows_clean[table] = by.get(None, 0)
-            report.by_reason[table] = {r: n for r, n in sorted(by.items(), key=lambda kv: str(kv[0])) if r is not None}
+            by_reason: dict[str | None, int] = {}
+            for (reason, _), n in by.items():
+                by_reason[reason] = by_reason.get(reason, 0) + n
+            report.rows_in[table] = sum(by_reason.values())
+            report.rows_clean[table] = by_reason.get(None, 0)
+            report.by_reason[table] = {r: n for r, n in sorted(by_reason.items(), key=lambda kv: str(kv[0]))
+                                       if r is not None}
+            unknown = sum(n for (_, kept_unknown), n in by.items() if kept_unknown)
+            if unknown:
+                report.unknown_items[table] = unknown
         return report
+
+
+def unknown_items_message(table: str, rows: int, total: int) -> str:
+    return (f"{table}: {rows:,} of {total:,} rows reference an item_id that is not in items (column item_id); "
+            f"kept with null item attributes (validation.unknown_items.{table}: keep)")
 
 
 def quarantine_message(table: str, reason: str, rows: int, total: int, cfg: ValidationConf) -> str:

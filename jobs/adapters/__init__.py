@@ -1,1 +1,0 @@
-"""Adapters that map real public datasets into Portrait's input schemas."""
