@@ -61,7 +61,7 @@ def test_plans_find_new_days_and_late_data_by_files_not_dates(spark, warehouse):
 
 
 def test_unpartitioned_inputs_are_one_partition_with_a_null_dt(spark, warehouse):
-    users = spark.createDataFrame([("u1", None, None, None, None, None, None, None)], warehouse.spec("users").schema)
+    users = spark.createDataFrame([("u1", None, None, None, None, None, None, None, None)], warehouse.spec("users").schema)
     warehouse.merge("users", users)
     plan = plan_step(warehouse, APP, ["users"])
     assert _pending(plan) == [("users", None, "new")]
@@ -79,7 +79,7 @@ def test_a_step_is_written_to_a_table_at_most_once(spark, warehouse):
     assert already_committed(warehouse, "transactions", plan)
     with pytest.raises(ConcurrentCommit, match="transactions: portrait-profiles step 1 is already committed"):
         warehouse.append("transactions", rows, txn=plan.txn)
-    users = spark.createDataFrame([("u1", None, None, None, None, None, None, None)], warehouse.spec("users").schema)
+    users = spark.createDataFrame([("u1", None, None, None, None, None, None, None, None)], warehouse.spec("users").schema)
     warehouse.merge("users", users, txn=AppTxn(APP, 1))
     with pytest.raises(ConcurrentCommit, match="users: portrait-profiles step 1 is already committed"):
         warehouse.merge("users", users, txn=AppTxn(APP, 1))

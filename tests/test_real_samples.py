@@ -178,7 +178,7 @@ def test_taobao_truncated_and_malformed_lines_are_quarantined(spark, shared_data
 
 # ---------------------------------------------------------------- H&M (Swedish days; an incomplete catalogue)
 
-HM_START, HM_STEP = dt.date(2020, 3, 1), dt.date(2020, 6, 8)
+HM_START, HM_STEP = dt.date(2020, 5, 1), dt.date(2020, 6, 8)
 
 
 @pytest.fixture(scope="module")
@@ -237,7 +237,7 @@ def test_hm_customers_carry_their_age_and_articles_their_photo(hm):
 
 # ---------------------------------------------------------------- UCI Online Retail (UK time)
 
-OR_START, OR_STEP = dt.date(2011, 9, 1), dt.date(2011, 11, 25)
+OR_START, OR_STEP = dt.date(2011, 11, 1), dt.date(2011, 11, 25)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from deltalake import DeltaTable
 
 from jobs.storage import SchemaMismatch, TableNotFound
 from schemas.events import TRANSACTIONS
+from tests.helpers import padded
 
 UTC = dt.timezone.utc
 
@@ -33,7 +34,7 @@ def test_overwrite_then_read_back_identically_through_spark(spark, warehouse):
 
 def test_tables_are_reader1_writer2_without_deletion_vectors(spark, warehouse):
     warehouse.overwrite("transactions", tx_df(spark, ("o1", "u1", 1.0, 1)))
-    warehouse.merge("users", spark.createDataFrame([("u1", None, None, None, None, None, None, None)],
+    warehouse.merge("users", spark.createDataFrame([("u1", None, None, None, None, None, None, None, None)],
                                                    warehouse.spec("users").schema))
     for name in ("transactions", "users"):
         table = DeltaTable(warehouse.path(name))
@@ -71,10 +72,10 @@ def test_partition_overwrite_replaces_only_named_partitions(spark, warehouse):
 
 def test_merge_updates_matches_and_inserts_new_keys(spark, warehouse):
     schema = warehouse.spec("users").schema
-    warehouse.merge("users", spark.createDataFrame(
-        [("u1", None, "f", 1990, "Paris", None, None, None), ("u2", None, "m", 1980, "Lyon", None, None, None)], schema))
-    warehouse.merge("users", spark.createDataFrame(
-        [("u2", None, "m", 1980, "Nice", None, None, None), ("u3", None, None, None, "Rome", None, None, None)], schema))
+    warehouse.merge("users", padded(
+        spark, [("u1", None, "f", 1990, "Paris"), ("u2", None, "m", 1980, "Lyon")], schema))
+    warehouse.merge("users", padded(
+        spark, [("u2", None, "m", 1980, "Nice"), ("u3", None, None, None, "Rome")], schema))
     rows = sorted((r.user_id, r.city) for r in warehouse.read("users").collect())
     assert rows == [("u1", "Paris"), ("u2", "Nice"), ("u3", "Rome")]
 

@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 
 from conf import CONF_DIR, Config
 from jobs.full import open_warehouse
-from jobs.mapping.sources import parse_source, parsed_rows, read_source, source_files
+from jobs.mapping.sources import CORRUPT, parse_source, parsed_rows, read_source, source_files
 from jobs.mapping.spec import Mapping, load_mapping
 from jobs.mapping.tables import build_tables
 from jobs.privacy import privacy_key
@@ -78,8 +78,13 @@ def parse_sources(spark: SparkSession, spec: Mapping, root: Path, zone: str, key
     """Each source read and parsed (cached: read once), and its unparseable rows as quarantine rows."""
     parsed, failures = {}, []
     for name, source in spec.sources.items():
-        df = read_source(spark, source, source_files(root, source, name)).transform(
-            parse_source(source, zone, key)).cache()
+        raw = read_source(spark, source, source_files(root, source, name))
+        for column in source.columns:
+            if column not in raw.columns:
+                raise spec.error(("sources", name, "columns", column),
+                                 f"sources.{name}.columns.{column}: the source has no such column "
+                                 f"(it has: {', '.join(c for c in raw.columns if c != CORRUPT)})")
+        df = raw.transform(parse_source(source, zone, key)).cache()
         counts = {r[PARSE_ERROR]: r["count"] for r in df.groupBy(PARSE_ERROR).count().collect()}
         total = rec.rows_in[f"source:{name}"] = sum(counts.values())
         rec.rows_quarantined[f"source:{name}"] = total - counts.get(None, 0)
