@@ -66,6 +66,8 @@ def multitask_loss(outputs, bought: torch.Tensor, churned: torch.Tensor, categor
     loss = F.binary_cross_entropy_with_logits(propensity, bought) + F.binary_cross_entropy_with_logits(churn, churned)
     if categories.shape[1]:
         loss = loss + F.binary_cross_entropy_with_logits(category, categories)
+    else:  # a source without categories: the head's placeholder output stays in the graph, as DDP requires
+        loss = loss + 0.0 * category.sum()
     return loss + 0.5 * F.cross_entropy(spend, tier)
 
 

@@ -59,8 +59,9 @@ def with_model_scores(predictions: DataFrame, categories: tuple[str, ...], top_k
     def apply(profiles: DataFrame) -> DataFrame:
         scored = predictions.select(
             "user_id", "user_embedding", "purchase_propensity", "churn_risk",
-            F.slice(F.sort_array(F.arrays_zip(F.col("category_probs").alias("score"), names.alias("name")),
-                                 asc=False), 1, top_k).alias("_top"),
+            # Without categories the head keeps one placeholder output, which names no category.
+            F.slice(F.sort_array(F.filter(F.arrays_zip(F.col("category_probs").alias("score"), names.alias("name")),
+                                          lambda s: s["name"].isNotNull()), asc=False), 1, top_k).alias("_top"),
             F.element_at(tiers, F.col("spend_tier_index") + 1).alias("spend_tier"))
         scored = scored.withColumn("category_affinity", F.transform(
             "_top", lambda s: F.struct(s["name"].alias("name"), s["score"].alias("score")))).drop("_top")

@@ -63,7 +63,8 @@ def read_shard(files: tuple[str, ...], rank: int, world: int) -> pa.Table:
 
 def _matrix(column: pa.ChunkedArray, width: int) -> np.ndarray:
     flat = pa.concat_arrays([c.flatten() for c in column.chunks]) if column.num_chunks else pa.array([], pa.float32())
-    return flat.to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, width)
+    # Rows from the column's length: a source without categories has width 0, where -1 cannot be inferred.
+    return flat.to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(column), width)
 
 
 def shard_tensors(table: pa.Table, shape: NetworkShape) -> dict[str, torch.Tensor]:
