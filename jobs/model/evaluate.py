@@ -118,7 +118,8 @@ def held_out(truth: DataFrame, scores: DataFrame, n_categories: int) -> HeldOut:
     """Collect held-out truth joined with one method's scores (user_id, propensity, churn, category_scores)."""
     rows = truth.join(scores, "user_id").orderBy("user_id").collect()
     width = max(n_categories, 0)
-    matrix = lambda key: np.array([r[key] for r in rows], dtype=np.float64).reshape(len(rows), width)  # noqa: E731
+    # The network's category head keeps one placeholder output when there are no categories: cut to the width.
+    matrix = lambda key: np.array([r[key][:width] for r in rows], dtype=np.float64).reshape(len(rows), width)  # noqa: E731
     return HeldOut(
         bought=np.array([r["bought"] for r in rows], dtype=np.float64),
         churned=np.array([r["churned"] for r in rows], dtype=np.float64),
