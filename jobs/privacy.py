@@ -85,6 +85,13 @@ def pseudonymize(columns: list[str], key: PseudonymKey) -> Callable[[DataFrame],
     return apply
 
 
+def row_json(columns: list[str], ids: set[str], key: PseudonymKey | None) -> Column:
+    """A row as JSON for quarantine (an output table): the ``ids`` columns as pseudonyms when there is a key."""
+    shown = [hmac_column(F.col(c).cast("string"), key).alias(c) if key is not None and c in ids else F.col(c)
+             for c in columns]
+    return F.to_json(F.struct(*shown), {"ignoreNullFields": "false"})
+
+
 def redacted_struct(columns: list[str], pii: list[str]) -> Column:
     """The row as a struct for quarantine's raw JSON, with PII columns redacted."""
     return F.struct(*[F.when(F.col(c).isNotNull(), F.lit(REDACTED)).alias(c) if c in pii else F.col(c)

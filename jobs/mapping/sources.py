@@ -10,7 +10,7 @@ from pyspark.sql.types import DataType, StringType, StructField, StructType
 
 from jobs.clock import instant_from_local
 from jobs.mapping.spec import Source, SourceColumn
-from jobs.privacy import PseudonymKey, hmac_column
+from jobs.privacy import PseudonymKey, row_json
 from jobs.validation.validate import PARSE_ERROR, RAW_JSON
 
 CORRUPT = "_corrupt_record"
@@ -124,12 +124,10 @@ def parse_source(source: Source, zone: str, key: PseudonymKey | None) -> callabl
         fields = [c for c in raw.columns if c != CORRUPT]
         types = {f.name: f.dataType for f in raw.schema.fields}
         ids = {c for c, spec in source.columns.items() if spec.user_id}
-        shown = [hmac_column(F.col(c).cast("string"), key).alias(c) if key is not None and c in ids else F.col(c)
-                 for c in fields]
         malformed = F.to_json(F.struct(F.sha2(F.col(CORRUPT), 256).alias("malformed_line_sha256"),
                                        F.length(CORRUPT).alias("length")))
         kept = F.when(F.col(CORRUPT).isNotNull(), malformed if key is not None else F.col(CORRUPT))
-        out = raw.withColumn(RAW_JSON, F.coalesce(kept, F.to_json(F.struct(*shown), {"ignoreNullFields": "false"})))
+        out = raw.withColumn(RAW_JSON, F.coalesce(kept, row_json(fields, ids, key)))
         parsed = {c: column_parser(c, spec, types[c], spec.zone or zone) for c, spec in source.columns.items()}
         failures = [F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed_row"))] + [
             F.when(F.col(f"_parsed_{c}").isNull() & _given(c, source.columns[c]), F.lit(f"unparseable_{c}"))

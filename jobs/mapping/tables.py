@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 
 from jobs.clock import local_day
 from jobs.mapping.spec import Mapping, TableMapping
-from jobs.privacy import PseudonymKey, hmac_column
+from jobs.privacy import PseudonymKey, row_json
 from jobs.validation.validate import RAW_JSON, REASON, quarantine_rows
 from schemas import INPUT_TABLES
 
@@ -22,7 +22,7 @@ def _escaped(sql: str) -> str:
     return sql.replace("{", "{{").replace("}", "}}")
 
 
-def from_rows(spark: SparkSession, table: str, tm: TableMapping, sources: dict[str, DataFrame]) -> DataFrame:
+def from_rows(spark: SparkSession, tm: TableMapping, sources: dict[str, DataFrame]) -> DataFrame:
     """The rows of the table's FROM clause, after its WHERE."""
     rows = spark.sql(f"SELECT * FROM {tm.from_clause()}", **{n: sources[n] for n in tm.source_names()})
     return rows.filter(F.expr(tm.where)) if tm.where else rows
@@ -55,10 +55,9 @@ def rejected_rows(label: str, id_columns: set[str], key: PseudonymKey | None, ru
                   ) -> Callable[[DataFrame], DataFrame]:
     """Rejected FROM rows -> quarantine rows (user id columns as pseudonyms), from ``label``."""
     def apply(rows: DataFrame) -> DataFrame:
-        shown = [hmac_column(F.col(c).cast("string"), key).alias(c) if key is not None and c in id_columns
-                 else F.col(c) for c in rows.columns if c != REJECTED]
+        columns = [c for c in rows.columns if c != REJECTED]
         return (rows.filter(F.col(REJECTED).isNotNull())
-                .withColumn(RAW_JSON, F.to_json(F.struct(*shown), {"ignoreNullFields": "false"}))
+                .withColumn(RAW_JSON, row_json(columns, id_columns, key))
                 .withColumn(REASON, F.col(REJECTED)).transform(quarantine_rows(label, run_id, at)))
     return apply
 
@@ -74,7 +73,7 @@ def build_tables(spark: SparkSession, mapping: Mapping, sources: dict[str, DataF
             tables[table] = spark.createDataFrame([], INPUT_TABLES[table].schema)
             continue
         try:
-            rows = from_rows(spark, table, tm, sources).transform(with_rejections(tm))
+            rows = from_rows(spark, tm, sources).transform(with_rejections(tm))
             tables[table] = rows.filter(F.col(REJECTED).isNull()).drop(REJECTED).transform(
                 selected(spark, table, tm, zone))
         except Exception as err:  # noqa: BLE001 - Spark's analysis errors: say which table's SQL is wrong
