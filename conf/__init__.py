@@ -101,6 +101,9 @@ class ValidationConf(_Section):
     ts_max: Instant = datetime(2030, 1, 1, tzinfo=timezone.utc)
     max_amount: float = Field(50_000.0, gt=0)
     max_quantity: int = Field(100, ge=1)
+    # A user with more rows than this in one input partition (a day) is a bot or a replay: its rows there go to
+    # quarantine, rather than one task receiving millions of one user's rows in every per-user aggregate.
+    max_user_rows_per_partition: int = Field(1_000_000, ge=1)
     event_types: list[str] = ["view", "click", "cart", "fav"]
     social_kinds: list[str] = ["review", "comment", "like", "share", "follow"]
     # Per event table: an item_id that is not in the clean catalogue is quarantined, or kept with null
@@ -180,6 +183,7 @@ class ModelConf(_Section):
     enabled: bool = True
     horizon_days: int = Field(7, ge=1)          # labels come from [cutoff, cutoff + horizon); cutoff = as_of - horizon
     holdout_share: float = Field(0.2, gt=0, lt=1)  # users held out (by hashed id) for honest evaluation
+    evaluation_users: int = Field(200_000, ge=100)  # held-out users scored on the driver (a hashed sample beyond)
     embedding_dim: int = Field(64, ge=2)
     hidden_dim: int = Field(128, ge=4)
     epochs: int = Field(6, ge=1)
@@ -253,6 +257,16 @@ class Config(_Section):
             data["validation"] = {k: _localized(v, tz) if k in ("ts_min", "ts_max") else v
                                   for k, v in data["validation"].items()}
         return data
+
+    @model_validator(mode="after")
+    def _as_of_on_a_day(self) -> "Config":
+        """Profiles fold from whole local days (the daily tiles), so as_of is a local midnight."""
+        if self.as_of is not None:
+            local = self.as_of.astimezone(ZoneInfo(self.time.zone))
+            if (local.hour, local.minute, local.second, local.microsecond) != (0, 0, 0, 0):
+                raise ValueError(f"as_of={self.as_of.isoformat()} is {local.isoformat()} in {self.time.zone}, not a "
+                                 f"local midnight: profiles fold from whole days, so as_of starts one")
+        return self
 
     @model_validator(mode="after")
     def _windows_cover_tags(self) -> "Config":

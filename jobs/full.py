@@ -1,4 +1,5 @@
-"""The full recompute: validate every input row, then rebuild profiles and labels from scratch."""
+"""The full recompute: validate every input row once, write its daily tiles, and fold profiles and labels
+from them (the incremental job from empty state: the same tiles, the same folds)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,13 +12,13 @@ from pyspark.sql import DataFrame, SparkSession
 from conf import Config
 from jobs.embed import embed_stage
 from jobs.faults import fault_point
-from jobs.features.profiles import build_profiles
-from jobs.features.state_profiles import EVENT_TABLES, day_states, fold_key
+from jobs.features.state_profiles import day_states, fold_key, latest_event, present_sources, profiles_from_state
 from jobs.privacy import ingest_privacy
 from jobs.frames import conform
 from jobs.model.stages import ModelOutputs, model_stages
-from jobs.features.text_vectors import VectorLookup, title_vectors
-from jobs.inputs import midnight_after_latest_event, read_inputs
+from jobs.clock import midnight_after
+from jobs.features.text_vectors import title_vectors
+from jobs.inputs import read_inputs
 from jobs.ledger import PROFILES_APP, StepPlan, already_committed, commit_step, plan_step
 from jobs.runs import RunRecorder, write_run
 from jobs.storage import Warehouse
@@ -84,16 +85,13 @@ def read_and_validate(cfg: Config, wh: Warehouse, env: Mapping[str, str] | None,
 
 
 def embed_and_titles(cfg: Config, wh: Warehouse, clean: dict[str, DataFrame], rec: RunRecorder
-                     ) -> tuple[DataFrame, VectorLookup]:
+                     ) -> tuple[DataFrame, DataFrame]:
     """Embed every text not in the cache; return the embeddings and the catalogue's title vectors."""
     with rec.stage("embed") as st:
         embeddings, counts = embed_stage(wh, cfg.embedding, clean["social"], clean["items"], rec.run_id)
         st.rows_in, st.rows_out = counts.texts, counts.embedded
         rec.rows_out.update({"texts_embedded": counts.embedded, "texts_from_cache": counts.from_cache})
-        # The catalogue's title vectors go to every worker for the interest vectors.
-        titles = VectorLookup.from_rows([(r.item_id, r.embedding) for r in
-                                         title_vectors(clean["items"], embeddings).collect()])
-    return embeddings, titles
+    return embeddings, title_vectors(clean["items"], embeddings)
 
 
 Write = tuple[str, Callable[..., None], DataFrame]  # (table, Warehouse method, rows)
@@ -113,17 +111,22 @@ def write_once(wh: Warehouse, rec: RunRecorder, plan: StepPlan, writes: list[Wri
         fault_point(f"after_write:{table}")
 
 
-def state_writes(wh: Warehouse, clean: dict[str, DataFrame], zone: str) -> list[Write]:
-    """Every feature state table rebuilt from all clean rows, for the incremental job to continue from."""
-    return [(table, wh.overwrite, rows) for table, rows in day_states(clean, zone).items()]
+def write_tiles(wh: Warehouse, rec: RunRecorder, plan: StepPlan, clean: dict[str, DataFrame], zone: str
+                ) -> dict[str, DataFrame]:
+    """Every tile table rebuilt from all clean rows, then read back: the profiles, the training snapshot and
+    the labels all fold from these small tables, not from the events."""
+    with rec.stage("tiles") as st:
+        write_once(wh, rec, plan, [(table, wh.overwrite, rows) for table, rows in day_states(clean, zone).items()])
+        tiles = {table: wh.read(table) for table in STATE_TABLES}
+        st.rows_out = sum(wh.count(table) for table in STATE_TABLES)
+    return tiles
 
 
 def write_outputs(wh: Warehouse, rec: RunRecorder, plan: StepPlan, profiles: DataFrame, labels: DataFrame,
-                  quarantine: DataFrame, model: ModelOutputs | None, report: ValidationReport,
-                  state: list[Write]) -> None:
-    """The full job's outputs (``write_once``), then the ledger."""
-    writes = state + [("profiles", wh.overwrite, profiles.transform(conform(wh.spec("profiles").schema, "profiles"))),
-                      ("labels", wh.overwrite, labels), ("quarantine", wh.append, quarantine)]
+                  quarantine: DataFrame, model: ModelOutputs | None, report: ValidationReport) -> None:
+    """The full job's outputs after the tiles (``write_once``), then the ledger."""
+    writes = [("profiles", wh.overwrite, profiles.transform(conform(wh.spec("profiles").schema, "profiles"))),
+              ("labels", wh.overwrite, labels), ("quarantine", wh.append, quarantine)]
     if model is not None:
         writes += [("segments", wh.overwrite, model.segments), ("model_metrics", wh.append, model.metrics)]
     with rec.stage("write") as st:
@@ -157,24 +160,26 @@ def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = No
             rec.console.print(f"  step {plan.step}: resuming an attempt that died after writing some outputs; "
                               f"reading the input versions it read ({plan.txn.inputs})")
         clean, quarantine, report = read_and_validate(cfg, wh, env, rec, plan.versions)
-        as_of = cfg.as_of or midnight_after_latest_event(clean, cfg.time.zone)
+        tiles = write_tiles(wh, rec, plan, clean, cfg.time.zone)
+        as_of = cfg.as_of or midnight_after(latest_event(tiles["state_events"]), cfg.time.zone)
         rec.details["as_of"] = as_of.isoformat()
-        rec.partitions = sorted({str(r[0]) for t in EVENT_TABLES for r in clean[t].select("dt").distinct().collect()})
-        present = {t for t in EVENT_TABLES if report.rows_clean.get(t, 0) > 0}
+        rec.partitions = sorted({str(r[0]) for r in tiles["state_events"].select("dt").distinct().collect()})
+        present = present_sources(tiles["state_events"])
         gaps = DataGaps(browse_missing="browse" not in present, social_missing="social" not in present)
         rec.details["fold"] = fold_key(cfg, present)
         embeddings, titles = embed_and_titles(cfg, wh, clean, rec) if cfg.embedding.enabled else (None, None)
+        tiles |= {"users": clean["users"], "items": clean["items"]}
         with rec.stage("features") as st:
-            profiles = build_profiles(cfg, as_of, rec.started_at, present, embeddings, titles)(clean)
-            # Materialise and cut the lineage: later stages (scoring, segments) build on it many times.
-            profiles = profiles.localCheckpoint(eager=True)
+            profiles = profiles_from_state(cfg, as_of, rec.started_at, present, embeddings, titles)(tiles)
+            # Materialise once: scoring, segments and tags build on it many times.
+            profiles = profiles.persist(StorageLevel.MEMORY_AND_DISK)
             st.rows_in, st.rows_out = report.rows_clean["users"], profiles.count()
         labels = profiles.transform(rule_tags(cfg.tags, as_of, cfg.time.zone, gaps))
         model = None
         if cfg.model.enabled:
-            model = model_stages(cfg, spark, wh, clean, profiles, as_of, present, embeddings, titles, rec)
+            model = model_stages(cfg, spark, wh, tiles, profiles, as_of, present, embeddings, titles, rec)
             profiles, labels = model.profiles, labels.unionByName(model.labels)
-        write_outputs(wh, rec, plan, profiles, labels, quarantine, model, report, state_writes(wh, clean, cfg.time.zone))
+        write_outputs(wh, rec, plan, profiles, labels, quarantine, model, report)
         return succeeded(wh, rec, as_of, report)
     except Exception as error:
         write_run(wh, rec, "failed", error)

@@ -17,9 +17,9 @@ from pyspark.sql import functions as F
 
 from conf import Config, ValidationConf
 from jobs.clock import aware, is_local_midnight, midnight_after
-from jobs.full import (EVENT_TABLES, RunSummary, Write, embed_and_titles, open_warehouse, read_and_validate,
+from jobs.full import (RunSummary, Write, embed_and_titles, open_warehouse, read_and_validate,
                        succeeded, write_once)
-from jobs.features.state_profiles import (CatalogueChange, Family, day_states, fold_key, latest_event, present_sources,
+from jobs.features.state_profiles import (EVENT_TABLES, CatalogueChange, Family, day_states, fold_key, latest_event, present_sources,
                                           profiles_from_state, refreshed_profiles, rewritten_partitions,
                                           touched_users, updated_state)
 from jobs.frames import conform
@@ -231,9 +231,10 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
                               "tags only")
         with rec.stage("write") as st:
             profiles = profiles.transform(conform(wh.spec("profiles").schema, "profiles"))
-            # MERGE, deleting what the step no longer produces (a user erased, a tag no longer earned).
-            replace = lambda t, df, **kw: wh.merge(t, df, delete_missing=True, **kw)  # noqa: E731
-            write_once(wh, rec, plan, [("profiles", replace, profiles), ("labels", replace, labels)])
+            # Every profile is refolded or slid each step, so the tables are replaced whole: executors write the
+            # files and one commit swaps them in. (A MERGE would say the same, through a source collected on
+            # the driver.) What the step no longer produces (a user erased, a tag no longer earned) is gone.
+            write_once(wh, rec, plan, [("profiles", wh.overwrite, profiles), ("labels", wh.overwrite, labels)])
             commit_step(wh, plan, rec.run_id, rec.started_at)
             rec.rows_out.update({t: wh.count(t) for t in ("profiles", "labels")})
             rec.rows_out["quarantine"] = sum(v for t, v in report.rows_quarantined.items()

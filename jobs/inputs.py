@@ -1,13 +1,12 @@
 """Reading the input tables: required ones must exist, optional ones may be absent."""
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from conf import InputsConf
-from jobs.clock import midnight_after
 from jobs.storage import TableNotFound, Warehouse
 
 
@@ -33,14 +32,4 @@ def read_inputs(wh: Warehouse, inputs: InputsConf, versions: dict[str, int] | No
         if table in tables:
             tables[table] = tables[table].filter(F.col("dt").isin(sorted(dts)))
     return tables, absent
-
-
-def midnight_after_latest_event(clean: dict[str, DataFrame], zone: str) -> datetime:
-    """The default profile date: local midnight after the latest clean event."""
-    latest = None
-    for table in ("transactions", "browse", "social"):
-        value = clean[table].agg(F.max("ts")).first()[0]
-        if value is not None and (latest is None or value > latest):
-            latest = value
-    return midnight_after(latest, zone)
 

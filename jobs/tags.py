@@ -6,11 +6,12 @@ from datetime import datetime
 from functools import reduce
 from typing import Callable
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from conf import TagsConf
 from jobs.clock import add_days, local_date_text
+from jobs.ranking import percent_rank
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ def spender_tiers(cfg: TagsConf) -> Callable[[DataFrame], DataFrame]:
     low_q, high_q = cfg.spender_quantiles
 
     def apply(profiles: DataFrame) -> DataFrame:
-        buyers = profiles.filter(spend > 0).withColumn("_pct", F.percent_rank().over(Window.orderBy(spend)))
+        buyers = profiles.filter(spend > 0).transform(percent_rank(f"spend_{cfg.spend_window_days}d", "_pct"))
         tier = F.when(F.col("_pct") < low_q, "low_spender").when(F.col("_pct") < high_q, "mid_spender").otherwise(
             "high_spender")
         reason = F.format_string("spent %s in the last %d days, more than %d%% of buyers",

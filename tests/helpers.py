@@ -69,3 +69,10 @@ def padded(spark, rows: list[tuple], schema) -> DataFrame:
     """A frame of hand-written rows that leave the schema's trailing (nullable) columns out, as null."""
     width = len(schema.fields)
     return spark.createDataFrame([tuple(r) + (None,) * (width - len(r)) for r in rows], schema)
+
+
+def tiles_of(clean: dict[str, DataFrame], zone: str = "UTC") -> dict[str, DataFrame]:
+    """The daily tiles of clean tables, with their users and items: what the jobs fold profiles and labels from."""
+    from jobs.features.state_profiles import day_states
+
+    return {**day_states(clean, zone), "users": clean["users"], "items": clean["items"]}

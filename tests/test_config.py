@@ -52,11 +52,16 @@ def test_dataset_overlays_set_the_documented_date_range_in_the_platforms_zone():
 
 
 def test_a_time_with_an_offset_keeps_it_and_a_naive_one_is_local():
-    cfg = load_config(overrides=["time.zone=Europe/London", "as_of=2025-07-01T00:00:00+02:00",
+    cfg = load_config(overrides=["time.zone=Europe/London", "as_of=2025-07-01T01:00:00+02:00",
                                  "validation.ts_min=2025-07-01 00:00:00"])
-    assert cfg.as_of == datetime(2025, 6, 30, 22, tzinfo=timezone.utc)
+    assert cfg.as_of == datetime(2025, 6, 30, 23, tzinfo=timezone.utc)  # midnight BST
     assert cfg.validation.ts_min == datetime(2025, 6, 30, 23, tzinfo=timezone.utc)  # BST is UTC+1
     assert cfg.with_overrides("tags.dormant_days=3").as_of == cfg.as_of  # survives a round trip
+
+
+def test_as_of_must_start_a_local_day():
+    with pytest.raises(ValueError, match=r"as_of=2025-07-01T00:00:00\+00:00 is 2025-07-01T01:00:00\+01:00 in Europe/London, not a local midnight"):
+        load_config(overrides=["time.zone=Europe/London", "as_of=2025-07-01T00:00:00Z"])
 
 
 def test_an_unknown_time_zone_fails_with_its_key():

@@ -7,8 +7,8 @@ from pyspark.sql import functions as F
 
 from conf import EmbeddingConf
 from jobs.embed import embed_column, embed_settings
-from jobs.features.text_vectors import (VectorLookup, interest_vectors, text_vectors,
-                                        texts_to_embed, title_vectors)
+from jobs.features.affinity import interaction_day_state, interactions_from_state
+from jobs.features.text_vectors import text_means, texts_to_embed, title_vectors, weighted_title_means, written_texts
 from schemas.events import BROWSE, TRANSACTIONS
 from schemas.items import ITEMS
 from schemas.social import SOCIAL
@@ -114,12 +114,12 @@ def test_text_vector_is_recency_weighted_and_null_safe(spark):
         ("u2", "i1", "like", None, None, ts(30), ts(30).date())], SOCIAL)
     sha = {t: __import__("hashlib").sha256(t.encode()).hexdigest() for t in "ab"}
     emb = spark.createDataFrame([(sha["a"], [1.0, 0.0]), (sha["b"], [0.0, 1.0])], "text_sha256 string, embedding array<float>")
-    out = by_user(social.transform(text_vectors(AS_OF, 1.0, 7, "UTC", emb)))
+    out = by_user(written_texts(social).transform(text_means(AS_OF, 1.0, 7, "UTC", emb)))
     wa, wb = 0.5, 0.5 ** 31
     assert out["u1"]["text_vector"] == pytest.approx([wa / (wa + wb), wb / (wa + wb)], rel=1e-6)
     assert out["u1"]["recent_text_vector"] == [1.0, 0.0]  # the 31-day-old text is out of the 7 days
     assert "u2" not in out  # no texts: the profile's columns stay null
-    older = by_user(social.transform(text_vectors(AS_OF, 1.0, 0, "UTC", emb)))
+    older = by_user(written_texts(social).transform(text_means(AS_OF, 1.0, 0, "UTC", emb)))
     assert older["u1"]["recent_text_vector"] is None and older["u1"]["text_vector"] == out["u1"]["text_vector"]
 
 
@@ -131,9 +131,30 @@ def test_interest_vector_weights_event_kinds(spark):
     browse = spark.createDataFrame([("u1", "i1", "view", ts(3), None, "s", ts(3).date()),
                                     ("u1", "i2", "cart", ts(3), None, "s", ts(3).date())], BROWSE)
     tx = spark.createDataFrame([("o1", "u1", "i2", 1, 1.0, ts(3), ts(3).date())], TRANSACTIONS)
-    titles = VectorLookup.from_rows([(r.item_id, r.embedding) for r in title_vectors(items, emb).collect()])
-    out = by_user(interest_vectors({"view": 1.0, "cart": 3.0, "buy": 5.0}, AS_OF, titles)(browse, tx))
+    weights = {"view": 1.0, "cart": 3.0, "buy": 5.0}
+    per_item = interaction_day_state(browse, tx, "UTC").transform(interactions_from_state(weights, AS_OF, "UTC", items))
+    out = by_user(per_item.transform(weighted_title_means(title_vectors(items, emb))))
     assert out["u1"]["interest_vector"] == pytest.approx([1 / 9, 8 / 9], rel=1e-6)
+
+
+def test_user_vectors_stream_through_arrow_batches_smaller_than_a_user(spark):
+    """Users whose rows straddle Arrow batches (two rows per batch here) still get one exact mean each."""
+    rng = np.random.default_rng(7)
+    vectors = {f"i{n}": rng.normal(size=3).astype(np.float32) for n in range(4)}
+    weights = [(f"u{u}", f"i{(u + j) % 4}", float(j + 1)) for u in range(6) for j in range(u % 3 + 1)]
+    titles = spark.createDataFrame([(k, v.tolist()) for k, v in vectors.items()], "item_id string, embedding array<float>")
+    per_item = spark.createDataFrame(weights, "user_id string, item_id string, weight double")
+    previous = spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch")
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "2")
+    try:
+        out = by_user(per_item.transform(weighted_title_means(titles)))
+    finally:
+        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", previous)
+    assert sorted(out) == [f"u{u}" for u in range(6)]
+    for user in out:
+        mine = [(vectors[i].astype(np.float64), w) for u, i, w in weights if u == user]
+        mean = sum(w * v for v, w in mine) / sum(w for _, w in mine)
+        assert out[user]["interest_vector"] == pytest.approx(mean.tolist(), rel=1e-6)
 
 
 def test_threads_follow_the_task_cpu_share(spark):

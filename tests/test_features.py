@@ -1,11 +1,19 @@
-"""Each behavioural feature function on a handful of hand-built rows, with exact expected values."""
+"""Each behavioural feature on a handful of hand-built rows, with exact expected values.
+
+A feature is defined once: a daily tile (``*_day_state``) and a fold (``*_from_state``). Each test builds
+the tiles from the rows and folds them, as the full and incremental jobs do.
+"""
 from __future__ import annotations
 
 import pytest
 
-from jobs.features import (activity_features, affinity_features, all_events, conversion_features, interactions,
-                           price_band_features, rfm_features, sessionize, social_features, time_pattern_features,
-                           top_k_shares)
+from jobs.features.activity import activity_from_state, all_events, event_day_state
+from jobs.features.affinity import (affinity_features, interaction_day_state, interactions_from_state, price_day_state,
+                                    price_from_state, top_k_shares)
+from jobs.features.conversion import browse_day_state, conversion_from_state, sessionize
+from jobs.features.rfm import order_day_state, rfm_from_state
+from jobs.features.social import social_day_state, social_from_state
+from jobs.features.time_patterns import time_patterns_from_state
 from schemas.events import BROWSE, TRANSACTIONS
 from schemas.items import ITEMS
 from schemas.social import SOCIAL
@@ -27,6 +35,15 @@ def social(spark, *events):
     return spark.createDataFrame([(*e, e[-1].date()) for e in events], SOCIAL)
 
 
+def rfm(df, windows):
+    return df.transform(order_day_state("UTC")).transform(rfm_from_state(windows, AS_OF, "UTC"))
+
+
+def conversion(b, t):
+    return conversion_from_state(AS_OF, 30, "UTC")(b.transform(browse_day_state("UTC")),
+                                                   t.transform(order_day_state("UTC")))
+
+
 @pytest.fixture
 def items(spark):
     return padded(spark, [
@@ -41,7 +58,7 @@ def test_rfm_counts_orders_and_spend_per_window(spark):
             ("o2", "u1", "i1", 1, 5.0, ts(20)), ("o2", "u1", "i2", 1, 15.0, ts(20)),
             ("o3", "u1", "i3", 1, 100.0, ts(15, month=12, year=2024)),
             ("o9", "u1", "i3", 1, 999.0, ts(1, month=2)))  # after as_of: ignored
-    u1 = by_user(df.transform(rfm_features([7, 30, 90], AS_OF, "UTC")))["u1"]
+    u1 = by_user(rfm(df, [7, 30, 90]))["u1"]
     assert (u1["orders_7d"], u1["spend_7d"]) == (1, 10.0)
     assert (u1["orders_30d"], u1["spend_30d"]) == (2, 30.0)
     assert (u1["orders_90d"], u1["spend_90d"]) == (3, 130.0)
@@ -52,12 +69,12 @@ def test_rfm_counts_orders_and_spend_per_window(spark):
 
 
 def test_rfm_spend_is_null_when_the_source_has_no_amounts(spark):
-    out = by_user(tx(spark, ("o1", "u2", "i1", 1, None, ts(29))).transform(rfm_features([7], AS_OF, "UTC")))["u2"]
+    out = by_user(rfm(tx(spark, ("o1", "u2", "i1", 1, None, ts(29))), [7]))["u2"]
     assert (out["orders_7d"], out["spend_7d"], out["monetary"], out["avg_order_value"]) == (1, None, None, None)
 
 
 def test_rfm_window_with_no_orders_spends_zero(spark):
-    out = by_user(tx(spark, ("o1", "u3", "i1", 1, 8.0, ts(2))).transform(rfm_features([7], AS_OF, "UTC")))["u3"]
+    out = by_user(rfm(tx(spark, ("o1", "u3", "i1", 1, 8.0, ts(2))), [7]))["u3"]
     assert (out["orders_7d"], out["spend_7d"]) == (0, 0.0)
 
 
@@ -75,7 +92,8 @@ def test_interactions_weight_browse_and_purchases(spark, items):
     b = browse(spark, ("u1", "i1", "view", ts(3), 1000, "s1"), ("u1", "i3", "cart", ts(3), 1000, "s1"))
     t = tx(spark, ("o1", "u1", "i3", 1, 30.0, ts(3)))
     weights = {"view": 1.0, "cart": 3.0, "buy": 5.0}
-    out = affinity_features(3)(interactions(weights, AS_OF, items)(b, t))
+    out = affinity_features(3)(interaction_day_state(b, t, "UTC").transform(
+        interactions_from_state(weights, AS_OF, "UTC", items)))
     u1 = by_user(out)["u1"]
     assert u1["top_categories"] == [{"name": "books", "share": 8 / 9}, {"name": "toys", "share": 1 / 9}]
     assert u1["top_brand"] == "Apex" and u1["top_brand_share"] == 1.0
@@ -86,7 +104,7 @@ def test_price_band_uses_catalogue_quantiles(spark, items):
     t = tx(spark, ("o1", "cheap", "i1", 2, 20.0, ts(3)),   # unit price 10
            ("o2", "mid", "i2", 1, 20.0, ts(3)),            # 20
            ("o3", "dear", "i4", 1, 40.0, ts(3)), ("o4", "dear", "i3", 1, 30.0, ts(4)))  # median 35
-    out = by_user(t.transform(price_band_features([0.33, 0.66], AS_OF, items)))
+    out = by_user(t.transform(price_day_state("UTC")).transform(price_from_state([0.33, 0.66], AS_OF, "UTC", items)))
     assert {u: (r["median_unit_price"], r["price_band"]) for u, r in out.items()} == {
         "cheap": (10.0, "low"), "mid": (20.0, "mid"), "dear": (35.0, "high")}
 
@@ -104,7 +122,7 @@ def test_conversion_funnel_and_sessions(spark):
                ("u1", "i2", "view", ts(4, 10, 0), 6000, "s2"), ("u1", "i2", "view", ts(4, 10, 2), None, "s2"),
                ("u1", "i2", "click", ts(4, 10, 4), None, "s2"))
     t = tx(spark, ("o1", "u1", "i1", 1, 10.0, ts(3, 10, 8)))
-    u1 = by_user(conversion_features(AS_OF)(b, t))["u1"]
+    u1 = by_user(conversion(b, t))["u1"]
     assert (u1["views"], u1["clicks"], u1["carts"], u1["favs"]) == (3, 1, 1, 0)
     assert (u1["view_to_cart_rate"], u1["cart_to_buy_rate"]) == (1 / 3, 1.0)
     assert (u1["sessions"], u1["avg_session_events"], u1["avg_session_minutes"]) == (2, 2.5, 5.0)
@@ -113,7 +131,7 @@ def test_conversion_funnel_and_sessions(spark):
 
 def test_rates_are_null_without_denominator(spark):
     b = browse(spark, ("u1", "i1", "click", ts(3), None, "s1"))
-    u1 = by_user(conversion_features(AS_OF)(b, tx(spark, ("o1", "u9", "i1", 1, 1.0, ts(3)))))["u1"]
+    u1 = by_user(conversion(b, tx(spark, ("o1", "u9", "i1", 1, 1.0, ts(3)))))["u1"]
     assert (u1["view_to_cart_rate"], u1["cart_to_buy_rate"]) == (None, None)
 
 
@@ -121,7 +139,7 @@ def test_activity_counts_days_recent_events_and_idle_time(spark):
     b = browse(spark, ("u1", "i1", "view", ts(3), None, "s"), ("u1", "i1", "view", ts(3, 13), None, "s"))
     t = tx(spark, ("o1", "u1", "i1", 1, 1.0, ts(29, 0)))
     s = social(spark, ("u1", "i1", "like", None, None, ts(30, 6)))
-    u1 = by_user(all_events(b, t, s).transform(activity_features(AS_OF, 7, "UTC")))["u1"]
+    u1 = by_user(all_events(b, t, s).transform(event_day_state("UTC")).transform(activity_from_state(AS_OF, 7, "UTC")))["u1"]
     assert (u1["active_days"], u1["events_7d"], u1["days_since_last_event"]) == (3, 2, 0.75)
 
 
@@ -130,7 +148,8 @@ def test_time_patterns_histograms_and_peaks(spark):
     b = browse(spark, ("u1", "i1", "view", ts(4, 2), None, "s"), ("u1", "i1", "view", ts(4, 20), None, "s"),
                ("u1", "i1", "view", ts(6, 20), None, "s"), ("u1", "i1", "view", ts(6, 21), None, "s"))
     events = all_events(b, tx(spark), social(spark))
-    u1 = by_user(events.transform(time_pattern_features(AS_OF, [0, 1, 2, 3, 4, 5], "UTC")))["u1"]
+    u1 = by_user(events.transform(event_day_state("UTC")).transform(
+        time_patterns_from_state(AS_OF, [0, 1, 2, 3, 4, 5], "UTC")))["u1"]
     assert u1["hour_hist"][20] == 0.5 and u1["hour_hist"][2] == 0.25 and sum(u1["hour_hist"]) == 1.0
     assert u1["weekday_hist"] == [0.5, 0.0, 0.0, 0.0, 0.0, 0.5, 0.0]
     assert (u1["peak_hour"], u1["peak_weekday"], u1["weekend_share"], u1["night_share"]) == (20, 1, 0.5, 0.25)
@@ -140,6 +159,6 @@ def test_social_counts_and_mean_rating(spark):
     s = social(spark, ("u1", "i1", "review", "good", 5, ts(3)), ("u1", "i2", "review", "bad", 2, ts(4)),
                ("u1", "i2", "comment", "why?", None, ts(4)), ("u1", None, "follow", None, None, ts(5)),
                ("u1", "i1", "like", None, None, ts(5)))
-    u1 = by_user(s.transform(social_features(AS_OF)))["u1"]
+    u1 = by_user(s.transform(social_day_state("UTC")).transform(social_from_state(AS_OF, "UTC")))["u1"]
     assert u1 == {"user_id": "u1", "review_count": 2, "mean_rating": 3.5, "comment_count": 1, "like_count": 1,
                   "share_count": 0, "follow_count": 1}

@@ -13,14 +13,14 @@ from pyspark.sql import functions as F
 from conftest import portrait
 from jobs.ledger import LEDGER, PROFILES_APP, partitions_of, plan_step
 from jobs.model.evaluate import recall_at_k
-from jobs.model.inputs import InputSpec, horizon_labels, model_inputs, point_in_time
+from jobs.model.inputs import InputSpec, horizon_labels, model_inputs, users_at
 from jobs.sql import run_sql
 from schemas import INPUT_TABLES
 from schemas.events import BROWSE, TRANSACTIONS
 from schemas.items import ITEMS
 from schemas.social import SOCIAL
 from schemas.users import USERS
-from tests.helpers import ts, padded
+from tests.helpers import padded, tiles_of, ts
 
 
 # --- point in time -------------------------------------------------------------------------------------------
@@ -36,17 +36,17 @@ def _generated_clean(spark):
 
 
 def _features_at(cfg, clean, cutoff, spark):
-    from jobs.features.profiles import build_profiles
-    from jobs.features.text_vectors import VectorLookup, texts_to_embed, title_vectors
+    from jobs.features.state_profiles import profiles_from_state
+    from jobs.features.text_vectors import texts_to_embed, title_vectors
 
     # Real per-text vectors are not needed to test point-in-time logic: any fixed vector per text key will do.
     embeddings = texts_to_embed(clean["social"], clean["items"]).select(
         "text_sha256", F.transform(F.sequence(F.lit(1), F.lit(384)),
                                    lambda i: (F.abs(F.hash("text_sha256", i)) % 1000 / 1000.0).cast("float"))
         .alias("embedding")).distinct()  # one vector per text, as the embed stage produces
-    titles = VectorLookup.from_rows([(r.item_id, r.embedding) for r in title_vectors(clean["items"], embeddings).collect()])
-    past = point_in_time(cutoff)(clean)
-    profiles = build_profiles(cfg, cutoff, cutoff, {"transactions", "browse", "social"}, embeddings, titles)(past)
+    tiles = tiles_of(clean) | {"users": clean["users"].transform(users_at(cutoff))}
+    profiles = profiles_from_state(cfg, cutoff, cutoff, {"transactions", "browse", "social"}, embeddings,
+                                   title_vectors(clean["items"], embeddings))(tiles)
     spec = InputSpec((7, 30, 90), ("toys", "books", "pet"), 7)
     return profiles.drop("updated_at"), profiles.transform(model_inputs(spec))
 
@@ -91,7 +91,7 @@ def test_changing_events_at_or_after_the_cutoff_changes_no_feature(spark):
 
     # The same change does move the labels, so the comparison above is not vacuous.
     label = lambda c: _rows(horizon_labels(cutoff, 4, "UTC", ("toys",), [0.5, 0.9])(  # noqa: E731
-        point_in_time(cutoff)(c) | {t: c[t] for t in ("transactions", "browse", "social")}))
+        tiles_of(c) | {"users": c["users"].transform(users_at(cutoff))}))
     a, b = label(clean), label(changed)
     assert any(a[u]["spend"] != b[u]["spend"] for u in a)
 
@@ -110,7 +110,7 @@ def test_horizon_labels_exact_rows(spark):
     browse = spark.createDataFrame([("u2", "i1", "view", ts(22), 5, "s", ts(22).date())], BROWSE)
     social = spark.createDataFrame([], SOCIAL)
     out = _rows(horizon_labels(cutoff, 7, "UTC", ("toys", "pet", "books"), [0.5, 0.9])(
-        {"users": users, "items": items, "transactions": tx, "browse": browse, "social": social}))
+        tiles_of({"users": users, "items": items, "transactions": tx, "browse": browse, "social": social})))
     assert out == {
         "u1": {"user_id": "u1", "bought": 1.0, "churned": 0.0, "categories": [1.0, 1.0, 0.0], "spend_tier": 1,
                "spend": 40.0},

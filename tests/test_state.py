@@ -1,4 +1,5 @@
-"""The incremental job's feature state: folding partition by partition gives what the full job's features give."""
+"""The daily tiles: folding partition by partition, with late data replacing its partitions, gives what tiles
+built once from every row give (the full job's path); and a step refolds only the users it touched."""
 from __future__ import annotations
 
 import datetime as dt
@@ -9,13 +10,16 @@ from hypothesis import strategies as st
 
 from pyspark.sql.types import DateType, StringType, StructField, StructType, TimestampType
 
-from jobs.features import (activity_features, affinity_features, all_events, interactions, rfm_features,
-                           social_features, time_pattern_features)
-from jobs.features.state import (activity_from_state, event_day_state, interaction_day_state, interactions_from_state,
-                                 order_day_state, replace_partitions, rfm_from_state, social_day_state,
-                                 social_from_state, time_patterns_from_state)
+from jobs.features.activity import activity_from_state, all_events, event_day_state
+from jobs.features.affinity import (affinity_features, interaction_day_state, interactions_from_state, price_day_state,
+                                    price_from_state)
+from jobs.features.conversion import browse_day_state, conversion_from_state
+from jobs.features.rfm import order_day_state, rfm_from_state
+from jobs.features.social import social_day_state, social_from_state
+from jobs.features.state import replace_partitions
 from jobs.features.state_profiles import CatalogueChange, Family, touched_users
-from jobs.features.text_vectors import VectorLookup, interest_vectors, weighted_title_means
+from jobs.features.text_vectors import weighted_title_means
+from jobs.features.time_patterns import time_patterns_from_state
 from schemas.events import BROWSE, TRANSACTIONS
 from schemas.items import ITEMS
 from schemas.social import SOCIAL, SOCIAL_KINDS
@@ -110,10 +114,10 @@ def folded_in_steps(state_of, lines, late, k, partition_of, keys=("dt",)):
 
 @fold_property(LINE, examples=10)
 def test_folding_partitions_after_day_k_with_late_data_equals_rfm_over_every_line(spark, lines, k, as_of, late):
-    state, every = folded_in_steps(lambda x: tx(spark, x).transform(order_day_state("UTC")), lines, late, k,
-                                   lambda line: (line[4],))
+    tiles = lambda x: tx(spark, x).transform(order_day_state("UTC"))  # noqa: E731
+    state, every = folded_in_steps(tiles, lines, late, k, lambda line: (line[4],))
     assert_same_rfm(by_user(state.transform(rfm_from_state(WINDOWS, as_of, "UTC"))),
-                    by_user(tx(spark, every).transform(rfm_features(WINDOWS, as_of, "UTC"))))
+                    by_user(tiles(every).transform(rfm_from_state(WINDOWS, as_of, "UTC"))))
 
 
 EVENTS = StructType([StructField("user_id", StringType(), False), StructField("ts", TimestampType(), False),
@@ -133,14 +137,14 @@ def test_all_events_keep_the_partition_each_event_was_filed_under(spark):
 
 @fold_property(EVENT_LINE, examples=8)
 def test_folding_event_partitions_equals_activity_and_time_patterns_over_every_event(spark, lines, k, as_of, late):
-    state, every = folded_in_steps(lambda x: spark.createDataFrame(x, EVENTS).transform(event_day_state("UTC")),
-                                   lines, late, k, lambda line: (line[2], line[3]), keys=("source", "dt"))
+    tiles = lambda x: spark.createDataFrame(x, EVENTS).transform(event_day_state("UTC"))  # noqa: E731
+    state, every = folded_in_steps(tiles, lines, late, k, lambda line: (line[2], line[3]), keys=("source", "dt"))
     night = [23, 0, 1]
-    folded = by_user(state.transform(activity_from_state(as_of, 2, "UTC"))
-                     .join(state.transform(time_patterns_from_state(as_of, night, "UTC")), "user_id"))
-    events = spark.createDataFrame(every, EVENTS)
-    expected = by_user(events.transform(activity_features(as_of, 2, "UTC"))
-                       .join(events.transform(time_pattern_features(as_of, night, "UTC")), "user_id"))
+
+    def fold(state):
+        return by_user(state.transform(activity_from_state(as_of, 2, "UTC"))
+                       .join(state.transform(time_patterns_from_state(as_of, night, "UTC")), "user_id"))
+    folded, expected = fold(state), fold(tiles(every))
     assert folded.keys() == expected.keys()
     for user in expected:
         assert {c: folded[user][c] for c in ACTIVITY_COLUMNS} == {c: expected[user][c] for c in ACTIVITY_COLUMNS}, user
@@ -156,10 +160,10 @@ def social_of(spark, lines):
 
 @fold_property(SOCIAL_LINE, examples=6)
 def test_folding_social_partitions_equals_social_features_over_every_row(spark, lines, k, as_of, late):
-    state, every = folded_in_steps(lambda x: social_of(spark, x).transform(social_day_state("UTC")), lines, late, k,
-                                   lambda line: (line[4],))
+    tiles = lambda x: social_of(spark, x).transform(social_day_state("UTC"))  # noqa: E731
+    state, every = folded_in_steps(tiles, lines, late, k, lambda line: (line[4],))
     folded = rows(state.transform(social_from_state(as_of, "UTC")))
-    expected = rows(social_of(spark, every).transform(social_features(as_of)))
+    expected = rows(tiles(every).transform(social_from_state(as_of, "UTC")))
     assert [sorted(r.items()) for r in folded] == [sorted(r.items()) for r in expected]
 
 
@@ -183,21 +187,20 @@ def test_folding_interaction_partitions_equals_affinity_and_interest_vectors(spa
     items = padded(spark, [("i1", "t1", "toys", "Apex", 10.0), ("i2", "t2", "toys", "Nova", 20.0),
                                    ("i3", "t3", "books", "Apex", 30.0), ("i4", "t4", "pet", None, 40.0)], ITEMS)
     source = lambda kind: "transaction" if kind == "buy" else "browse"  # noqa: E731
-    state, every = folded_in_steps(lambda x: interaction_day_state(*browse_and_tx(spark, x), "UTC"), lines, late, k,
-                                   lambda line: (source(line[2]), line[4]), keys=("source", "dt"))
+    tiles = lambda x: interaction_day_state(*browse_and_tx(spark, x), "UTC")  # noqa: E731
+    state, every = folded_in_steps(tiles, lines, late, k, lambda line: (source(line[2]), line[4]),
+                                   keys=("source", "dt"))
     weighted = state.transform(interactions_from_state(WEIGHTS, as_of, "UTC", items))
-    expected = rows(interactions(WEIGHTS, as_of, items)(*browse_and_tx(spark, every)).transform(affinity_features(2)))
-    assert rows(weighted.transform(affinity_features(2))) == expected
+    expected = tiles(every).transform(interactions_from_state(WEIGHTS, as_of, "UTC", items))
+    assert rows(weighted.transform(affinity_features(2))) == rows(expected.transform(affinity_features(2)))
     # The same per-item weights give the interest vectors (i4 has no title vector, as an item with no title).
-    titles = VectorLookup.from_rows([("i1", [1.0, 0.0, 0.5]), ("i2", [0.1, 0.7, 0.0]), ("i3", [0.3, 0.3, 0.9])])
+    titles = spark.createDataFrame([("i1", [1.0, 0.0, 0.5]), ("i2", [0.1, 0.7, 0.0]), ("i3", [0.3, 0.3, 0.9])],
+                                   "item_id string, embedding array<float>")
     assert (rows(weighted.transform(weighted_title_means(titles)))
-            == rows(interest_vectors(WEIGHTS, as_of, titles)(*browse_and_tx(spark, every))))
+            == rows(expected.transform(weighted_title_means(titles))))
 
 
 def test_a_gap_session_across_midnight_and_two_partitions_stays_one_session(spark):
-    from jobs.features.conversion import conversion_features, sessionize
-    from jobs.features.state import browse_day_state, conversion_from_state
-
     events = [  # (user, event_type, ts, dwell_ms, session_id, dt)
         ("u1", "view", ts(29, 23, 50), 1000, None, dt.date(2025, 1, 29)),
         ("u1", "cart", ts(30, 0, 5), 3000, None, dt.date(2025, 1, 30)),   # 15 minutes later: the same session
@@ -218,21 +221,16 @@ def test_a_gap_session_across_midnight_and_two_partitions_stays_one_session(spar
     assert (u1["avg_session_events"], u1["avg_session_minutes"]) == (5 / 3, (15 + 0 + 90) / 3)
     assert (u1["avg_dwell_s"], u1["view_to_cart_rate"], u1["cart_to_buy_rate"]) == (2.5, 1 / 3, 1.0)
     assert "u2" not in folded
-    full = by_user(conversion_features(AS_OF)(browse.transform(sessionize(30)), lines))
-    assert folded == full
 
 
-def test_price_state_keeps_the_multiset_so_the_median_is_the_full_jobs(spark):
-    from jobs.features.affinity import price_band_features
-    from jobs.features.state import price_day_state, price_from_state
-
+def test_price_state_keeps_the_multiset_so_the_median_is_exact(spark):
     lines = [("o1", "u1", 10.0, ts(3)), ("o2", "u1", 10.0, ts(4)), ("o3", "u1", 30.0, ts(5)),
              ("o4", "u1", 40.0, ts(6)), ("o5", "u1", None, ts(6)), ("o6", "u1", 99.0, ts(31, 2))]
     items = padded(spark, [("i1", "t", "c", "b", float(p)) for p in (5, 10, 20, 50)], ITEMS)
     state = tx(spark, lines).transform(price_day_state("UTC"))
     folded = by_user(state.transform(price_from_state([0.25, 0.75], AS_OF, "UTC", items)))
+    # Unit prices 10, 10, 30, 40 (the line without an amount and the one after as_of do not count).
     assert (folded["u1"]["median_unit_price"], folded["u1"]["price_band"]) == (20.0, "mid")
-    assert folded == by_user(tx(spark, lines).transform(price_band_features([0.25, 0.75], AS_OF, items)))
 
 
 def test_a_step_refolds_a_family_only_for_users_in_a_rewritten_partition_or_at_a_window_edge(spark):

@@ -8,11 +8,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from jobs.clock import add_days, local_day, midnight_after
-from jobs.features.activity import activity_features, all_events
-from jobs.features.rfm import rfm_features
-from jobs.features.state import activity_from_state, event_day_state, order_day_state, rfm_from_state, \
-    time_patterns_from_state
-from jobs.features.time_patterns import time_pattern_features
+from jobs.features.activity import activity_from_state, all_events, event_day_state
+from jobs.features.rfm import order_day_state, rfm_from_state
+from jobs.features.time_patterns import time_patterns_from_state
 from schemas.events import BROWSE, TRANSACTIONS
 from schemas.social import SOCIAL
 from tests.helpers import by_user
@@ -43,29 +41,25 @@ def expected(instants: list[dt.datetime], zone: str, as_of: dt.datetime, window_
 
 
 def features(spark, instants, zone, as_of, window_days):
-    """The same columns from rows and from the folded state: they must agree."""
+    """The columns folded from the daily tiles, and the tiles' local days (one per order line)."""
     tx = orders(spark, instants, zone)
     events = events_of(spark, tx)
-    from_rows = by_user(tx.transform(rfm_features([window_days], as_of, zone))
-                        .join(events.transform(activity_features(as_of, window_days, zone)), "user_id")
-                        .join(events.transform(time_pattern_features(as_of, [0, 1, 2], zone)), "user_id"))["u1"]
     state, order_state = events.transform(event_day_state(zone)), tx.transform(order_day_state(zone))
     from_state = by_user(order_state.transform(rfm_from_state([window_days], as_of, zone))
                          .join(state.transform(activity_from_state(as_of, window_days, zone)), "user_id")
                          .join(state.transform(time_patterns_from_state(as_of, [0, 1, 2], zone)), "user_id"))["u1"]
-    return from_rows, from_state, sorted(r.day for r in order_state.collect() for _ in range(r.lines))
+    return from_state, sorted(r.day for r in order_state.collect() for _ in range(r.lines))
 
 
 def check(spark, instants, zone, as_of, window_days):
     want = expected(instants, zone, as_of, window_days)
-    from_rows, from_state, state_days = features(spark, instants, zone, as_of, window_days)
+    got, state_days = features(spark, instants, zone, as_of, window_days)
     total = sum(want["hours"])
-    for got in (from_rows, from_state):
-        assert got[f"orders_{window_days}d"] == want["in_window"]
-        assert got[f"events_{window_days}d"] == want["in_window"]
-        assert got["active_days"] == want["days"]
-        # No event lost or counted twice: the local hours hold every event once.
-        assert [round(s * total) for s in got["hour_hist"]] == want["hours"]
+    assert got[f"orders_{window_days}d"] == want["in_window"]
+    assert got[f"events_{window_days}d"] == want["in_window"]
+    assert got["active_days"] == want["days"]
+    # No event lost or counted twice: the local hours hold every event once.
+    assert [round(s * total) for s in got["hour_hist"]] == want["hours"]
     # The state keeps every event's local day, whatever as_of is.
     assert state_days == sorted(t.astimezone(ZoneInfo(zone)).date() for t in instants)
     return want

@@ -169,6 +169,24 @@ def test_the_quarantine_policy_quarantines_events_on_unlisted_items(spark):
     assert kept == ["None", "None", "None"]
 
 
+def test_a_user_over_the_rows_per_partition_cap_is_quarantined_there_and_named(spark):
+    from jobs.validation import quarantine_message
+
+    capped = CFG.validation.model_copy(update={"max_user_rows_per_partition": 2})
+    other_day = D + dt.timedelta(days=1)
+    rows = ([replace(replace(GOOD_BROWSE, 0, "u2"), 3, ts(10, minute=m)) for m in range(3)]      # 3 on D: over
+            + [replace(GOOD_BROWSE, 3, ts(10, minute=m)) for m in range(2)]                       # 2 on D: at the cap
+            + [replace(replace(replace(GOOD_BROWSE, 0, "u2"), 3, ts(11)), 6, other_day)])         # 1 the next day
+    raw = {"users": frame(spark, "users", GOOD["users"]), "items": frame(spark, "items", GOOD["items"]),
+           "browse": frame(spark, "browse", rows)}
+    got = Counter((r.user_id, r.dt, r[REASON]) for r in tag_inputs(raw, capped)["browse"].collect())
+    assert got == Counter({("u2", D, "too_many_rows_for_user"): 3, ("u1", D, None): 2, ("u2", other_day, None): 1})
+    assert quarantine_message("browse", "too_many_rows_for_user", 3, 6, capped) == (
+        "browse: 3 of 6 rows belong to a user with more than 2 rows in one dt partition (a bot or a replay; "
+        "validation.max_user_rows_per_partition) (column user_id); moved to quarantine with reason "
+        "too_many_rows_for_user")
+
+
 def test_quarantine_keeps_the_raw_row(validated):
     bad_warehouse, _ = validated
     cfg = cfg_for(bad_warehouse)

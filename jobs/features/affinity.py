@@ -1,4 +1,5 @@
-"""Category and brand affinity (top-k with shares) and price band."""
+"""Category and brand affinity (top-k with shares) and price band: the ``state_interactions`` and
+``state_prices`` tiles and their folds."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -7,20 +8,8 @@ from typing import Callable
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from jobs.features.common import before
-
-
-def interactions(weights: dict[str, float], as_of: datetime, items: DataFrame) -> Callable[[DataFrame, DataFrame], DataFrame]:
-    """Weighted user-item interactions: browse events by type, plus purchases as ``buy``.
-
-    Returns a function of (browse, transactions) giving user_id, item_id, weight, category, brand.
-    """
-    def apply(browse: DataFrame, tx: DataFrame) -> DataFrame:
-        events = interaction_kinds(browse.filter(before(as_of)), tx.filter(before(as_of)))
-        return (events.withColumn("weight", kind_weight(weights))
-                .filter(F.col("weight") > 0)
-                .join(items.select("item_id", "category", "brand"), "item_id", "left"))
-    return apply
+from jobs.clock import local_day, local_midnight_date
+from schemas.state import INTERACTION_DAY_STATE, PRICE_DAY_STATE
 
 
 def interaction_kinds(browse: DataFrame, tx: DataFrame) -> DataFrame:
@@ -70,13 +59,6 @@ def affinity_features(k: int) -> Callable[[DataFrame], DataFrame]:
     return apply
 
 
-def price_band_features(quantiles: list[float], as_of: datetime, items: DataFrame) -> Callable[[DataFrame], DataFrame]:
-    """Per user: median unit price paid, banded low/mid/high by the catalogue's price quantiles."""
-    def apply(tx: DataFrame) -> DataFrame:
-        return paid_lines(tx.filter(before(as_of))).transform(price_bands(quantiles, items))
-    return apply
-
-
 def paid_lines(tx: DataFrame) -> DataFrame:
     """Transaction lines with a known price: the columns of ``tx`` plus ``unit_price`` (amount / quantity)."""
     return (tx.filter(F.col("amount").isNotNull() & (F.col("quantity") > 0))
@@ -96,4 +78,50 @@ def price_bands(quantiles: list[float], items: DataFrame) -> Callable[[DataFrame
                 .when(F.col("median_unit_price") < F.col("_high"), "mid").otherwise("high"))
         return (medians.crossJoin(F.broadcast(bounds)).withColumn("price_band", band)
                 .select("user_id", "median_unit_price", "price_band"))
+    return apply
+
+
+def interaction_day_state(browse: DataFrame, tx: DataFrame, zone: str) -> DataFrame:
+    """browse and transactions -> one ``INTERACTION_DAY_STATE`` row per (user, source, dt, day, item, kind)."""
+    return (interaction_kinds(browse, tx).withColumn("day", local_day("ts", zone))
+            .groupBy("user_id", "source", "dt", "day", "item_id", "kind").agg(F.count("*").alias("events"))
+            .select(*INTERACTION_DAY_STATE.fieldNames()))
+
+
+def interactions_from_state(weights: dict[str, float], as_of: datetime, zone: str, items: DataFrame
+                            ) -> Callable[[DataFrame], DataFrame]:
+    """``INTERACTION_DAY_STATE`` tiles -> per (user, item) before ``as_of``: the summed weight of its events (browse
+    events by type, purchases as ``buy``; kinds without a weight count for nothing), with the item's category
+    and brand. ``affinity_features`` and ``weighted_title_means`` read it.
+    """
+    today = local_midnight_date(as_of, zone)
+
+    def apply(state: DataFrame) -> DataFrame:
+        return (state.filter(F.col("day") < F.lit(today))
+                .withColumn("weight", kind_weight(weights) * F.col("events"))
+                .filter(F.col("weight") > 0)
+                .groupBy("user_id", "item_id").agg(F.sum("weight").alias("weight"))
+                .join(items.select("item_id", "category", "brand"), "item_id", "left"))
+    return apply
+
+
+def price_day_state(zone: str) -> Callable[[DataFrame], DataFrame]:
+    """transactions -> one ``PRICE_DAY_STATE`` row per (user, dt, day, unit price paid), with its lines."""
+    def apply(tx: DataFrame) -> DataFrame:
+        return (paid_lines(tx).withColumn("day", local_day("ts", zone))
+                .groupBy("user_id", "dt", "day", "unit_price")
+                .agg(F.count("*").alias("lines"))
+                .select(*PRICE_DAY_STATE.fieldNames()))
+    return apply
+
+
+def price_from_state(quantiles: list[float], as_of: datetime, zone: str, items: DataFrame) -> Callable[[DataFrame], DataFrame]:
+    """``PRICE_DAY_STATE`` tiles -> per user: the median unit price paid before ``as_of`` (over the multiset of
+    prices, exact), banded low/mid/high by the catalogue's price quantiles."""
+    today = local_midnight_date(as_of, zone)
+
+    def apply(state: DataFrame) -> DataFrame:
+        paid = state.filter(F.col("day") < F.lit(today)).select(
+            "user_id", F.explode(F.array_repeat("unit_price", F.col("lines").cast("int"))).alias("unit_price"))
+        return paid.transform(price_bands(quantiles, items))
     return apply

@@ -1,4 +1,4 @@
-"""Browse funnel (view -> cart -> buy) and session statistics."""
+"""Browse funnel (view -> cart -> buy) and session statistics: the ``state_browse`` tile and its fold."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -7,7 +7,9 @@ from typing import Callable
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from jobs.features.common import before, count_where, ratio
+from jobs.clock import local_day, local_midnight_date
+from jobs.features.common import count_where, ratio
+from schemas.state import BROWSE_DAY_STATE
 
 
 def sessionize(gap_minutes: int) -> Callable[[DataFrame], DataFrame]:
@@ -25,24 +27,6 @@ def sessionize(gap_minutes: int) -> Callable[[DataFrame], DataFrame]:
                     .withColumn("session_id", F.concat_ws("-", "user_id", F.lit("auto"), F.col("_n").cast("string")))
                     .drop("_start", "_n"))
         return browse.filter(F.col("session_id").isNotNull()).unionByName(numbered)
-    return apply
-
-
-def conversion_features(as_of: datetime) -> Callable[[DataFrame, DataFrame], DataFrame]:
-    """Per user, from sessionised browse events and transactions (both before ``as_of``).
-
-    view_to_cart_rate = carts / views; cart_to_buy_rate = purchased lines / carts, capped at 1.
-    Both are null when their denominator is zero.
-    """
-    def apply(browse: DataFrame, tx: DataFrame) -> DataFrame:
-        events = browse.filter(before(as_of))
-        sessions = events.groupBy("user_id", "session_id").agg(F.count("*").alias("n"),
-                                                                 session_micros(F.min("ts"), F.max("ts")))
-        funnel = events.groupBy("user_id").agg(
-            *[count_where(F.col("event_type") == t).alias(f"{t}s") for t in FUNNEL_EVENTS],
-            (F.avg("dwell_ms") / 1000.0).alias("avg_dwell_s"))
-        lines = tx.filter(before(as_of)).groupBy("user_id").agg(F.count("*").alias("lines"))
-        return funnel_rates(funnel, sessions, lines)
     return apply
 
 
@@ -69,3 +53,47 @@ def funnel_rates(funnel: DataFrame, sessions: DataFrame, lines: DataFrame) -> Da
             .withColumn("cart_to_buy_rate", F.when(F.col("carts") > 0, F.least(
                 F.lit(1.0), ratio(F.coalesce(F.col("lines"), F.lit(0)), F.col("carts")))))
             .drop("lines"))
+
+
+def browse_day_state(zone: str) -> Callable[[DataFrame], DataFrame]:
+    """browse (not yet sessionised) -> one ``BROWSE_DAY_STATE`` row per (user, dt, day, session id or null)."""
+    def apply(browse: DataFrame) -> DataFrame:
+        unsessionised = F.col("session_id").isNull()
+        return (browse.withColumn("day", local_day("ts", zone))
+                .groupBy("user_id", "dt", "day", "session_id")
+                .agg(*[count_where(F.col("event_type") == t).alias(f"{t}s") for t in FUNNEL_EVENTS],
+                     F.count("*").alias("events"),
+                     F.sum("dwell_ms").alias("dwell_ms_sum"),
+                     F.count("dwell_ms").alias("dwell_known"),
+                     F.min("ts").alias("first_ts"),
+                     F.max("ts").alias("last_ts"),
+                     F.array_sort(F.collect_list(F.when(unsessionised, F.col("ts")))).alias("auto_ts"))
+                .select(*BROWSE_DAY_STATE.fieldNames()))
+    return apply
+
+
+def conversion_from_state(as_of: datetime, gap_minutes: int, zone: str) -> Callable[[DataFrame, DataFrame], DataFrame]:
+    """(``BROWSE_DAY_STATE``, ``ORDER_DAY_STATE``) tiles -> per user, before ``as_of``: funnel counts, mean dwell,
+    session statistics, view_to_cart_rate = carts / views and cart_to_buy_rate = purchased lines / carts
+    (capped at 1); both rates are null when their denominator is zero.
+
+    The source's sessions merge across days by their id; unsessionised events are sessionised again
+    from their times, so a session that spans midnight or two partitions stays one session.
+    """
+    today = local_midnight_date(as_of, zone)
+
+    def apply(browse_state: DataFrame, order_state: DataFrame) -> DataFrame:
+        past = browse_state.filter(F.col("day") < F.lit(today))
+        named = (past.filter(F.col("session_id").isNotNull()).groupBy("user_id", "session_id")
+                 .agg(F.sum("events").alias("n"), session_micros(F.min("first_ts"), F.max("last_ts"))))
+        gap_sessions = (past.select("user_id", F.explode("auto_ts").alias("ts"),
+                                    F.lit(None).cast("string").alias("session_id"))
+                        .transform(sessionize(gap_minutes)).groupBy("user_id", "session_id")
+                        .agg(F.count("*").alias("n"), session_micros(F.min("ts"), F.max("ts"))))
+        funnel = past.groupBy("user_id").agg(
+            *[F.sum(f"{t}s").alias(f"{t}s") for t in FUNNEL_EVENTS],
+            (ratio(F.sum("dwell_ms_sum"), F.sum("dwell_known")) / 1000.0).alias("avg_dwell_s"))
+        lines = (order_state.filter(F.col("day") < F.lit(today)).groupBy("user_id")
+                 .agg(F.sum("lines").alias("lines")))
+        return funnel_rates(funnel, named.unionByName(gap_sessions), lines)
+    return apply

@@ -1,38 +1,15 @@
-"""Recency, frequency and monetary value over rolling windows."""
+"""Recency, frequency and monetary value over rolling windows: the ``state_orders`` tile and its fold."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Callable
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.features.common import before, days_between, money_sum, ratio, within_days
-
-
-def rfm_features(windows: list[int], as_of: datetime, zone: str) -> Callable[[DataFrame], DataFrame]:
-    """Per user: orders and spend in each window, all-time frequency and monetary, recency in days.
-
-    Orders are distinct ``order_id``s. Spend is null when none of the user's lines has an
-    amount (sources without prices); otherwise a window with no orders spends 0.0.
-    """
-    def apply(tx: DataFrame) -> DataFrame:
-        amounts_known = F.count("amount") > 0
-        per_window = []
-        for w in windows:
-            in_w = within_days(as_of, w, zone)
-            per_window += [
-                F.count_distinct(F.when(in_w, F.col("order_id"))).alias(f"orders_{w}d"),
-                F.when(amounts_known, money_sum(F.when(in_w, F.col("amount")).otherwise(0.0))).alias(f"spend_{w}d"),
-            ]
-        return (tx.filter(before(as_of)).groupBy("user_id")
-                .agg(*per_window,
-                     F.count_distinct("order_id").alias("frequency"),
-                     money_sum(F.col("amount")).alias("monetary"),
-                     F.min("ts").alias("first_order_ts"),
-                     F.max("ts").alias("last_order_ts"))
-                .transform(order_summaries(as_of)))
-    return apply
+from jobs.clock import local_day, local_midnight_date
+from jobs.features.common import days_between, money, money_sum, ratio
+from schemas.state import ORDER_DAY_STATE
 
 
 def order_summaries(as_of: datetime) -> Callable[[DataFrame], DataFrame]:
@@ -40,4 +17,53 @@ def order_summaries(as_of: datetime) -> Callable[[DataFrame], DataFrame]:
     def apply(per_user: DataFrame) -> DataFrame:
         return (per_user.withColumn("avg_order_value", ratio(F.col("monetary"), F.col("frequency")))
                 .withColumn("recency_days", days_between(as_of, F.col("last_order_ts"))))
+    return apply
+
+
+def order_day_state(zone: str) -> Callable[[DataFrame], DataFrame]:
+    """transactions -> one ``ORDER_DAY_STATE`` row per (user, dt, day) with lines."""
+    def apply(tx: DataFrame) -> DataFrame:
+        return (tx.withColumn("day", local_day("ts", zone))
+                .groupBy("user_id", "dt", "day")
+                .agg(F.array_sort(F.collect_set("order_id")).alias("order_ids"),
+                     F.sum(money(F.col("amount"))).alias("amount_sum"),
+                     F.count("amount").alias("amounts_known"),
+                     F.count("*").alias("lines"),
+                     F.min("ts").alias("first_ts"),
+                     F.max("ts").alias("last_ts"))
+                .select(*ORDER_DAY_STATE.fieldNames()))
+    return apply
+
+
+def rfm_from_state(windows: list[int], as_of: datetime, zone: str) -> Callable[[DataFrame], DataFrame]:
+    """``ORDER_DAY_STATE`` tiles -> per user, from orders before ``as_of`` (a local midnight): orders and spend in
+    each window of local days, all-time frequency and monetary, first and last order, recency in days.
+
+    Orders are distinct ``order_id``s (an order whose lines straddle midnight counts once). Spend is null
+    when none of the user's lines has an amount (sources without prices); otherwise a window with no
+    orders spends 0.0.
+    """
+    today = local_midnight_date(as_of, zone)
+
+    def orders(condition) -> F.Column:
+        return F.size(F.array_distinct(F.flatten(F.collect_list(F.when(condition, F.col("order_ids")))))).cast("long")
+
+    def apply(state: DataFrame) -> DataFrame:
+        past = state.filter(F.col("day") < F.lit(today))
+        amounts_known = F.sum("amounts_known") > 0
+        per_window = []
+        for w in windows:
+            in_w = F.col("day") >= F.lit(today - timedelta(days=w))
+            per_window += [
+                orders(in_w).alias(f"orders_{w}d"),
+                F.when(amounts_known, F.coalesce(money_sum(F.when(in_w, F.col("amount_sum"))), F.lit(0.0)))
+                .alias(f"spend_{w}d"),
+            ]
+        return (past.groupBy("user_id")
+                .agg(*per_window,
+                     orders(F.lit(True)).alias("frequency"),
+                     money_sum(F.col("amount_sum")).alias("monetary"),
+                     F.min("first_ts").alias("first_order_ts"),
+                     F.max("last_ts").alias("last_order_ts"))
+                .transform(order_summaries(as_of)))
     return apply

@@ -1,9 +1,9 @@
-"""The incremental job's feature state as tables: built from clean rows, updated by partition, folded into profiles.
+"""The daily tiles as tables: built from clean rows, updated by partition, folded into profiles.
 
-The full job writes every state table from all clean rows; the incremental job rebuilds only the
-partitions it reads and replaces them (``updated_state``); both read profiles back with the same
-fold (``profiles_from_state``), whose columns equal the full job's ``build_profiles`` (see
-``tests/test_incremental.py``).
+The full job writes every tile table from all clean rows; the incremental job rebuilds only the
+partitions it reads and replaces them (``updated_state``). Both fold profiles from the tiles with the
+same families (``profiles_from_state``); the incremental job folds only the users a step touched
+(``refreshed_profiles``), and ``tests/test_incremental.py`` checks that it equals a full recompute.
 """
 from __future__ import annotations
 
@@ -20,15 +20,17 @@ from pyspark.sql import functions as F
 
 from conf import Config
 from jobs.clock import local_day, local_midnight_date
-from jobs.features.activity import all_events
-from jobs.features.affinity import affinity_features
+from jobs.features.activity import activity_from_state, all_events, event_day_state
+from jobs.features.affinity import (affinity_features, interaction_day_state, interactions_from_state, price_day_state,
+                                    price_from_state)
 from jobs.features.common import days_between
+from jobs.features.conversion import browse_day_state, conversion_from_state
 from jobs.features.profiles import profiles_from_features
-from jobs.features.state import (activity_from_state, browse_day_state, conversion_from_state, event_day_state,
-                                 interaction_day_state, interactions_from_state, order_day_state, price_day_state,
-                                 price_from_state, replace_partitions, rfm_from_state, social_day_state,
-                                 social_from_state, time_patterns_from_state)
-from jobs.features.text_vectors import VectorLookup, text_means, weighted_title_means, written_texts
+from jobs.features.rfm import order_day_state, rfm_from_state
+from jobs.features.social import social_day_state, social_from_state
+from jobs.features.state import replace_partitions
+from jobs.features.text_vectors import text_means, weighted_title_means, written_texts
+from jobs.features.time_patterns import time_patterns_from_state
 
 # The value of a state row's ``source`` for each input table (the event-wide families keep it).
 SOURCE_OF = {"transactions": "transaction", "browse": "browse", "social": "social"}
@@ -147,7 +149,7 @@ def recency(as_of: datetime, column: str, since: str) -> Callable[[DataFrame], D
 
 
 def feature_families(cfg: Config, as_of: datetime, items: DataFrame, embeddings: DataFrame | None = None,
-                     titles: VectorLookup | None = None) -> list[Family]:
+                     titles: DataFrame | None = None) -> list[Family]:
     """Every family of profile columns, each folded from its state tables as of ``as_of``."""
     f, e, zone = cfg.features, cfg.embedding, cfg.time.zone
     recent = cfg.tags.active_window_days
@@ -195,9 +197,9 @@ def fold_key(cfg: Config, present: set[str]) -> str:
 
 
 def profiles_from_state(cfg: Config, as_of: datetime, updated_at: datetime, present: set[str],
-                        embeddings: DataFrame | None = None, titles: VectorLookup | None = None,
+                        embeddings: DataFrame | None = None, titles: DataFrame | None = None,
                         ) -> Callable[[dict[str, DataFrame]], DataFrame]:
-    """{state table: frame, plus clean ``users`` and ``items``} -> profiles, as ``build_profiles`` gives them."""
+    """{tile table: frame, plus clean ``users`` and ``items``} -> profiles: every family folded for every user."""
     def apply(state: dict[str, DataFrame]) -> DataFrame:
         families = feature_families(cfg, as_of, state["items"], embeddings, titles)
         features = [family.fold(state) for family in families]
@@ -251,7 +253,7 @@ def _as_in(folded: DataFrame, old: DataFrame, column: str) -> F.Column:
 
 def refreshed_profiles(cfg: Config, as_of: datetime, updated_at: datetime, present: set[str],
                        old: DataFrame, touched: Callable[[Family], DataFrame],
-                       embeddings: DataFrame | None = None, titles: VectorLookup | None = None,
+                       embeddings: DataFrame | None = None, titles: DataFrame | None = None,
                        ) -> Callable[[dict[str, DataFrame]], DataFrame]:
     """Like ``profiles_from_state``, folding each family only for its ``touched`` users.
 

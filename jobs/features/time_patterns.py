@@ -1,4 +1,5 @@
-"""When a user is active: hour-of-day and weekday histograms (local time) and their summaries."""
+"""When a user is active: hour-of-day and weekday histograms (local time) and their summaries, folded from
+the ``state_events`` tile (``jobs.features.activity.event_day_state``)."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -7,24 +8,8 @@ from typing import Callable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.clock import iso_weekday, local_day, local_hour
-from jobs.features.common import before, count_where
-
-
-def time_pattern_features(as_of: datetime, night_hours: list[int], zone: str) -> Callable[[DataFrame], DataFrame]:
-    """Per user: share of events in each hour (24) and ISO weekday (7, Monday first), peaks, weekend and night shares.
-
-    Peaks take the earliest hour / weekday on ties.
-    """
-    def apply(events: DataFrame) -> DataFrame:
-        hour, weekday = local_hour("ts", zone), iso_weekday(local_day("ts", zone))
-        counts = (events.filter(before(as_of)).groupBy("user_id")
-                  .agg(F.count("*").alias("_n"),
-                       F.array(*[count_where(hour == h) for h in range(24)]).alias("_hours"),
-                       F.array(*[count_where(weekday == d) for d in range(1, 8)]).alias("_days"),
-                       count_where(hour.isin(*night_hours)).alias("_night")))
-        return counts.transform(pattern_summaries)
-    return apply
+from jobs.clock import iso_weekday, local_midnight_date
+from jobs.features.activity import day_events, sum_arrays
 
 
 def pattern_summaries(counts: DataFrame) -> DataFrame:
@@ -39,3 +24,21 @@ def pattern_summaries(counts: DataFrame) -> DataFrame:
         ((F.col("_days")[5] + F.col("_days")[6]) / F.col("_n")).alias("weekend_share"),
         (F.col("_night") / F.col("_n")).alias("night_share"),
     )
+
+
+def time_patterns_from_state(as_of: datetime, night_hours: list[int], zone: str) -> Callable[[DataFrame], DataFrame]:
+    """``EVENT_DAY_STATE`` tiles -> per user, before ``as_of``: the share of events in each local hour (24) and ISO
+    weekday (7, Monday first), the peaks (earliest on ties), and the weekend and night shares."""
+    today = local_midnight_date(as_of, zone)
+
+    def apply(state: DataFrame) -> DataFrame:
+        weekday = iso_weekday("day")
+        counts = (state.filter(F.col("day") < F.lit(today)).groupBy("user_id")
+                  .agg(F.sum(day_events()).alias("_n"),
+                       F.array(*sum_arrays("hour_counts", 24)).alias("_hours"),
+                       F.array(*[F.coalesce(F.sum(F.when(weekday == d, day_events())), F.lit(0)) for d in range(1, 8)])
+                       .alias("_days"),
+                       F.sum(sum(F.col("hour_counts")[h] for h in night_hours) if night_hours else F.lit(0))
+                       .alias("_night")))
+        return counts.transform(pattern_summaries)
+    return apply

@@ -6,16 +6,18 @@ same run. The baselines see behavioural features only; the model also sees text 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from pyspark.ml.classification import LogisticRegression
 from pyspark.ml.feature import StandardScaler
 from pyspark.ml.functions import array_to_vector, vector_to_array
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from jobs.model.inputs import category_shares
+from jobs.ranking import percent_rank
 
 METHODS = ("model", "rfm_rule", "mllib")
 
@@ -56,11 +58,13 @@ def metrics(h: HeldOut, k: int = 10) -> dict[str, float | None]:
     }
 
 
-def _quintile(column: str, ascending: bool) -> F.Column:
-    """1..5 by percent rank (equal values share a score); 0 when the value is null (never ordered)."""
-    order = F.col(column).asc() if ascending else F.col(column).desc()
-    rank = F.percent_rank().over(Window.orderBy(order))
-    return F.when(F.col(column).isNull(), 0).otherwise(F.least(F.floor(rank * 5) + 1, F.lit(5)))
+def _quintile(column: str, ascending: bool) -> Callable[[DataFrame], DataFrame]:
+    """Adds ``_q_{column}``: 1..5 by percent rank (equal values share a score); 0 when the value is null."""
+    def apply(df: DataFrame) -> DataFrame:
+        rank = F.col(f"_rank_{column}")
+        return (df.transform(percent_rank(column, f"_rank_{column}", ascending))
+                .withColumn(f"_q_{column}", F.when(rank.isNull(), 0).otherwise(F.least(F.floor(rank * 5) + 1, F.lit(5)))))
+    return apply
 
 
 def rfm_rule_scores(categories: tuple[str, ...]):
@@ -69,10 +73,11 @@ def rfm_rule_scores(categories: tuple[str, ...]):
     def apply(profiles: DataFrame) -> DataFrame:
         # The historical shares, with popularity (vocabulary order) breaking ties.
         shares = [share + F.lit((len(categories) - i) * 1e-6) for i, share in enumerate(category_shares(categories))]
-        return profiles.select(
+        ranked = (profiles.transform(_quintile("recency_days", False)).transform(_quintile("frequency", True))
+                  .transform(_quintile("monetary", True)))
+        return ranked.select(
             "user_id",
-            (_quintile("recency_days", False) + _quintile("frequency", True) + _quintile("monetary", True))
-            .cast("double").alias("propensity"),
+            (F.col("_q_recency_days") + F.col("_q_frequency") + F.col("_q_monetary")).cast("double").alias("propensity"),
             F.coalesce("days_since_last_event", F.lit(1e6)).cast("double").alias("churn"),
             F.array(*shares).cast("array<double>").alias("category_scores"))
     return apply

@@ -1,7 +1,8 @@
 """The model's stages inside a job: snapshot, train, evaluate, score, segment.
 
 Each function reads DataFrames and returns DataFrames or small results; the job decides what
-to write. Training data is point-in-time: features at cutoff T = as_of - horizon, labels in [T, as_of).
+to write. Training data is point-in-time, folded from the daily tiles: features at cutoff
+T = as_of - horizon, labels in [T, as_of).
 """
 from __future__ import annotations
 
@@ -12,16 +13,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from conf import Config
 from jobs.clock import add_days
-from jobs.features.profiles import build_profiles
-from jobs.features.text_vectors import VectorLookup
+from jobs.features.state_profiles import profiles_from_state
 from jobs.model.evaluate import METHODS, held_out, metrics, mllib_scores, rfm_rule_scores
 from jobs.model.inputs import (TEXT_DIM, TEXT_VECTORS, InputSpec, category_vocabulary, holdout_flag, horizon_labels,
-                               model_inputs, point_in_time)
+                               model_inputs, users_at)
 from jobs.model.network import ModelBundle, NetworkShape
 from jobs.model.score import predict, with_model_scores
 from jobs.model.serving import save_serving
@@ -55,19 +56,24 @@ class Trained:
     mlflow_run_id: str | None = None
 
 
-def snapshot_stage(cfg: Config, wh: Warehouse, clean: dict[str, DataFrame], as_of: datetime, present: set[str],
-                   embeddings: DataFrame | None, titles: VectorLookup | None, run_id: str, updated_at: datetime
+def snapshot_stage(cfg: Config, wh: Warehouse, tiles: dict[str, DataFrame], as_of: datetime, present: set[str],
+                   embeddings: DataFrame | None, titles: DataFrame | None, run_id: str, updated_at: datetime
                    ) -> Snapshot:
-    """Write the point-in-time training snapshot: features before T, labels from [T, T + horizon)."""
-    m = cfg.model
-    cutoff = add_days(as_of, -m.horizon_days, cfg.time.zone)
-    past = point_in_time(cutoff)(clean)
+    """Write the point-in-time training snapshot, folded from the same tiles as today's profiles: features
+    from the days before T = as_of - horizon, labels from the days [T, as_of).
+
+    ``tiles``: every state table, plus the clean ``users`` and ``items``.
+    """
+    m, zone = cfg.model, cfg.time.zone
+    cutoff = add_days(as_of, -m.horizon_days, zone)
+    known = {**tiles, "users": tiles["users"].transform(users_at(cutoff))}
     spec = InputSpec(tuple(cfg.features.rfm_windows),
-                     category_vocabulary(past["transactions"], past["items"], MAX_CATEGORIES),
+                     tiles["state_interactions"].transform(category_vocabulary(cutoff, zone, MAX_CATEGORIES,
+                                                                               tiles["items"])),
                      cfg.tags.active_window_days)
-    at_cutoff = build_profiles(cfg, cutoff, updated_at, present, embeddings, titles)(past).localCheckpoint(eager=True)
-    labels = horizon_labels(cutoff, m.horizon_days, cfg.time.zone, spec.categories, m.spend_tier_quantiles)(past | {
-        t: clean[t] for t in ("transactions", "browse", "social")})
+    at_cutoff = profiles_from_state(cfg, cutoff, updated_at, present, embeddings, titles)(known)
+    at_cutoff = at_cutoff.persist(StorageLevel.MEMORY_AND_DISK)
+    labels = horizon_labels(cutoff, m.horizon_days, zone, spec.categories, m.spend_tier_quantiles)(known)
     rows = (at_cutoff.transform(model_inputs(spec)).join(labels, "user_id")
             .withColumn("holdout", holdout_flag(m.holdout_share, m.seed))
             .select(*TRAINING_SNAPSHOT.fieldNames()))
@@ -121,8 +127,14 @@ def train_stage(cfg: Config, spark: SparkSession, wh: Warehouse, snapshot: Snaps
 def evaluate_stage(cfg: Config, snapshot: Snapshot, trained: Trained) -> None:
     """Model vs RFM rule vs MLlib on the same held-out users; fills ``trained.metrics``."""
     n_cat = len(snapshot.spec.categories)
-    truth = snapshot.table.filter("holdout").select("user_id", "bought", "churned", "categories").cache()
-    model_scores = (snapshot.table.filter("holdout").transform(predict(trained.bundle))
+    held = snapshot.table.filter("holdout")
+    users = held.count()
+    if users > cfg.model.evaluation_users:
+        # The metrics are computed on the driver: a stable hashed sample of the held-out users, not all of them.
+        share = int(1_000_000 * cfg.model.evaluation_users / users)
+        held = held.filter(F.abs(F.xxhash64(F.lit(cfg.model.seed + 1), "user_id")) % 1_000_000 < share)
+    truth = held.select("user_id", "bought", "churned", "categories").cache()
+    model_scores = (held.transform(predict(trained.bundle))
                     .select("user_id", F.col("purchase_propensity").alias("propensity"),
                             F.col("churn_risk").alias("churn"), F.col("category_probs").alias("category_scores")))
     scores = {"model": model_scores}
@@ -132,9 +144,9 @@ def evaluate_stage(cfg: Config, snapshot: Snapshot, trained: Trained) -> None:
     for method in METHODS:
         if method not in scores:
             continue
-        held = held_out(truth, scores[method], n_cat)
-        trained.holdout_users = len(held.bought)
-        for metric, value in metrics(held).items():
+        found = held_out(truth, scores[method], n_cat)
+        trained.holdout_users = len(found.bought)
+        for metric, value in metrics(found).items():
             trained.metrics.setdefault(metric, {})[method] = value
     truth.unpersist()
 
@@ -148,11 +160,14 @@ def score_stage(cfg: Config, profiles: DataFrame, trained: Trained, as_of: datet
                 ) -> tuple[DataFrame, DataFrame, SegmentModel]:
     """Today's profiles with embedding, scores and segment; and the segments table."""
     m = cfg.model
-    scored = profiles.transform(model_scores(trained.bundle, cfg.features.top_k)).localCheckpoint(eager=True)
+    # Persisted, not checkpointed: the blocks go when the job unpersists or ends, and a lost executor recomputes.
+    scored = profiles.transform(model_scores(trained.bundle, cfg.features.top_k)).persist(StorageLevel.MEMORY_AND_DISK)
     segments = fit_segments(scored, m.segments_k_min, m.segments_k_max, m.segments_sample, m.seed)
     rec.details["segments_k"] = str(segments.k)
     rec.details["silhouettes"] = json.dumps({str(k): round(v, 4) for k, v in segments.silhouettes.items()})
-    with_segments = scored.transform(assign_segments(segments)).localCheckpoint(eager=True)
+    with_segments = scored.transform(assign_segments(segments)).persist(StorageLevel.MEMORY_AND_DISK)
+    with_segments.count()
+    scored.unpersist()
     table = with_segments.transform(describe_segments(trained.bundle.run_id, as_of, segments.silhouettes[segments.k],
                                                       m.segment_top_features))
     return with_segments, table, segments
@@ -171,7 +186,7 @@ def rescore(cfg: Config, profiles: DataFrame, bundle: ModelBundle, segments: Seg
             ) -> tuple[DataFrame, DataFrame]:
     """Profiles scored and segmented by a model trained earlier (the incremental job), and their model tags."""
     scored = (profiles.transform(model_scores(bundle, cfg.features.top_k)).transform(assign_segments(segments))
-              .localCheckpoint(eager=True))
+              .persist(StorageLevel.MEMORY_AND_DISK))
     return scored, scored.transform(model_labels(cfg))
 
 
@@ -189,13 +204,13 @@ class ModelOutputs:
     trained: Trained
 
 
-def model_stages(cfg: Config, spark: SparkSession, wh: Warehouse, clean: dict[str, DataFrame], profiles: DataFrame,
-                 as_of: datetime, present: set[str], embeddings: DataFrame | None, titles: VectorLookup | None,
+def model_stages(cfg: Config, spark: SparkSession, wh: Warehouse, tiles: dict[str, DataFrame], profiles: DataFrame,
+                 as_of: datetime, present: set[str], embeddings: DataFrame | None, titles: DataFrame | None,
                  rec: RunRecorder) -> ModelOutputs:
     """Snapshot, train, evaluate, score and segment, each a recorded stage; then log it all to MLflow."""
     m = cfg.model
     with rec.stage("snapshot") as st:
-        snap = snapshot_stage(cfg, wh, clean, as_of, present, embeddings, titles, rec.run_id, rec.started_at)
+        snap = snapshot_stage(cfg, wh, tiles, as_of, present, embeddings, titles, rec.run_id, rec.started_at)
         st.rows_out = rec.rows_out["training_snapshot"] = wh.count("training_snapshot")
         rec.details["cutoff"] = snap.cutoff.isoformat()
     with rec.stage("train") as st:
@@ -207,6 +222,7 @@ def model_stages(cfg: Config, spark: SparkSession, wh: Warehouse, clean: dict[st
                              if trained.resumed_from else ""))
     with rec.stage("evaluate") as st:
         evaluate_stage(cfg, snap, trained)
+        snap.profiles_at_cutoff.unpersist()
         st.rows_in = trained.holdout_users
         for metric, by_method in sorted(trained.metrics.items()):
             rec.console.print(f"  {metric:<24}" + "  ".join(

@@ -19,6 +19,7 @@ USER_KNOWN = "_user_known"
 ITEM_KNOWN = "_item_known"
 DUPLICATE = "_duplicate"
 KEY_DUPLICATE = "_key_duplicate"
+OVER_VOLUME = "_over_volume"
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,19 @@ def table_checks(table: str, cfg: ValidationConf) -> list[Check]:
         ]
     else:
         raise KeyError(f"no checks for table {table!r}")
+    if table in EVENT_TABLES:
+        specific.append(_over_volume(cfg))
     return nulls + specific + [DUPLICATE_ROW]
+
+
+EVENT_TABLES = ("transactions", "browse", "social")
+
+
+def _over_volume(cfg: ValidationConf) -> Check:
+    cap = cfg.max_user_rows_per_partition
+    return Check("too_many_rows_for_user", "user_id",
+                 f"belong to a user with more than {cap:,} rows in one dt partition (a bot or a replay; "
+                 f"validation.max_user_rows_per_partition)", lambda: F.col(OVER_VOLUME))
 
 
 def describe(table: str, reason: str, cfg: ValidationConf) -> tuple[str, str]:

@@ -10,8 +10,8 @@ from pyspark.sql import functions as F
 
 from conf import ValidationConf
 from jobs.privacy import redacted_struct
-from jobs.validation.checks import (DUPLICATE, ITEM_KNOWN, KEY_CONFLICTS, KEY_DUPLICATE, USER_KNOWN, describe,
-                                    table_checks, unknown_item)
+from jobs.validation.checks import (DUPLICATE, EVENT_TABLES, ITEM_KNOWN, KEY_CONFLICTS, KEY_DUPLICATE, OVER_VOLUME,
+                                    USER_KNOWN, describe, table_checks, unknown_item)
 from schemas import INPUT_TABLES
 
 REASON = "_reason"
@@ -42,13 +42,28 @@ def with_key_conflicts(table: str, key: str, columns: list[str]) -> Callable[[Da
     return apply
 
 
+def with_volume_flags(cap: int) -> Callable[[DataFrame], DataFrame]:
+    """Flag the rows of a user with more than ``cap`` rows in one ``dt`` partition.
+
+    The counts are a ``groupBy`` (combined on the map side, so a bot's rows never meet in one task), and
+    the users over the cap are few by construction (at most rows / cap), so they are broadcast.
+    """
+    def apply(df: DataFrame) -> DataFrame:
+        over = (df.filter(F.col("user_id").isNotNull()).groupBy("user_id", "dt").count()
+                .filter(F.col("count") > cap).select("user_id", "dt", F.lit(True).alias(OVER_VOLUME)))
+        return df.join(F.broadcast(over), ["user_id", "dt"], "left").fillna({OVER_VOLUME: False})
+    return apply
+
+
 def with_known_ids(users: DataFrame | None, items: DataFrame | None) -> Callable[[DataFrame], DataFrame]:
     """Add flags saying whether the row's user_id / item_id exist in the clean users / items."""
     def flag(df: DataFrame, ids: DataFrame | None, column: str, name: str) -> DataFrame:
         if ids is None or column not in df.columns:
             return df.withColumn(name, F.lit(True))
         known = ids.select(F.col(column).alias(f"{name}_id")).distinct().withColumn(name, F.lit(True))
-        return (df.join(F.broadcast(known), df[column] == known[f"{name}_id"], "left")
+        # No broadcast hint: 100 million users do not fit on every executor; Spark broadcasts small catalogues
+        # by itself (spark.sql.autoBroadcastJoinThreshold) and sort-merges the rest.
+        return (df.join(known, df[column] == known[f"{name}_id"], "left")
                 .drop(f"{name}_id").fillna({name: False}))
 
     def apply(df: DataFrame) -> DataFrame:
@@ -75,6 +90,8 @@ def tag_table(table: str, cfg: ValidationConf, users: DataFrame | None = None,
         if RAW_JSON not in df.columns:  # quarantine is an output: PII columns are redacted in it
             raw = redacted_struct(columns, INPUT_TABLES[table].pii_columns)
             df = df.withColumn(RAW_JSON, F.to_json(raw, {"ignoreNullFields": "false"}))
+        if table in EVENT_TABLES:
+            df = df.transform(with_volume_flags(cfg.max_user_rows_per_partition))
         tagged = (df.transform(with_known_ids(users, items))
                   .transform(with_duplicate_flags(columns))
                   .transform(with_reasons(table, cfg)))

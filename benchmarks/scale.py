@@ -1,0 +1,185 @@
+"""What a run costs as data grows, measured in one run: issue 17's figures.
+
+    python benchmarks/scale.py                         # N = 20k users; history 30, 90, 180 days
+    python benchmarks/scale.py --users 2000            # a quicker look, same shape
+
+1. ``full_n_s`` and ``full_4n_s``: the full job (model off, every text already in the embedding cache) on
+   generated warehouses of N and 4N users over 30 days. ``full_4n_over_n`` is their ratio.
+2. ``peer_4n_s``: a hand-written Spark SQL job on the 4N tables: one ``groupBy`` per event table (event type
+   counts, 7/30/90-day orders and spend, distinct orders, active days, an hour histogram), joined and
+   written. It is the yardstick: ``full_over_peer`` is the full job's time over it.
+3. ``bytes_read_over_inputs``: the bytes the 4N full run's tasks read (Spark's event log, the sum of every
+   task's ``Input Metrics / Bytes Read``) over the bytes of its input tables on disk.
+4. For 30, 90 and 180 days of history (N users): the full job over every day, and one incremental step that
+   takes in the last day after a full run over the others (``step_{days}_s``, ``full_{days}_s``). Then
+   ``step_180_over_step_30`` and ``step_over_full_180``.
+
+Each timed run is a Spark job group; the event log is read after the session stops. Writes
+benchmarks/results/scale.json.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import typer
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "benchmarks" / "results" / "scale.json"
+EVENT_TABLES = ("transactions", "browse", "social")
+
+
+def input_bytes(root: Path) -> int:
+    """Bytes of the input tables' parquet files on disk."""
+    from schemas import INPUT_TABLES
+
+    return sum(f.stat().st_size for t in INPUT_TABLES for f in (root / t).rglob("*.parquet"))
+
+
+def bytes_read_by_group(event_dir: Path) -> dict[str, int]:
+    """Per job group, the sum of its tasks' input bytes, from Spark's event log."""
+    group_of_stage: dict[int, str] = {}
+    read: dict[str, int] = {}
+    for log in event_dir.iterdir():
+        for line in log.read_text().splitlines():
+            event = json.loads(line)
+            kind = event.get("Event")
+            if kind == "SparkListenerJobStart":
+                group = (event.get("Properties") or {}).get("spark.jobGroup.id")
+                for stage in event.get("Stage IDs", []):
+                    if group:
+                        group_of_stage[stage] = group
+            elif kind == "SparkListenerTaskEnd":
+                group = group_of_stage.get(event.get("Stage ID"))
+                metrics = event.get("Task Metrics") or {}
+                if group:
+                    read[group] = read.get(group, 0) + int((metrics.get("Input Metrics") or {}).get("Bytes Read", 0))
+    return read
+
+
+def peer_job(spark, root: Path, out: Path, as_of) -> None:
+    """The one-pass yardstick: one groupBy per event table, joined, written."""
+    from pyspark.sql import functions as F
+
+    def read(table: str):
+        return spark.read.parquet(*[str(p) for p in (root / table).rglob("*.parquet")])
+
+    def days_before(days: int):
+        return F.col("ts") >= F.lit(as_of - timedelta(days=days))
+
+    before = F.col("ts") < F.lit(as_of)
+    browse = read("browse").filter(before).groupBy("user_id").agg(
+        *[F.count(F.when(F.col("event_type") == t, 1)).alias(f"{t}s") for t in ("view", "click", "cart", "fav")],
+        F.count_distinct(F.to_date("ts")).alias("browse_days"),
+        F.array(*[F.count(F.when(F.hour("ts") == h, 1)) for h in range(24)]).alias("hours"))
+    orders = read("transactions").filter(before).groupBy("user_id").agg(
+        *[x for w in (7, 30, 90) for x in (F.count_distinct(F.when(days_before(w), F.col("order_id"))).alias(f"orders_{w}d"),
+                                           F.sum(F.when(days_before(w), F.col("amount"))).alias(f"spend_{w}d"))],
+        F.count_distinct("order_id").alias("frequency"), F.sum("amount").alias("monetary"),
+        F.max("ts").alias("last_order"))
+    social = read("social").filter(before).groupBy("user_id").agg(
+        *[F.count(F.when(F.col("kind") == k, 1)).alias(f"{k}s") for k in ("review", "comment", "like", "share", "follow")])
+    (read("users").select("user_id").join(browse, "user_id", "left").join(orders, "user_id", "left")
+     .join(social, "user_id", "left").write.mode("overwrite").parquet(str(out)))
+
+
+def main(users: int = 20_000, histories: str = "30,90,180", seed: int = 42,
+         work: Path = ROOT / "benchmarks" / ".work" / "scale", out: Path = RESULTS) -> None:
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark.sql import functions as F
+
+    from conf import load_config
+    from jobs.full import open_warehouse, run_full
+    from jobs.incremental import run_incremental
+    from jobs.ingest import run_generate
+    from jobs.spark import spark_session
+    from schemas import INPUT_TABLES
+
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "events").mkdir(parents=True)
+    (work / "hmac.key").write_text(hashlib.sha256(f"portrait-scale-{seed}".encode()).hexdigest())
+
+    def config(name: str, n: int, days: int, *more: str):
+        return load_config(overrides=[
+            f"warehouse.path={work / name}", f"generator.users={n}", f"generator.days={days}",
+            f"generator.seed={seed}", f"privacy.key_file={work / 'hmac.key'}", "model.enabled=false",
+            f"model.tracking_uri=file:{work / 'mlruns'}", *more])
+
+    base = config("n30", users, 30)
+    extra = {"spark.eventLog.enabled": "true", "spark.eventLog.dir": str(work / "events")}
+    spark = spark_session(base.spark.model_copy(update={"extra": {**base.spark.extra, **extra}}))
+    seconds: dict[str, float] = {}
+
+    def timed(group: str, run) -> None:
+        spark.sparkContext.setJobGroup(group, group)
+        started = time.perf_counter()
+        run()
+        seconds[group] = round(time.perf_counter() - started, 1)
+        spark.sparkContext.setJobGroup("setup", "setup")
+
+    def warm_full(name: str, n: int, days: int) -> None:
+        """Generate, then one untimed full run, so the timed one finds every text in the embedding cache."""
+        cfg = config(name, n, days)
+        run_generate(cfg, spark)
+        run_full(cfg, spark, env={})
+
+    spark.sparkContext.setJobGroup("setup", "setup")
+    warm_full("n30", users, 30)
+    timed("full_n", lambda: run_full(config("n30", users, 30), spark, env={}))
+    warm_full("n4_30", 4 * users, 30)
+    timed("full_4n", lambda: run_full(config("n4_30", 4 * users, 30), spark, env={}))
+    as_of = open_warehouse(config("n4_30", 4 * users, 30), spark).read("profiles").first()["as_of"]
+    timed("peer_4n", lambda: peer_job(spark, work / "n4_30", work / "peer_out", as_of))
+
+    for days in [int(d) for d in histories.split(",")]:
+        name = f"history_{days}"
+        source = config(f"{name}_source", users, days)
+        run_generate(source, spark)
+        source_wh = open_warehouse(source, spark)
+        last_day = source.generator.start_date + timedelta(days=days - 1)
+        step_wh = open_warehouse(config(name, users, days), spark)
+        for table in INPUT_TABLES:
+            rows = source_wh.read(table)
+            step_wh.overwrite(table, rows.filter(F.col("dt") < F.lit(last_day)) if table in EVENT_TABLES else rows)
+        run_full(config(name, users, days), spark, env={})
+        for table in EVENT_TABLES:
+            step_wh.append(table, source_wh.read(table).filter(F.col("dt") >= F.lit(last_day)))
+        timed(f"step_{days}", lambda: run_incremental(config(name, users, days), spark, env={}))
+        # The full recompute over every day, texts cached (the source warehouse's run warms its cache).
+        run_full(source, spark, env={})
+        timed(f"full_{days}", lambda: run_full(source, spark, env={}))
+
+    inputs_4n = input_bytes(work / "n4_30")
+    spark.stop()
+    read = bytes_read_by_group(work / "events")
+    days = sorted(int(d) for d in histories.split(","))
+    first, last = days[0], days[-1]
+    result = {
+        "users_n": users, "histories_days": days,
+        "seconds": seconds,
+        "full_over_peer": round(seconds["full_4n"] / seconds["peer_4n"], 2),
+        "full_4n_over_n": round(seconds["full_4n"] / seconds["full_n"], 2),
+        f"step_{last}_over_step_{first}": round(seconds[f"step_{last}"] / seconds[f"step_{first}"], 2),
+        f"step_over_full_{last}": round(seconds[f"step_{last}"] / seconds[f"full_{last}"], 3),
+        "input_bytes_4n": inputs_4n,
+        "bytes_read_full_4n": read.get("full_4n", 0),
+        "bytes_read_peer_4n": read.get("peer_4n", 0),
+        "bytes_read_over_inputs": round(read.get("full_4n", 0) / inputs_4n, 2),
+        "bytes_read_by_run": read,
+        "model": "off; every text already in the embedding cache",
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    print(json.dumps(result, indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":
+    typer.run(main)
