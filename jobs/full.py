@@ -2,6 +2,7 @@
 from them (the incremental job from empty state: the same tiles, the same folds)."""
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Callable, Mapping
@@ -58,10 +59,11 @@ def validate(tagged: dict[str, DataFrame], cfg: Config, run_id: str, at: datetim
 
 
 def read_and_validate(cfg: Config, wh: Warehouse, env: Mapping[str, str] | None, rec: RunRecorder,
-                      versions: dict[str, int] | None = None, partitions: dict[str, list[date]] | None = None
+                      cleanup: ExitStack, versions: dict[str, int] | None = None,
+                      partitions: dict[str, list[date]] | None = None
                       ) -> tuple[dict[str, DataFrame], DataFrame, ValidationReport]:
     """Read the inputs (at ``versions``; only ``partitions`` of the tables it names), pseudonymise them, and
-    split each into clean rows and quarantine."""
+    split each into clean rows and quarantine. The validated rows stay cached until ``cleanup`` closes."""
     private = ingest_privacy(cfg.privacy, env, rec)  # strict mode without a key stops here, first
     with rec.stage("read") as st:
         raw, absent = read_inputs(wh, cfg.inputs, versions, partitions)
@@ -69,6 +71,8 @@ def read_and_validate(cfg: Config, wh: Warehouse, env: Mapping[str, str] | None,
         st.rows_out = len(raw)
     with rec.stage("validate") as st:
         tagged = {t: df.persist(StorageLevel.MEMORY_AND_DISK) for t, df in tag_inputs(raw, cfg.validation).items()}
+        for df in tagged.values():
+            cleanup.callback(df.unpersist)
         clean, quarantine, report = validate(tagged, cfg, rec.run_id, rec.started_at)
         st.rows_in, st.rows_out = sum(report.rows_in.values()), sum(report.rows_clean.values())
         rec.rows_in.update(report.rows_in)
@@ -153,13 +157,14 @@ def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = No
     rec = recorder or RunRecorder("full")
     wh = open_warehouse(cfg, spark)
     rec.details["engine"] = wh.engine
+    cleanup = ExitStack()  # cached frames, released when the run ends, however it ends
     try:
         plan = plan_step(wh, PROFILES_APP, INPUT_TABLES, recompute=True, outputs=STEP_OUTPUTS)
         rec.details["step"] = str(plan.step)
         if plan.resumed:
             rec.console.print(f"  step {plan.step}: resuming an attempt that died after writing some outputs; "
                               f"reading the input versions it read ({plan.txn.inputs})")
-        clean, quarantine, report = read_and_validate(cfg, wh, env, rec, plan.versions)
+        clean, quarantine, report = read_and_validate(cfg, wh, env, rec, cleanup, plan.versions)
         tiles = write_tiles(wh, rec, plan, clean, cfg.time.zone)
         as_of = cfg.as_of or midnight_after(latest_event(tiles["state_events"]), cfg.time.zone)
         rec.details["as_of"] = as_of.isoformat()
@@ -173,6 +178,7 @@ def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = No
             profiles = profiles_from_state(cfg, as_of, rec.started_at, present, embeddings, titles)(tiles)
             # Materialise once: scoring, segments and tags build on it many times.
             profiles = profiles.persist(StorageLevel.MEMORY_AND_DISK)
+            cleanup.callback(profiles.unpersist)
             st.rows_in, st.rows_out = report.rows_clean["users"], profiles.count()
         labels = profiles.transform(rule_tags(cfg.tags, as_of, cfg.time.zone, gaps))
         model = None
@@ -184,3 +190,5 @@ def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = No
     except Exception as error:
         write_run(wh, rec, "failed", error)
         raise
+    finally:
+        cleanup.close()

@@ -8,10 +8,12 @@ What the step saves is reading, validating and embedding history, and aggregatin
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from datetime import date, datetime
 from functools import partial
 from typing import Mapping
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -153,6 +155,7 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
     rec = recorder or RunRecorder("incremental")
     wh = open_warehouse(cfg, spark)
     rec.details["engine"] = wh.engine
+    cleanup = ExitStack()  # cached frames, released when the run ends, however it ends
     try:
         missing = [t for t in STATE_TABLES if not wh.exists(t)]
         if missing:
@@ -174,7 +177,7 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
         if why:
             rec.console.print(f"  {why}")
         rec.partitions = sorted({str(dt) for dts in partitions.values() for dt in dts})
-        clean, quarantine, report = read_and_validate(cfg, wh, env, rec, plan.versions, partitions)
+        clean, quarantine, report = read_and_validate(cfg, wh, env, rec, cleanup, plan.versions, partitions)
         # Unchanged users and items are read only to validate against: their bad rows are in quarantine already.
         quarantine = quarantine.filter(~F.col("source_table").isin([t for t in REFERENCE_TABLES if t not in again]))
         embeddings, titles = embed_and_titles(cfg, wh, clean, rec) if cfg.embedding.enabled else (None, None)
@@ -216,7 +219,8 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
             else:
                 rec.console.print("  the profiles were folded with other settings or tables: every user is folded")
                 profiles = profiles_from_state(cfg, as_of, rec.started_at, present, embeddings, titles)(inputs)
-            profiles = profiles.localCheckpoint(eager=True)
+            profiles = profiles.persist(StorageLevel.MEMORY_AND_DISK)
+            cleanup.callback(profiles.unpersist)
             st.rows_out = profiles.count()
         labels = profiles.transform(rule_tags(cfg.tags, as_of, cfg.time.zone, gaps))
         model_run = current_model_run(wh) if cfg.model.enabled else None
@@ -244,3 +248,5 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
     except Exception as error:
         write_run(wh, rec, "failed", error)
         raise
+    finally:
+        cleanup.close()

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from functools import reduce
 from typing import Callable
 
 from pyspark.sql import Column, DataFrame
@@ -22,26 +21,41 @@ class DataGaps:
     social_missing: bool = False
 
 
-def _tag(profiles: DataFrame, condition: Column, tag: Column | str, score: Column, reason: Column) -> DataFrame:
-    tag_col = F.lit(tag) if isinstance(tag, str) else tag
-    return profiles.filter(condition).select("user_id", tag_col.alias("tag"), score.cast("double").alias("score"),
-                                             reason.alias("reason"), "as_of")
+Rule = tuple[Column, "Column | str", Column, Column]  # (condition, tag, score, reason)
 
 
-def spender_tiers(cfg: TagsConf) -> Callable[[DataFrame], DataFrame]:
-    """low/mid/high spender by the user's percentile among buyers of the spend window."""
-    spend = F.col(f"spend_{cfg.spend_window_days}d")
-    low_q, high_q = cfg.spender_quantiles
+def tagged(rules: list[Rule]) -> Callable[[DataFrame], DataFrame]:
+    """profiles -> user_id, tag, score, reason, as_of: one row per rule a profile meets, in one pass over the
+    profiles (not one filter and union per rule, each reading every profile)."""
+    def apply(profiles: DataFrame) -> DataFrame:
+        found = F.array(*[
+            F.when(condition, F.struct((F.lit(tag) if isinstance(tag, str) else tag).cast("string").alias("tag"),
+                                       score.cast("double").alias("score"), reason.cast("string").alias("reason")))
+            for condition, tag, score, reason in rules])
+        return (profiles.select("user_id", "as_of", F.explode(F.filter(found, lambda t: t.isNotNull())).alias("_t"))
+                .select("user_id", "_t.tag", "_t.score", "_t.reason", "as_of"))
+    return apply
+
+
+def with_spend_percentile(cfg: TagsConf) -> Callable[[DataFrame], DataFrame]:
+    """Adds ``_pct``: the user's percent rank among buyers of the spend window (null for non-buyers)."""
+    column = f"spend_{cfg.spend_window_days}d"
 
     def apply(profiles: DataFrame) -> DataFrame:
-        buyers = profiles.filter(spend > 0).transform(percent_rank(f"spend_{cfg.spend_window_days}d", "_pct"))
-        tier = F.when(F.col("_pct") < low_q, "low_spender").when(F.col("_pct") < high_q, "mid_spender").otherwise(
-            "high_spender")
-        reason = F.format_string("spent %s in the last %d days, more than %d%% of buyers",
-                                 F.format_number(spend, 2), F.lit(cfg.spend_window_days),
-                                 F.floor(F.col("_pct") * 100).cast("int"))
-        return _tag(buyers, F.lit(True), tier, F.col("_pct"), reason)
+        buyers = (profiles.filter(F.col(column) > 0).select("user_id", column)
+                  .transform(percent_rank(column, "_pct")).select("user_id", "_pct"))
+        return profiles.join(buyers, "user_id", "left")
     return apply
+
+
+def spender_tiers(cfg: TagsConf) -> Rule:
+    """low/mid/high spender by the user's percentile among buyers of the spend window (``with_spend_percentile``)."""
+    spend, pct = F.col(f"spend_{cfg.spend_window_days}d"), F.col("_pct")
+    low_q, high_q = cfg.spender_quantiles
+    tier = F.when(pct < low_q, "low_spender").when(pct < high_q, "mid_spender").otherwise("high_spender")
+    reason = F.format_string("spent %s in the last %d days, more than %d%% of buyers",
+                             F.format_number(spend, 2), F.lit(cfg.spend_window_days), F.floor(pct * 100).cast("int"))
+    return (pct.isNotNull(), tier, pct, reason)
 
 
 def rule_tags(cfg: TagsConf, as_of: datetime, zone: str, gaps: DataGaps = DataGaps()
@@ -56,34 +70,33 @@ def rule_tags(cfg: TagsConf, as_of: datetime, zone: str, gaps: DataGaps = DataGa
             else F.lit(None)
         loyal_orders = F.col(f"orders_{cfg.loyal_window_days}d")
         idle = F.col("days_since_last_event")
-        tags = [
-            _tag(p, F.col("signup_ts") >= F.lit(add_days(as_of, -cfg.new_user_days, zone)), "new_user",
-                 F.lit(1.0), F.format_string("signed up %d days ago (%s)", days_since_signup, local_date_text("signup_ts", zone))),
-            _tag(p, active_events >= cfg.active_min_events, "active", active_events,
-                 F.format_string("%d events in the last %d days", active_events, F.lit(cfg.active_window_days))),
-            _tag(p, loyal_orders >= cfg.loyal_min_orders, "loyal", loyal_orders,
-                 F.format_string("%d orders in the last %d days", loyal_orders, F.lit(cfg.loyal_window_days))),
-            _tag(p, idle >= cfg.dormant_days, "dormant", F.floor(idle),
-                 F.format_string("no activity for %d days (last on %s)", F.floor(idle).cast("int"),
-                                 local_date_text("last_event_ts", zone))),
-            _tag(p, F.col("last_event_ts").isNull(), "dormant", F.lit(None),
-                 F.lit("no recorded activity before the profile date")),
-            _tag(p, (F.col("top_category_share") >= cfg.category_lover_min_share)
-                 & (F.col("top_category_weight") >= cfg.category_lover_min_weight),
-                 F.concat(F.lit("category_lover:"), F.col("top_category")), F.col("top_category_share"),
-                 F.format_string("%d%% of weighted activity is in %s", F.round(F.col("top_category_share") * 100)
-                                 .cast("int"), F.col("top_category"))),
-            p.transform(spender_tiers(cfg)),
-            _tag(p, (F.col("frequency") > 0) & F.col("monetary").isNull(), "spend_unknown", F.lit(None),
-                 F.lit("orders carry no amounts in the source data, so no spender tier")),
+        rules: list[Rule] = [
+            (F.col("signup_ts") >= F.lit(add_days(as_of, -cfg.new_user_days, zone)), "new_user",
+             F.lit(1.0), F.format_string("signed up %d days ago (%s)", days_since_signup, local_date_text("signup_ts", zone))),
+            (active_events >= cfg.active_min_events, "active", active_events,
+             F.format_string("%d events in the last %d days", active_events, F.lit(cfg.active_window_days))),
+            (loyal_orders >= cfg.loyal_min_orders, "loyal", loyal_orders,
+             F.format_string("%d orders in the last %d days", loyal_orders, F.lit(cfg.loyal_window_days))),
+            (idle >= cfg.dormant_days, "dormant", F.floor(idle),
+             F.format_string("no activity for %d days (last on %s)", F.floor(idle).cast("int"),
+                             local_date_text("last_event_ts", zone))),
+            (F.col("last_event_ts").isNull(), "dormant", F.lit(None), F.lit("no recorded activity before the profile date")),
+            ((F.col("top_category_share") >= cfg.category_lover_min_share)
+             & (F.col("top_category_weight") >= cfg.category_lover_min_weight),
+             F.concat(F.lit("category_lover:"), F.col("top_category")), F.col("top_category_share"),
+             F.format_string("%d%% of weighted activity is in %s", F.round(F.col("top_category_share") * 100)
+                             .cast("int"), F.col("top_category"))),
+            spender_tiers(cfg),
+            ((F.col("frequency") > 0) & F.col("monetary").isNull(), "spend_unknown", F.lit(None),
+             F.lit("orders carry no amounts in the source data, so no spender tier")),
         ]
         if gaps.browse_missing:
-            tags.append(_tag(p, F.lit(True), "browse_unknown", F.lit(None), F.lit(
+            rules.append((F.lit(True), "browse_unknown", F.lit(None), F.lit(
                 "browse table is absent or empty for this run: views, carts, conversion and session features are null")))
         if gaps.social_missing:
-            tags.append(_tag(p, F.lit(True), "social_unknown", F.lit(None), F.lit(
+            rules.append((F.lit(True), "social_unknown", F.lit(None), F.lit(
                 "social table is absent or empty for this run: review, comment, like and share counts are null")))
-        return reduce(DataFrame.unionByName, tags)
+        return p.transform(with_spend_percentile(cfg)).transform(tagged(rules))
     return apply
 
 
@@ -91,15 +104,14 @@ def model_tags(propensity_min: float, churn_min: float, horizon_days: int) -> Ca
     """Tags from the model's scores, each with its probability as score and in the reason."""
     def apply(p: DataFrame) -> DataFrame:
         prop, churn = F.col("purchase_propensity"), F.col("churn_risk")
-        return reduce(DataFrame.unionByName, [
-            _tag(p, prop >= propensity_min, "likely_buyer", prop,
-                 F.format_string("likely to buy in %d days (p=%.2f)", F.lit(horizon_days), prop)),
-            _tag(p, churn >= churn_min, "churn_risk", churn,
-                 F.format_string("churn risk: no activity expected in the next %d days (p=%.2f)",
-                                 F.lit(horizon_days), churn)),
-            _tag(p, F.col("spend_tier") == "high", "predicted_high_spender", prop,
-                 F.format_string("predicted to be in the top spend tier in the next %d days", F.lit(horizon_days))),
-            _tag(p, F.col("segment_id").isNotNull(), F.format_string("segment:%d", F.col("segment_id")), F.lit(None),
-                 F.format_string("nearest to segment %d's centre in embedding space", F.col("segment_id"))),
-        ])
+        return p.transform(tagged([
+            (prop >= propensity_min, "likely_buyer", prop,
+             F.format_string("likely to buy in %d days (p=%.2f)", F.lit(horizon_days), prop)),
+            (churn >= churn_min, "churn_risk", churn,
+             F.format_string("churn risk: no activity expected in the next %d days (p=%.2f)", F.lit(horizon_days), churn)),
+            (F.col("spend_tier") == "high", "predicted_high_spender", prop,
+             F.format_string("predicted to be in the top spend tier in the next %d days", F.lit(horizon_days))),
+            (F.col("segment_id").isNotNull(), F.format_string("segment:%d", F.col("segment_id")), F.lit(None),
+             F.format_string("nearest to segment %d's centre in embedding space", F.col("segment_id"))),
+        ]))
     return apply

@@ -87,15 +87,16 @@ def tag_table(table: str, cfg: ValidationConf, users: DataFrame | None = None,
     key = {"users": "user_id", "items": "item_id"}.get(table)
 
     def apply(df: DataFrame) -> DataFrame:
-        if RAW_JSON not in df.columns:  # quarantine is an output: PII columns are redacted in it
-            raw = redacted_struct(columns, INPUT_TABLES[table].pii_columns)
-            df = df.withColumn(RAW_JSON, F.to_json(raw, {"ignoreNullFields": "false"}))
         if table in EVENT_TABLES:
             df = df.transform(with_volume_flags(cfg.max_user_rows_per_partition))
         tagged = (df.transform(with_known_ids(users, items))
                   .transform(with_duplicate_flags(columns))
                   .transform(with_reasons(table, cfg)))
-        return tagged.transform(with_key_conflicts(table, key, columns)) if key else tagged
+        if key:
+            tagged = tagged.transform(with_key_conflicts(table, key, columns))
+        # Only what later stages read: the job caches these rows and reads them once per tile table.
+        kept = [c for c in (REASON, ITEM_KNOWN, RAW_JSON) if c in tagged.columns]
+        return tagged.select(*columns, *kept)
     return apply
 
 
@@ -107,10 +108,19 @@ def clean_rows(table: str) -> Callable[[DataFrame], DataFrame]:
 
 
 def quarantine_rows(table: str, run_id: str, at: datetime) -> Callable[[DataFrame], DataFrame]:
-    """The rows that failed, in the quarantine table's shape."""
+    """The rows that failed, in the quarantine table's shape.
+
+    ``raw_row`` is the row as the source gave it where a reader kept that (``_raw_json``), else the row's
+    columns as JSON, built here for the failed rows only. Quarantine is an output: PII columns are redacted.
+    """
     def apply(tagged: DataFrame) -> DataFrame:
+        if RAW_JSON in tagged.columns:
+            raw = F.col(RAW_JSON)
+        else:
+            spec = INPUT_TABLES[table]
+            raw = F.to_json(redacted_struct(spec.schema.fieldNames(), spec.pii_columns), {"ignoreNullFields": "false"})
         return tagged.filter(F.col(REASON).isNotNull()).select(
-            F.lit(table).alias("source_table"), F.col(RAW_JSON).alias("raw_row"), F.col(REASON).alias("reason"),
+            F.lit(table).alias("source_table"), raw.alias("raw_row"), F.col(REASON).alias("reason"),
             F.lit(run_id).alias("run_id"), F.lit(at).cast("timestamp").alias("quarantined_at"))
     return apply
 
