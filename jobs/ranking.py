@@ -1,32 +1,42 @@
-"""Ranks over all rows without a global window: Spark sorts by range partitions, so no task holds every row."""
+"""Percent ranks without a global window: ``Window.orderBy`` with no partition sends every row to one task."""
 from __future__ import annotations
 
+import math
+from fractions import Fraction
 from typing import Callable
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import LongType, StructField, StructType
+
+# percentile_approx's accuracy: its rank error is at most n / ACCURACY, so below a million rows the order
+# statistics are exact, and above it mergeable sketches are combined (never every value in one task).
+ACCURACY = 1_000_000
 
 
-def percent_rank(column: str, name: str, ascending: bool = True) -> Callable[[DataFrame], DataFrame]:
-    """df -> df with ``name``: what ``F.percent_rank().over(Window.orderBy(column))`` gives (ties share the lowest
-    rank; a single row ranks 0.0), null where ``column`` is null (those rows are not ranked).
+def ranks_reached(column: str, name: str, thresholds: list[float], ascending: bool = True
+                  ) -> Callable[[DataFrame], DataFrame]:
+    """df -> df with ``name``: how many of ``thresholds`` the row's percent rank reaches (>=), the percent rank
+    being what ``F.percent_rank().over(Window.orderBy(column))`` gives (ties share the lowest rank; a lone
+    row ranks 0). Null where ``column`` is null.
 
-    ``Window.orderBy`` without a partition moves every row into one task: at a hundred million users that
-    task is the job. Here the values are sorted across range partitions, numbered with ``zipWithIndex``
-    (one small job counts each partition's rows), and each distinct value takes its first position.
+    With the values sorted s_0 <= ... <= s_{n-1}, a value x has percent rank L / (n - 1), L the count of
+    values below it, and L >= m exactly when x > s_{m-1}. So reaching q means x > s_{m-1} for
+    m = ceil(q (n - 1)) (always, when m is 0): a few order statistics, which ``percentile_approx`` gives
+    from mergeable sketches. It runs one small job first: the count n, which the positions depend on.
     """
     def apply(df: DataFrame) -> DataFrame:
-        value = F.col(column)
-        values = df.select(column).filter(value.isNotNull())
-        order = value.asc() if ascending else value.desc()
-        field = values.schema[column]
-        numbered = values.orderBy(order).rdd.zipWithIndex().map(lambda row_i: (row_i[0][0], row_i[1]))
-        schema = StructType([StructField(column, field.dataType, False), StructField("_position", LongType(), False)])
-        first = (df.sparkSession.createDataFrame(numbered, schema).groupBy(column)
-                 .agg(F.min("_position").alias("_first")))
-        total = values.agg(F.count("*").alias("_n"))
-        ranks = first.crossJoin(total).select(
-            column, F.when(F.col("_n") > 1, F.col("_first") / (F.col("_n") - 1)).otherwise(F.lit(0.0)).alias(name))
-        return df.join(ranks, column, "left")
+        value = F.col(column).cast("double")
+        value = value if ascending else -value
+        n = df.filter(value.isNotNull()).count()
+        if n < 2:  # a lone value ranks 0
+            return df.withColumn(name, F.when(value.isNotNull(), F.lit(sum(q <= 0 for q in thresholds))))
+        needed = [math.ceil(Fraction(repr(q)) * (n - 1)) for q in thresholds]  # exact: 0.9 * 10 is 9, not 9.000...02
+        always = sum(m <= 0 for m in needed)
+        positions = [m - 1 for m in needed if m > 0]
+        if not positions:
+            return df.withColumn(name, F.when(value.isNotNull(), F.lit(always)))
+        # percentile_approx(p) is the element of 1-based rank ceil(p n): p = (j + 0.5) / n gives s_j.
+        cuts = df.agg(F.percentile_approx(value, [(j + 0.5) / n for j in positions], ACCURACY).alias("_cuts"))
+        reached = F.size(F.filter("_cuts", lambda cut: value > cut)) + F.lit(always)
+        return df.crossJoin(cuts).withColumn(name, F.when(value.isNotNull(), reached)).drop("_cuts")
     return apply

@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 
 from conf import TagsConf
 from jobs.clock import add_days, local_date_text
-from jobs.ranking import percent_rank
+from jobs.ranking import ranks_reached
 
 
 @dataclass(frozen=True)
@@ -37,25 +37,29 @@ def tagged(rules: list[Rule]) -> Callable[[DataFrame], DataFrame]:
     return apply
 
 
+PERCENTS = [k / 100 for k in range(1, 101)]
+
+
 def with_spend_percentile(cfg: TagsConf) -> Callable[[DataFrame], DataFrame]:
-    """Adds ``_pct``: the user's percent rank among buyers of the spend window (null for non-buyers)."""
+    """Adds, for buyers of the spend window (null for the rest), their percent rank among buyers: ``_tier`` (how
+    many of ``spender_quantiles`` it reaches) and ``_percent`` (in whole percents, rounded down)."""
     column = f"spend_{cfg.spend_window_days}d"
 
     def apply(profiles: DataFrame) -> DataFrame:
         buyers = (profiles.filter(F.col(column) > 0).select("user_id", column)
-                  .transform(percent_rank(column, "_pct")).select("user_id", "_pct"))
+                  .transform(ranks_reached(column, "_tier", list(cfg.spender_quantiles)))
+                  .transform(ranks_reached(column, "_percent", PERCENTS)).select("user_id", "_tier", "_percent"))
         return profiles.join(buyers, "user_id", "left")
     return apply
 
 
 def spender_tiers(cfg: TagsConf) -> Rule:
-    """low/mid/high spender by the user's percentile among buyers of the spend window (``with_spend_percentile``)."""
-    spend, pct = F.col(f"spend_{cfg.spend_window_days}d"), F.col("_pct")
-    low_q, high_q = cfg.spender_quantiles
-    tier = F.when(pct < low_q, "low_spender").when(pct < high_q, "mid_spender").otherwise("high_spender")
+    """low/mid/high spender by the user's percent rank among buyers of the spend window (``with_spend_percentile``)."""
+    spend, tier_index, percent = F.col(f"spend_{cfg.spend_window_days}d"), F.col("_tier"), F.col("_percent")
+    tier = F.element_at(F.array(F.lit("low_spender"), F.lit("mid_spender"), F.lit("high_spender")), tier_index + 1)
     reason = F.format_string("spent %s in the last %d days, more than %d%% of buyers",
-                             F.format_number(spend, 2), F.lit(cfg.spend_window_days), F.floor(pct * 100).cast("int"))
-    return (pct.isNotNull(), tier, pct, reason)
+                             F.format_number(spend, 2), F.lit(cfg.spend_window_days), percent.cast("int"))
+    return (tier_index.isNotNull(), tier, percent / 100.0, reason)
 
 
 def rule_tags(cfg: TagsConf, as_of: datetime, zone: str, gaps: DataGaps = DataGaps()

@@ -82,3 +82,25 @@ def test_missing_inputs_are_explained_per_user(spark):
 def test_bad_threshold_values_are_rejected(key):
     with pytest.raises(ValueError, match=key):
         TagsConf(**{key: 0})
+
+
+@pytest.mark.parametrize("values", [
+    [3.0, 1.0, 1.0, 7.0, None, 7.0, 7.0, 2.5, 10.0, 0.5, 3.0],   # ties, a null
+    [float(v % 13) for v in range(61)],                          # many ties, n - 1 = 60
+    [4.0],                                                        # one row ranks 0
+])
+def test_ranks_reached_matches_sparks_percent_rank_over_a_global_window(spark, values):
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from jobs.ranking import ranks_reached
+
+    thresholds = [0.2, 0.4, 0.5, 0.6, 0.8, 0.9, 1.0]
+    df = spark.createDataFrame([(f"u{i}", v) for i, v in enumerate(values)], "user_id string, v double")
+    for ascending in (True, False):
+        got = {r.user_id: r.n for r in df.transform(ranks_reached("v", "n", thresholds, ascending)).collect()}
+        order = F.col("v").asc() if ascending else F.col("v").desc()
+        reference = df.filter(F.col("v").isNotNull()).withColumn("p", F.percent_rank().over(Window.orderBy(order)))
+        want = {r.user_id: sum(r.p >= q for q in thresholds) for r in reference.collect()}
+        assert {u: n for u, n in got.items() if n is not None} == want
+        assert [u for u, n in got.items() if n is None] == [f"u{i}" for i, v in enumerate(values) if v is None]

@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from jobs.model.inputs import category_shares
-from jobs.ranking import percent_rank
+from jobs.ranking import ranks_reached
 
 METHODS = ("model", "rfm_rule", "mllib")
 
@@ -61,9 +61,9 @@ def metrics(h: HeldOut, k: int = 10) -> dict[str, float | None]:
 def _quintile(column: str, ascending: bool) -> Callable[[DataFrame], DataFrame]:
     """Adds ``_q_{column}``: 1..5 by percent rank (equal values share a score); 0 when the value is null."""
     def apply(df: DataFrame) -> DataFrame:
-        rank = F.col(f"_rank_{column}")
-        return (df.transform(percent_rank(column, f"_rank_{column}", ascending))
-                .withColumn(f"_q_{column}", F.when(rank.isNull(), 0).otherwise(F.least(F.floor(rank * 5) + 1, F.lit(5)))))
+        reached = F.col(f"_reached_{column}")
+        return (df.transform(ranks_reached(column, f"_reached_{column}", [0.2, 0.4, 0.6, 0.8], ascending))
+                .withColumn(f"_q_{column}", F.coalesce(reached + 1, F.lit(0))))
     return apply
 
 

@@ -67,10 +67,8 @@ def snapshot_stage(cfg: Config, wh: Warehouse, tiles: dict[str, DataFrame], as_o
     m, zone = cfg.model, cfg.time.zone
     cutoff = add_days(as_of, -m.horizon_days, zone)
     known = {**tiles, "users": tiles["users"].transform(users_at(cutoff))}
-    spec = InputSpec(tuple(cfg.features.rfm_windows),
-                     tiles["state_interactions"].transform(category_vocabulary(cutoff, zone, MAX_CATEGORIES,
-                                                                               tiles["items"])),
-                     cfg.tags.active_window_days)
+    vocabulary = category_vocabulary(cutoff, zone, MAX_CATEGORIES, tiles["items"])(tiles["state_interactions"])
+    spec = InputSpec(tuple(cfg.features.rfm_windows), vocabulary, cfg.tags.active_window_days)
     at_cutoff = profiles_from_state(cfg, cutoff, updated_at, present, embeddings, titles)(known)
     at_cutoff = at_cutoff.persist(StorageLevel.MEMORY_AND_DISK)
     labels = horizon_labels(cutoff, m.horizon_days, zone, spec.categories, m.spend_tier_quantiles)(known)
