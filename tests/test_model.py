@@ -70,7 +70,7 @@ def _assert_same(a: dict, b: dict):
 
 def test_changing_events_at_or_after_the_cutoff_changes_no_feature(spark):
     cfg, clean = _generated_clean(spark)
-    cutoff = ts(9)  # the 9th of 10 days
+    cutoff = ts(9, 0)  # the start of the 9th of 10 days (a local midnight: tiles hold whole days)
     later = F.col("ts") >= F.lit(cutoff)
     changed = dict(clean)
     tx = clean["transactions"]
@@ -97,7 +97,7 @@ def test_changing_events_at_or_after_the_cutoff_changes_no_feature(spark):
 
 
 def test_horizon_labels_exact_rows(spark):
-    cutoff = ts(20)
+    cutoff = ts(20, 0)
     users = padded(spark, [(u, ts(1), None, None, None, None, None, None) for u in ("u1", "u2", "u3")],
                                   USERS)
     items = padded(spark, [("i1", "t", "toys", "b", 1.0), ("i2", "t", "pet", "b", 1.0)], ITEMS)
