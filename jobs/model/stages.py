@@ -160,6 +160,7 @@ def score_stage(cfg: Config, profiles: DataFrame, trained: Trained, as_of: datet
     m = cfg.model
     # Persisted, not checkpointed: the blocks go when the job unpersists or ends, and a lost executor recomputes.
     scored = profiles.transform(model_scores(trained.bundle, cfg.features.top_k)).persist(StorageLevel.MEMORY_AND_DISK)
+    scored.count()  # score every user once, now: the segment fits read samples of it many times
     segments = fit_segments(scored, m.segments_k_min, m.segments_k_max, m.segments_sample, m.seed)
     rec.details["segments_k"] = str(segments.k)
     rec.details["silhouettes"] = json.dumps({str(k): round(v, 4) for k, v in segments.silhouettes.items()})
