@@ -25,6 +25,7 @@ INSTALL_REQUIRES = [
 
 TEST_REQUIRES = [
     "pytest==9.0.3",
+    "pytest-xdist==3.8.0",      # two workers: CI stays under 30 minutes on 2 cores
     "chispa==0.12.0",
     "hypothesis==6.155.2",
     "sentence-transformers==6.2.0",

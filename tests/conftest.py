@@ -13,6 +13,15 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under ``pytest -n 2 --dist loadgroup``, one worker runs each module, and one worker runs every module
+    that reads the shared demo, so no module- or session-scoped warehouse is built twice."""
+    on_demo = {item.module.__name__ for item in items if "demo_run" in getattr(item, "fixturenames", ())}
+    for item in items:
+        module = item.module.__name__
+        item.add_marker(pytest.mark.xdist_group("demo" if module in on_demo else module))
+
+
 @pytest.fixture(scope="session")
 def cfg():
     from conf import load_config

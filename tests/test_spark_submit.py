@@ -12,7 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def submit(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SPARK_MASTER": "local[2]", "PYSPARK_PYTHON": sys.executable,
+    env = {**os.environ, "SPARK_MASTER": "local[2]",
+           # spark-submit's settings win over --set: 2 shuffle partitions, not the cluster default of 200.
+           "PORTRAIT_SHUFFLE_PARTITIONS": "2", "PYSPARK_PYTHON": sys.executable,
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     return subprocess.run([str(ROOT / "spark-submit.sh"), *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=900)
