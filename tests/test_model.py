@@ -36,7 +36,7 @@ def _generated_clean(spark):
 
 
 def _features_at(cfg, clean, cutoff, spark):
-    from jobs.features.state_profiles import profiles_from_state
+    from jobs.features.state_profiles import Vectors, profiles_from_state
     from jobs.features.text_vectors import texts_to_embed, title_vectors
 
     # Real per-text vectors are not needed to test point-in-time logic: any fixed vector per text key will do.
@@ -45,8 +45,8 @@ def _features_at(cfg, clean, cutoff, spark):
                                    lambda i: (F.abs(F.hash("text_sha256", i)) % 1000 / 1000.0).cast("float"))
         .alias("embedding")).distinct()  # one vector per text, as the embed stage produces
     tiles = tiles_of(clean) | {"users": clean["users"].transform(users_at(cutoff))}
-    profiles = profiles_from_state(cfg, cutoff, cutoff, {"transactions", "browse", "social"}, embeddings,
-                                   title_vectors(clean["items"], embeddings))(tiles)
+    profiles = profiles_from_state(cfg, cutoff, cutoff, {"transactions", "browse", "social"},
+                                   Vectors(embeddings, title_vectors(clean["items"], embeddings)))(tiles)
     spec = InputSpec((7, 30, 90), ("toys", "books", "pet"), 7)
     return profiles.drop("updated_at"), profiles.transform(model_inputs(spec))
 

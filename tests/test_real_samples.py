@@ -35,6 +35,7 @@ def configured(dataset: str, warehouse: Path, model: bool):
     return load_config(overlay_path(dataset), overrides=[
         "spark.shuffle_partitions=2", f"warehouse.path={warehouse}", f"privacy.key_file={warehouse.parent / 'hmac.key'}",
         f"model.enabled={str(model).lower()}", "model.baselines=false", f"embedding.enabled={str(model).lower()}",
+        f"images.enabled={str(model).lower()}",  # photos: tests/test_images.py
         f"model.checkpoint_dir={warehouse.parent / 'checkpoints'}",
         f"model.tracking_uri=file:{warehouse.parent / 'mlruns'}", f"model.serving_dir={warehouse.parent / 'models'}"])
 

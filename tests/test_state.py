@@ -18,7 +18,7 @@ from jobs.features.rfm import order_day_state, rfm_from_state
 from jobs.features.social import social_day_state, social_from_state
 from jobs.features.state import replace_partitions
 from jobs.features.state_profiles import CatalogueChange, Family, touched_users
-from jobs.features.text_vectors import weighted_title_means
+from jobs.features.text_vectors import weighted_item_means
 from jobs.features.time_patterns import time_patterns_from_state
 from schemas.events import BROWSE, TRANSACTIONS
 from schemas.items import ITEMS
@@ -196,8 +196,8 @@ def test_folding_interaction_partitions_equals_affinity_and_interest_vectors(spa
     # The same per-item weights give the interest vectors (i4 has no title vector, as an item with no title).
     titles = spark.createDataFrame([("i1", [1.0, 0.0, 0.5]), ("i2", [0.1, 0.7, 0.0]), ("i3", [0.3, 0.3, 0.9])],
                                    "item_id string, embedding array<float>")
-    assert (rows(weighted.transform(weighted_title_means(titles)))
-            == rows(expected.transform(weighted_title_means(titles))))
+    assert (rows(weighted.transform(weighted_item_means(titles, "interest_vector")))
+            == rows(expected.transform(weighted_item_means(titles, "interest_vector"))))
 
 
 def test_a_gap_session_across_midnight_and_two_partitions_stays_one_session(spark):

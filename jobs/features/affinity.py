@@ -92,7 +92,7 @@ def interactions_from_state(weights: dict[str, float], as_of: datetime, zone: st
                             ) -> Callable[[DataFrame], DataFrame]:
     """``INTERACTION_DAY_STATE`` tiles -> per (user, item) before ``as_of``: the summed weight of its events (browse
     events by type, purchases as ``buy``; kinds without a weight count for nothing), with the item's category
-    and brand. ``affinity_features`` and ``weighted_title_means`` read it.
+    and brand. ``affinity_features`` and ``weighted_item_means`` read it.
     """
     today = local_midnight_date(as_of, zone)
 

@@ -29,7 +29,7 @@ from jobs.features.profiles import profiles_from_features
 from jobs.features.rfm import order_day_state, rfm_from_state
 from jobs.features.social import social_day_state, social_from_state
 from jobs.features.state import replace_partitions
-from jobs.features.text_vectors import text_means, weighted_title_means, written_texts
+from jobs.features.text_vectors import text_means, weighted_item_means, written_texts
 from jobs.features.time_patterns import time_patterns_from_state
 
 # The value of a state row's ``source`` for each input table (the event-wide families keep it).
@@ -148,8 +148,20 @@ def recency(as_of: datetime, column: str, since: str) -> Callable[[DataFrame], D
     return lambda df: df.withColumn(column, days_between(as_of, F.col(since)))
 
 
-def feature_families(cfg: Config, as_of: datetime, items: DataFrame, embeddings: DataFrame | None = None,
-                     titles: DataFrame | None = None) -> list[Family]:
+@dataclass(frozen=True)
+class Vectors:
+    """What the folds join to tiles by key: text vectors (text_sha256, embedding), and the items' title and
+    photo vectors (item_id, embedding). None where that modality is off."""
+
+    texts: DataFrame | None = None
+    titles: DataFrame | None = None
+    images: DataFrame | None = None
+
+
+NO_VECTORS = Vectors()
+
+
+def feature_families(cfg: Config, as_of: datetime, items: DataFrame, vectors: Vectors = NO_VECTORS) -> list[Family]:
     """Every family of profile columns, each folded from its state tables as of ``as_of``."""
     f, e, zone = cfg.features, cfg.embedding, cfg.time.zone
     recent = cfg.tags.active_window_days
@@ -174,14 +186,18 @@ def feature_families(cfg: Config, as_of: datetime, items: DataFrame, embeddings:
                lambda s: s["state_events"].transform(time_patterns_from_state(as_of, f.night_hours, zone))),
         Family("social", ("state_social",), lambda s: s["state_social"].transform(social_from_state(as_of, zone))),
     ]
-    if embeddings is not None:
+    if vectors.texts is not None:
         families += [
             Family("text", ("state_texts",), lambda s: s["state_texts"].transform(
-                text_means(as_of, e.text_half_life_days, e.recent_text_days, zone, embeddings)), (e.recent_text_days,)),
-            Family("interest", ("state_interactions",),
-                   lambda s: weighted(s, e.interest_weights).transform(weighted_title_means(titles)),
-                   item_columns=("title",)),
+                text_means(as_of, e.text_half_life_days, e.recent_text_days, zone, vectors.texts)), (e.recent_text_days,)),
+            Family("interest", ("state_interactions",), lambda s: weighted(s, e.interest_weights).transform(
+                weighted_item_means(vectors.titles, "interest_vector")), item_columns=("title",)),
         ]
+    if vectors.images is not None:
+        # The same interactions and weights as interest_vector, over the items' photos.
+        families.append(Family("image_interest", ("state_interactions",), lambda s: weighted(s, e.interest_weights)
+                               .transform(weighted_item_means(vectors.images, "image_interest_vector")),
+                               item_columns=("image_path",)))
     return families
 
 
@@ -192,16 +208,16 @@ def fold_key(cfg: Config, present: set[str]) -> str:
     A step keeps an untouched user's columns only from profiles folded with the same key.
     """
     settings = {"time": cfg.time.model_dump(mode="json"), "features": cfg.features.model_dump(mode="json"), "embedding": cfg.embedding.model_dump(mode="json"),
+                "images": cfg.images.model_dump(mode="json"),
                 "tags": cfg.tags.model_dump(mode="json"), "present": sorted(present)}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def profiles_from_state(cfg: Config, as_of: datetime, updated_at: datetime, present: set[str],
-                        embeddings: DataFrame | None = None, titles: DataFrame | None = None,
-                        ) -> Callable[[dict[str, DataFrame]], DataFrame]:
+                        vectors: Vectors = NO_VECTORS) -> Callable[[dict[str, DataFrame]], DataFrame]:
     """{tile table: frame, plus clean ``users`` and ``items``} -> profiles: every family folded for every user."""
     def apply(state: dict[str, DataFrame]) -> DataFrame:
-        families = feature_families(cfg, as_of, state["items"], embeddings, titles)
+        families = feature_families(cfg, as_of, state["items"], vectors)
         features = [family.fold(state) for family in families]
         return state["users"].transform(profiles_from_features(cfg, as_of, updated_at, present, features))
     return apply
@@ -252,8 +268,7 @@ def _as_in(folded: DataFrame, old: DataFrame, column: str) -> F.Column:
 
 
 def refreshed_profiles(cfg: Config, as_of: datetime, updated_at: datetime, present: set[str],
-                       old: DataFrame, touched: Callable[[Family], DataFrame],
-                       embeddings: DataFrame | None = None, titles: DataFrame | None = None,
+                       old: DataFrame, touched: Callable[[Family], DataFrame], vectors: Vectors = NO_VECTORS,
                        ) -> Callable[[dict[str, DataFrame]], DataFrame]:
     """Like ``profiles_from_state``, folding each family only for its ``touched`` users.
 
@@ -265,7 +280,7 @@ def refreshed_profiles(cfg: Config, as_of: datetime, updated_at: datetime, prese
         unknown = (state["users"].select("user_id").join(old.select("user_id"), "user_id", "left_anti")
                    .localCheckpoint(eager=True))  # once, not once per family
         features = []
-        for family in feature_families(cfg, as_of, state["items"], embeddings, titles):
+        for family in feature_families(cfg, as_of, state["items"], vectors):
             users = touched(family).unionByName(unknown).distinct().localCheckpoint(eager=True)
             folded = family.fold({**state, **{t: state[t].join(users, "user_id", "left_semi") for t in family.tables}})
             columns = [c for c in folded.columns if c != "user_id"]

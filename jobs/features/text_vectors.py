@@ -176,13 +176,14 @@ def title_vectors(items: DataFrame, embeddings: DataFrame) -> DataFrame:
     return items.transform(with_text_keys("title")).join(embeddings, "text_sha256").select("item_id", "embedding")
 
 
-def weighted_title_means(titles: DataFrame) -> Callable[[DataFrame], DataFrame]:
-    """(user_id, item_id, weight) per item -> user_id, interest_vector (the weighted mean of the titles' vectors).
+def weighted_item_means(item_vectors: DataFrame, name: str) -> Callable[[DataFrame], DataFrame]:
+    """(user_id, item_id, weight) per item -> user_id, ``name``: the weighted mean of the items' vectors.
 
-    ``titles`` is ``title_vectors``; items without a title vector count for no one.
+    ``item_vectors`` has item_id and embedding: ``title_vectors`` for ``interest_vector``, the image stage's
+    photo vectors for ``image_interest_vector``. Items without a vector count for no one.
     """
     def apply(per_item: DataFrame) -> DataFrame:
-        rows = per_item.select("user_id", "item_id", "weight").join(titles, "item_id")
+        rows = per_item.select("user_id", "item_id", "weight").join(item_vectors, "item_id")
         return rows.transform(lambda df: _sorted_by_user(df, ITEM_ORDER)).mapInPandas(
-            _sum_per_user("interest_vector"), VECTOR_SCHEMA.format(name="interest_vector"))
+            _sum_per_user(name), VECTOR_SCHEMA.format(name=name))
     return apply

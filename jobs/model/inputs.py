@@ -36,6 +36,7 @@ class InputSpec:
     windows: tuple[int, ...]
     categories: tuple[str, ...]   # the category vocabulary (most bought first)
     recent_days: int
+    image_dim: int = 0            # width of image_interest_vector in the interest input (0: no photos)
 
     def scalar_columns(self) -> list[str]:
         per_window = [f"{kind}_{w}d" for w in self.windows for kind in ("orders", "spend")]
@@ -79,8 +80,16 @@ def behaviour_vector(spec: InputSpec) -> Column:
     return F.concat(*parts).cast("array<float>")
 
 
-def _vector_or_zeros(name: str) -> Column:
-    return F.coalesce(F.col(name), F.array_repeat(F.lit(0.0), TEXT_DIM).cast("array<float>")).cast("array<float>")
+def _vector_or_zeros(name: str, width: int = TEXT_DIM) -> Column:
+    return F.coalesce(F.col(name), F.array_repeat(F.lit(0.0), width).cast("array<float>")).cast("array<float>")
+
+
+def interest_input(spec: InputSpec) -> Column:
+    """The titles' interest vector, then (when the model sees photos) the photos' one."""
+    parts = [_vector_or_zeros("interest_vector")]
+    if spec.image_dim:
+        parts.append(_vector_or_zeros("image_interest_vector", spec.image_dim))
+    return F.concat(*parts)
 
 
 def model_inputs(spec: InputSpec) -> Callable[[DataFrame], DataFrame]:
@@ -90,7 +99,7 @@ def model_inputs(spec: InputSpec) -> Callable[[DataFrame], DataFrame]:
         return (profiles.withColumn("tenure_days", tenure)
                 .select("user_id", behaviour_vector(spec).alias("behaviour"),
                         F.concat(*[_vector_or_zeros(c) for c in TEXT_VECTORS]).alias("text"),
-                        _vector_or_zeros("interest_vector").alias("interest")))
+                        interest_input(spec).alias("interest")))
     return apply
 
 

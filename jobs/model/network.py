@@ -19,14 +19,20 @@ class NetworkShape:
     embedding_dim: int = 64
     hidden_dim: int = 256
     n_text_vectors: int = 1  # how many text vectors the text input concatenates
+    image_dim: int = 0       # the photo vector's width in the interest input (0: no photos)
 
     @property
     def text_width(self) -> int:
         return self.n_text_vectors * self.text_dim
 
+    @property
+    def interest_width(self) -> int:
+        """interest_vector, then image_interest_vector when the model sees photos."""
+        return self.text_dim + self.image_dim
+
 
 class UserModel(nn.Module):
-    """(behaviour, text, interest) -> (embedding, propensity logit, churn logit, category logits, spend-tier logits).
+    """(behaviour, text, interest: titles and photos) -> (embedding, propensity logit, churn logit, category logits, spend-tier logits).
 
     Behaviour is standardised inside the model (buffers set from the training rows), so a saved
     model takes the same raw inputs that ``jobs.model.inputs.model_inputs`` produces.
@@ -39,7 +45,7 @@ class UserModel(nn.Module):
         self.shape = shape
         self.register_buffer("mean", torch.zeros(shape.n_behaviour))
         self.register_buffer("std", torch.ones(shape.n_behaviour))
-        width = shape.n_behaviour + shape.text_width + shape.text_dim
+        width = shape.n_behaviour + shape.text_width + shape.interest_width
         self.tower = nn.Sequential(nn.Linear(width, shape.hidden_dim), nn.ReLU(),
                                    nn.Linear(shape.hidden_dim, shape.hidden_dim), nn.ReLU(),
                                    nn.Linear(shape.hidden_dim, shape.embedding_dim))

@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 
 from conf import Config
 from jobs.clock import add_days
-from jobs.features.state_profiles import profiles_from_state
+from jobs.features.state_profiles import Vectors, profiles_from_state
 from jobs.model.evaluate import METHODS, held_out, metrics, mllib_scores, rfm_rule_scores
 from jobs.model.inputs import (TEXT_DIM, TEXT_VECTORS, InputSpec, category_vocabulary, holdout_flag, horizon_labels,
                                model_inputs, users_at)
@@ -56,9 +56,16 @@ class Trained:
     mlflow_run_id: str | None = None
 
 
+def image_width(vectors: Vectors) -> int:
+    """The photo vectors' width, from one of them; 0 when there are none."""
+    if vectors.images is None:
+        return 0
+    first = vectors.images.select(F.size("embedding").alias("n")).first()
+    return int(first["n"]) if first else 0
+
+
 def snapshot_stage(cfg: Config, wh: Warehouse, tiles: dict[str, DataFrame], as_of: datetime, present: set[str],
-                   embeddings: DataFrame | None, titles: DataFrame | None, run_id: str, updated_at: datetime
-                   ) -> Snapshot:
+                   vectors: Vectors, run_id: str, updated_at: datetime) -> Snapshot:
     """Write the point-in-time training snapshot, folded from the same tiles as today's profiles: features
     from the days before T = as_of - horizon, labels from the days [T, as_of).
 
@@ -68,8 +75,8 @@ def snapshot_stage(cfg: Config, wh: Warehouse, tiles: dict[str, DataFrame], as_o
     cutoff = add_days(as_of, -m.horizon_days, zone)
     known = {**tiles, "users": tiles["users"].transform(users_at(cutoff))}
     vocabulary = category_vocabulary(cutoff, zone, MAX_CATEGORIES, tiles["items"])(tiles["state_interactions"])
-    spec = InputSpec(tuple(cfg.features.rfm_windows), vocabulary, cfg.tags.active_window_days)
-    at_cutoff = profiles_from_state(cfg, cutoff, updated_at, present, embeddings, titles)(known)
+    spec = InputSpec(tuple(cfg.features.rfm_windows), vocabulary, cfg.tags.active_window_days, image_width(vectors))
+    at_cutoff = profiles_from_state(cfg, cutoff, updated_at, present, vectors)(known)
     at_cutoff = at_cutoff.persist(StorageLevel.MEMORY_AND_DISK)
     labels = horizon_labels(cutoff, m.horizon_days, zone, spec.categories, m.spend_tier_quantiles)(known)
     rows = (at_cutoff.transform(model_inputs(spec)).join(labels, "user_id")
@@ -109,7 +116,7 @@ def train_stage(cfg: Config, spark: SparkSession, wh: Warehouse, snapshot: Snaps
     local = _local_mode(cfg, spark)
     shape = NetworkShape(n_behaviour=len(snapshot.spec.names()), text_dim=TEXT_DIM,
                          n_categories=len(snapshot.spec.categories), embedding_dim=m.embedding_dim,
-                         hidden_dim=m.hidden_dim, n_text_vectors=len(TEXT_VECTORS))
+                         hidden_dim=m.hidden_dim, n_text_vectors=len(TEXT_VECTORS), image_dim=snapshot.spec.image_dim)
     settings = TrainSettings(files=tuple(wh.files("training_snapshot")), checkpoint_dir="", shape=shape,
                              epochs=m.epochs, batch_size=m.batch_size, learning_rate=m.learning_rate,
                              weight_decay=m.weight_decay, seed=m.seed, use_gpu=_use_gpu(cfg, spark, local))
@@ -175,7 +182,7 @@ def score_stage(cfg: Config, profiles: DataFrame, trained: Trained, as_of: datet
 def model_scores(bundle: ModelBundle, top_k: int) -> Callable[[DataFrame], DataFrame]:
     """profiles -> profiles with the network's embedding and scores (``segment_id`` is assigned separately)."""
     def apply(profiles: DataFrame) -> DataFrame:
-        spec = InputSpec(bundle.windows, bundle.categories, bundle.recent_days)
+        spec = InputSpec(bundle.windows, bundle.categories, bundle.recent_days, bundle.shape.image_dim)
         predictions = profiles.transform(model_inputs(spec)).transform(predict(bundle))
         return profiles.transform(with_model_scores(predictions, spec.categories, top_k, bundle.run_id))
     return apply
@@ -204,12 +211,11 @@ class ModelOutputs:
 
 
 def model_stages(cfg: Config, spark: SparkSession, wh: Warehouse, tiles: dict[str, DataFrame], profiles: DataFrame,
-                 as_of: datetime, present: set[str], embeddings: DataFrame | None, titles: DataFrame | None,
-                 rec: RunRecorder) -> ModelOutputs:
+                 as_of: datetime, present: set[str], vectors: Vectors, rec: RunRecorder) -> ModelOutputs:
     """Snapshot, train, evaluate, score and segment, each a recorded stage; then log it all to MLflow."""
     m = cfg.model
     with rec.stage("snapshot") as st:
-        snap = snapshot_stage(cfg, wh, tiles, as_of, present, embeddings, titles, rec.run_id, rec.started_at)
+        snap = snapshot_stage(cfg, wh, tiles, as_of, present, vectors, rec.run_id, rec.started_at)
         st.rows_out = rec.rows_out["training_snapshot"] = wh.count("training_snapshot")
         rec.details["cutoff"] = snap.cutoff.isoformat()
     with rec.stage("train") as st:

@@ -70,7 +70,7 @@ def _matrix(column: pa.ChunkedArray, width: int) -> np.ndarray:
 def shard_tensors(table: pa.Table, shape: NetworkShape) -> dict[str, torch.Tensor]:
     """Training rows (holdout excluded) as tensors."""
     table = table.filter(pc.invert(table["holdout"]))
-    widths = {"behaviour": shape.n_behaviour, "text": shape.text_width, "interest": shape.text_dim,
+    widths = {"behaviour": shape.n_behaviour, "text": shape.text_width, "interest": shape.interest_width,
               "categories": shape.n_categories}
     out = {c: torch.from_numpy(_matrix(table[c], widths[c])) for c in TENSOR_COLUMNS}
     out["bought"] = torch.tensor(table["bought"].to_numpy(), dtype=torch.float32)
