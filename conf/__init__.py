@@ -154,6 +154,8 @@ class EmbeddingConf(_Section):
     model: str = "packaged"
     model_id: str | None = None    # the cache key's model part; default: derived from model and text_prefix
     text_prefix: str | None = None  # put before every text; default "passage: " for e5 models, else none
+    # What an item is embedded by, for interest_vector: its title, its description, or both.
+    item_text: Literal["title", "description", "title_and_description"] = "title"
     batch_size: int = Field(64, ge=1)
     gpu_batch_size: int = Field(256, ge=1)
     max_length: int = Field(128, ge=8)

@@ -44,7 +44,7 @@ def embed_stage(wh: Warehouse, cfg: EmbeddingConf, social: DataFrame, items: Dat
     """
     spark = wh.spark
     model_id = cfg.resolved_model_id()
-    texts = texts_to_embed(social, items)
+    texts = texts_to_embed(social, items, cfg.item_text)
     if cfg.dedupe:
         texts = texts.dropDuplicates(["text_sha256"])
     todo = texts

@@ -58,11 +58,11 @@ def is_subject(table: str, ids: list[str]) -> Column:
     return F.col("user_id").isin(ids)
 
 
-def texts_only_they_wrote(social: DataFrame, items: DataFrame, ids: list[str]) -> DataFrame:
-    """text_sha256 of the subjects' reviews and comments that no one else wrote and no item title equals."""
+def texts_only_they_wrote(social: DataFrame, items: DataFrame, ids: list[str], item_text: str = "title") -> DataFrame:
+    """text_sha256 of the subjects' reviews and comments that no one else wrote and no item's text equals."""
     theirs = (social.filter(F.col("user_id").isin(ids) & F.col("kind").isin(*TEXT_KINDS))
               .transform(with_text_keys()).select("text_sha256").dropna().distinct())
-    others = texts_to_embed(social.filter(~F.col("user_id").isin(ids)), items).select("text_sha256")
+    others = texts_to_embed(social.filter(~F.col("user_id").isin(ids)), items, item_text).select("text_sha256")
     return theirs.join(others, "text_sha256", "left_anti")
 
 
@@ -111,7 +111,7 @@ def run_forget(cfg: Config, wh: Warehouse, raw_ids: list[str], env: Mapping[str,
         with rec.stage("embedding_cache") as st:
             # Before the social rows go: which cached vectors are of texts only the subjects wrote.
             if wh.exists("embedding_cache") and wh.exists("social"):
-                own = texts_only_they_wrote(wh.read("social"), wh.read_or_empty("items"), ids)
+                own = texts_only_they_wrote(wh.read("social"), wh.read_or_empty("items"), ids, cfg.embedding.item_text)
                 drop = F.col("text_sha256").isin([r[0] for r in own.collect()])
                 removed["embedding_cache"] = st.rows_out = rewrite_without(wh, "embedding_cache", drop, rec.run_id)
         # As found: a partition the last step had processed is processed again once its subjects are gone.

@@ -101,7 +101,7 @@ def embedded_vectors(cfg: Config, wh: Warehouse, clean: dict[str, DataFrame], in
             texts, counts = embed_stage(wh, cfg.embedding, clean["social"], clean["items"], rec.run_id)
             st.rows_in, st.rows_out = counts.texts, counts.embedded
             rec.rows_out.update({"texts_embedded": counts.embedded, "texts_from_cache": counts.from_cache})
-        titles = title_vectors(clean["items"], texts)
+        titles = title_vectors(clean["items"], texts, cfg.embedding.item_text)
     if cfg.images.enabled:
         with rec.stage("images") as st:
             images, found = image_stage(wh, cfg.images, clean["items"], interactions, rec.run_id, cleanup)

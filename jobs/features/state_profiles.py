@@ -29,7 +29,7 @@ from jobs.features.profiles import profiles_from_features
 from jobs.features.rfm import order_day_state, rfm_from_state
 from jobs.features.social import social_day_state, social_from_state
 from jobs.features.state import replace_partitions
-from jobs.features.text_vectors import text_means, weighted_item_means, written_texts
+from jobs.features.text_vectors import ITEM_TEXTS, text_means, weighted_item_means, written_texts
 from jobs.features.time_patterns import time_patterns_from_state
 
 # The value of a state row's ``source`` for each input table (the event-wide families keep it).
@@ -191,7 +191,7 @@ def feature_families(cfg: Config, as_of: datetime, items: DataFrame, vectors: Ve
             Family("text", ("state_texts",), lambda s: s["state_texts"].transform(
                 text_means(as_of, e.text_half_life_days, e.recent_text_days, zone, vectors.texts)), (e.recent_text_days,)),
             Family("interest", ("state_interactions",), lambda s: weighted(s, e.interest_weights).transform(
-                weighted_item_means(vectors.titles, "interest_vector")), item_columns=("title",)),
+                weighted_item_means(vectors.titles, "interest_vector")), item_columns=ITEM_TEXTS[e.item_text]),
         ]
     if vectors.images is not None:
         # The same interactions and weights as interest_vector, over the items' photos.

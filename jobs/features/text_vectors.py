@@ -33,10 +33,18 @@ def with_text_keys(column: str = "text") -> Callable[[DataFrame], DataFrame]:
     return apply
 
 
-def texts_to_embed(social: DataFrame, items: DataFrame) -> DataFrame:
-    """Every review, comment and item title, normalised and keyed: text_sha256, norm_text."""
+ITEM_TEXTS = {"title": ("title",), "description": ("description",), "title_and_description": ("title", "description")}
+
+
+def item_text(which: str = "title") -> Column:
+    """The text an item is embedded by (``embedding.item_text``): its title, its description, or both joined."""
+    return F.concat_ws(". ", *[F.col(c) for c in ITEM_TEXTS[which]])
+
+
+def texts_to_embed(social: DataFrame, items: DataFrame, which: str = "title") -> DataFrame:
+    """Every review, comment and item text (``item_text``), normalised and keyed: text_sha256, norm_text."""
     written = social.filter(F.col("kind").isin(*TEXT_KINDS)).select("text")
-    titles = items.select(F.col("title").alias("text"))
+    titles = items.select(item_text(which).alias("text"))
     return (written.unionByName(titles).transform(with_text_keys())
             .filter(F.col("text_sha256").isNotNull()).select("text_sha256", "norm_text"))
 
@@ -171,9 +179,10 @@ def text_means(as_of: datetime, half_life_days: float, recent_days: int, zone: s
     return apply
 
 
-def title_vectors(items: DataFrame, embeddings: DataFrame) -> DataFrame:
-    """item_id, embedding of its normalised title: joined to interactions, never collected (10M items)."""
-    return items.transform(with_text_keys("title")).join(embeddings, "text_sha256").select("item_id", "embedding")
+def title_vectors(items: DataFrame, embeddings: DataFrame, which: str = "title") -> DataFrame:
+    """item_id, embedding of its normalised ``item_text``: joined to interactions, never collected (10M items)."""
+    return (items.withColumn("_item_text", item_text(which)).transform(with_text_keys("_item_text"))
+            .join(embeddings, "text_sha256").select("item_id", "embedding"))
 
 
 def weighted_item_means(item_vectors: DataFrame, name: str) -> Callable[[DataFrame], DataFrame]:
