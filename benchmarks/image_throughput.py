@@ -6,11 +6,14 @@
     forward in batches of ``images.batch_size`` (``udfs.images.embed_images``, no Spark);
 (b) the Spark UDF on local[*]: the same photos as a column of paths, one partition per core, one torch
     thread per Python worker (``jobs.images.embed_photos``).
+It also checks that the vectors mean something: how often a photo's nearest neighbour (cosine) has the
+same H&M product type, against chance (the sum of squared type shares).
 The photos are H&M product photos from ../shared/data/hm-sample. On a machine with CUDA, both run on
 the GPU too. Writes benchmarks/results/image_throughput.json.
 """
 from __future__ import annotations
 
+import csv
 import json
 import os
 import platform
@@ -30,6 +33,25 @@ from udfs.images import embed_images, load_image_model  # noqa: E402
 
 RESULT = ROOT / "benchmarks" / "results" / "image_throughput.json"
 PHOTOS = ROOT.parent / "shared" / "data" / "hm-sample" / "images"
+ARTICLES = PHOTOS.parent / "articles_train_sample.csv"
+
+
+def neighbours_share_type(paths: list[str], vectors) -> dict:
+    """Nearest-neighbour product-type agreement against chance."""
+    import numpy as np
+
+    with open(ARTICLES, newline="") as f:
+        kind = {r["article_id"]: r["product_type_name"] for r in csv.DictReader(f)}
+    types = [kind.get(Path(p).stem) for p in paths]
+    v = np.stack(vectors).astype(np.float64)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    similarity = v @ v.T
+    np.fill_diagonal(similarity, -np.inf)
+    nearest = similarity.argmax(axis=1)
+    agree = float(np.mean([types[i] == types[j] for i, j in enumerate(nearest)]))
+    shares = np.unique(np.array(types, dtype=object), return_counts=True)[1] / len(types)
+    return {"nearest_neighbour_same_type": round(agree, 3), "same_type_by_chance": round(float((shares ** 2).sum()), 3),
+            "product_types": int(len(shares))}
 
 
 def timed(fn) -> float:
@@ -59,7 +81,10 @@ def main(images: int = typer.Option(256, help="photos to embed"),
         torch.set_num_threads(cores)
         load_image_model(bare.model, device)
         embed_images(paths[:8], bare, device)  # warm-up
-        bare_s = timed(lambda: embed_images(paths, bare, device))
+        out = {}
+        bare_s = timed(lambda: out.setdefault("bare", embed_images(paths, bare, device)))
+        if device == "cpu":
+            result |= neighbours_share_type(paths, out["bare"].vectors)
         print(f"[{device}] (a) bare model: {bare_s:.1f}s", flush=True)
 
         on = settings.__class__(**{**settings.__dict__, "use_gpu": device == "cuda"})

@@ -49,6 +49,9 @@ class SparkConf(_Section):
     shuffle_partitions: int = Field(8, ge=1)
     driver_memory: str = "6g"
     arrow_batch_size: int = Field(10_000, ge=1)
+    # Where profile-sized intermediate results are checkpointed (a cluster: a path on HDFS or object
+    # storage, so a lost executor costs no rerun). Null: kept on the executors (local runs).
+    checkpoint_dir: str | None = None
     extra: dict[str, str] = Field(default_factory=dict)
 
 

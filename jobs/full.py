@@ -18,7 +18,7 @@ from jobs.faults import fault_point
 from jobs.features.state_profiles import (Vectors, day_states, fold_key, latest_event, present_sources,
                                           profiles_from_state)
 from jobs.privacy import ingest_privacy
-from jobs.frames import conform
+from jobs.frames import checkpointed, conform
 from jobs.model.stages import ModelOutputs, model_stages
 from jobs.clock import midnight_after
 from jobs.features.text_vectors import title_vectors
@@ -192,13 +192,12 @@ def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = No
         with rec.stage("features") as st:
             profiles = profiles_from_state(cfg, as_of, rec.started_at, present, vectors)(tiles)
             # Materialise once: scoring, segments and tags build on it many times.
-            profiles = profiles.persist(StorageLevel.MEMORY_AND_DISK)
-            cleanup.callback(profiles.unpersist)
+            profiles = checkpointed(profiles, cleanup)
             st.rows_in, st.rows_out = report.rows_clean["users"], profiles.count()
         labels = profiles.transform(rule_tags(cfg.tags, as_of, cfg.time.zone, gaps))
         model = None
         if cfg.model.enabled:
-            model = model_stages(cfg, spark, wh, tiles, profiles, as_of, present, vectors, rec)
+            model = model_stages(cfg, spark, wh, tiles, profiles, as_of, present, vectors, rec, cleanup)
             profiles, labels = model.profiles, labels.unionByName(model.labels)
         write_outputs(wh, rec, plan, profiles, labels, quarantine, model, report)
         return succeeded(wh, rec, as_of, report)

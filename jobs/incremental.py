@@ -13,7 +13,6 @@ from datetime import date, datetime
 from functools import partial
 from typing import Mapping
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -24,7 +23,7 @@ from jobs.full import (RunSummary, Write, embedded_vectors, open_warehouse, read
 from jobs.features.state_profiles import (EVENT_TABLES, CatalogueChange, Family, day_states, fold_key, latest_event, present_sources,
                                           profiles_from_state, refreshed_profiles, rewritten_partitions,
                                           touched_users, updated_state)
-from jobs.frames import conform
+from jobs.frames import checkpointed, conform
 from jobs.model.serving import load_serving
 from jobs.model.stages import rescore
 from jobs.ledger import (PROFILES_APP, StepPlan, commit_step, partitions_of, plan_step, processed_version,
@@ -219,8 +218,7 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
             else:
                 rec.console.print("  the profiles were folded with other settings or tables: every user is folded")
                 profiles = profiles_from_state(cfg, as_of, rec.started_at, present, vectors)(inputs)
-            profiles = profiles.persist(StorageLevel.MEMORY_AND_DISK)
-            cleanup.callback(profiles.unpersist)
+            profiles = checkpointed(profiles, cleanup)
             st.rows_out = profiles.count()
         labels = profiles.transform(rule_tags(cfg.tags, as_of, cfg.time.zone, gaps))
         model_run = current_model_run(wh) if cfg.model.enabled else None

@@ -46,6 +46,8 @@ def spark_session(conf: SparkConf) -> SparkSession:
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
+    if conf.checkpoint_dir:
+        spark.sparkContext.setCheckpointDir(conf.checkpoint_dir)
     # PySpark logs every failed query's whole plan as JSON; the raised error already says what failed.
     for name in ("DataFrameQueryContextLogger", "SQLQueryContextLogger"):
         logging.getLogger(name).setLevel(logging.CRITICAL)

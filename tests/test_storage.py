@@ -10,6 +10,7 @@ from deltalake import DeltaTable
 
 from jobs.storage import SchemaMismatch, TableNotFound
 from schemas.events import TRANSACTIONS
+from schemas.items import ITEMS
 from tests.helpers import padded
 
 UTC = dt.timezone.utc
@@ -105,3 +106,19 @@ def test_commits_record_the_run_id(spark, warehouse):
     warehouse.overwrite("transactions", tx_df(spark, ("o1", "u1", 1.0, 1)), run_id="run-123")
     log = sorted(Path(warehouse.path("transactions"), "_delta_log").glob("*.json"))[-1]
     assert "run-123" in log.read_text()
+
+
+def test_a_table_written_before_a_nullable_column_was_added_reads_it_as_null_and_gains_it_on_overwrite(
+        spark, warehouse):
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    # items as an earlier Portrait wrote it: no description, no image_path (both nullable now).
+    write_deltalake(warehouse.path("items"), pa.table({"item_id": ["a"], "title": ["t"], "category": ["c"],
+                                                       "brand": ["b"], "price": [2.5]}))
+    read = warehouse.read("items").collect()
+    assert [(r.item_id, r.price, r.description, r.image_path) for r in read] == [("a", 2.5, None, None)]
+    warehouse.overwrite("items", padded(spark, [("b", "u", "c", "b", 1.0, "a dress", "/p/b.jpg")], ITEMS))
+    stored = [f.name for f in DeltaTable(warehouse.path("items")).schema().fields]
+    assert stored == ITEMS.fieldNames()
+    assert [(r.item_id, r.image_path) for r in warehouse.read("items").collect()] == [("b", "/p/b.jpg")]

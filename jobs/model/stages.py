@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from pyspark.sql import functions as F
 
 from conf import Config
 from jobs.clock import add_days
+from jobs.frames import checkpointed
 from jobs.features.state_profiles import Vectors, profiles_from_state
 from jobs.model.evaluate import METHODS, held_out, metrics, mllib_scores, rfm_rule_scores
 from jobs.model.inputs import (TEXT_DIM, TEXT_VECTORS, InputSpec, category_vocabulary, holdout_flag, horizon_labels,
@@ -161,19 +163,16 @@ def metrics_rows(trained: Trained, run_id: str, as_of: datetime) -> list[tuple]:
             for metric, by_method in sorted(trained.metrics.items()) for method, value in sorted(by_method.items())]
 
 
-def score_stage(cfg: Config, profiles: DataFrame, trained: Trained, as_of: datetime, rec: RunRecorder
-                ) -> tuple[DataFrame, DataFrame, SegmentModel]:
+def score_stage(cfg: Config, profiles: DataFrame, trained: Trained, as_of: datetime, rec: RunRecorder,
+                cleanup: ExitStack) -> tuple[DataFrame, DataFrame, SegmentModel]:
     """Today's profiles with embedding, scores and segment; and the segments table."""
     m = cfg.model
-    # Persisted, not checkpointed: the blocks go when the job unpersists or ends, and a lost executor recomputes.
-    scored = profiles.transform(model_scores(trained.bundle, cfg.features.top_k)).persist(StorageLevel.MEMORY_AND_DISK)
-    scored.count()  # score every user once, now: the segment fits read samples of it many times
+    # Every user scored once, now: the segment fits read samples of it many times.
+    scored = checkpointed(profiles.transform(model_scores(trained.bundle, cfg.features.top_k)), cleanup)
     segments = fit_segments(scored, m.segments_k_min, m.segments_k_max, m.segments_sample, m.seed)
     rec.details["segments_k"] = str(segments.k)
     rec.details["silhouettes"] = json.dumps({str(k): round(v, 4) for k, v in segments.silhouettes.items()})
-    with_segments = scored.transform(assign_segments(segments)).persist(StorageLevel.MEMORY_AND_DISK)
-    with_segments.count()
-    scored.unpersist()
+    with_segments = checkpointed(scored.transform(assign_segments(segments)), cleanup)
     table = with_segments.transform(describe_segments(trained.bundle.run_id, as_of, segments.silhouettes[segments.k],
                                                       m.segment_top_features))
     return with_segments, table, segments
@@ -211,7 +210,8 @@ class ModelOutputs:
 
 
 def model_stages(cfg: Config, spark: SparkSession, wh: Warehouse, tiles: dict[str, DataFrame], profiles: DataFrame,
-                 as_of: datetime, present: set[str], vectors: Vectors, rec: RunRecorder) -> ModelOutputs:
+                 as_of: datetime, present: set[str], vectors: Vectors, rec: RunRecorder, cleanup: ExitStack
+                 ) -> ModelOutputs:
     """Snapshot, train, evaluate, score and segment, each a recorded stage; then log it all to MLflow."""
     m = cfg.model
     with rec.stage("snapshot") as st:
@@ -233,7 +233,7 @@ def model_stages(cfg: Config, spark: SparkSession, wh: Warehouse, tiles: dict[st
             rec.console.print(f"  {metric:<24}" + "  ".join(
                 f"{method} {'n/a' if v is None else f'{v:.3f}'}" for method, v in sorted(by_method.items())))
     with rec.stage("score") as st:
-        scored, segments, seg = score_stage(cfg, profiles, trained, as_of, rec)
+        scored, segments, seg = score_stage(cfg, profiles, trained, as_of, rec, cleanup)
         st.rows_in, st.rows_out = None, seg.k
     flat = {f"{method}/{metric}": v for metric, by in trained.metrics.items() for method, v in by.items()}
     trained.mlflow_run_id = log_training(m, rec.run_id, {

@@ -8,6 +8,7 @@ from typing import Iterator
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
+from jobs.frames import conform
 from jobs.storage.commits import STEP_INPUTS, AppTxn, commit_metadata, lost_race, refuse_if_committed
 
 # Delta's idempotent-write settings: DataFrameWriter options, and session settings for MERGE.
@@ -53,7 +54,8 @@ class DeltaSparkStore:
         reader = self.spark.read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", version)
-        return reader.load(path).select(*schema.fieldNames())
+        # A nullable column added since the table was written reads as null (schema_differences allows it).
+        return reader.load(path).transform(conform(schema, path, fill_missing=True))
 
     def write(self, path: str, df: DataFrame, schema: StructType, mode: str,
               replace_partitions: list[str] | None = None, run_id: str | None = None,
@@ -63,7 +65,8 @@ class DeltaSparkStore:
         # check fails Delta's own conflict check (ConcurrentTransactionException).
         if self.exists(path):
             self._refuse_if_committed(path, txn)
-        writer = df.select(*schema.fieldNames()).write.format("delta").mode(mode)
+        # mergeSchema: a nullable column added since the table was written is added to it.
+        writer = df.select(*schema.fieldNames()).write.format("delta").mode(mode).option("mergeSchema", "true")
         if run_id or (txn is not None and txn.inputs is not None):
             writer = writer.option("userMetadata", _user_metadata(run_id, txn))
         if txn is not None:

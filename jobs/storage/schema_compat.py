@@ -19,10 +19,15 @@ def _strip(node: Any) -> Any:
 
 
 def schema_differences(expected: StructType, stored_json: dict[str, Any]) -> list[str]:
-    """Human-readable differences between the expected schema and a stored one (Delta JSON)."""
+    """Human-readable differences between the expected schema and a stored one (Delta JSON).
+
+    A nullable column that a newer Portrait added is not a difference: reads give null for it, and the
+    next write of the table adds it (Delta schema evolution).
+    """
     want = {f["name"]: _strip(f["type"]) for f in expected.jsonValue()["fields"]}
     have = {f["name"]: _strip(f["type"]) for f in stored_json["fields"]}
-    problems = [f"missing column {name}" for name in want if name not in have]
+    added = {f.name for f in expected.fields if f.nullable and f.name not in have}
+    problems = [f"missing column {name}" for name in want if name not in have and name not in added]
     problems += [f"unexpected column {name}" for name in have if name not in want]
     problems += [
         f"column {name} is {_describe(have[name])}, expected {_describe(want[name])}"
