@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 
 from conf import TagsConf
 from jobs.clock import add_days, local_date_text
-from jobs.ranking import ranks_reached
+from jobs.ranking import many_ranks_reached
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,8 @@ def with_spend_percentile(cfg: TagsConf) -> Callable[[DataFrame], DataFrame]:
 
     def apply(profiles: DataFrame) -> DataFrame:
         buyers = (profiles.filter(F.col(column) > 0).select("user_id", column)
-                  .transform(ranks_reached(column, "_tier", list(cfg.spender_quantiles)))
-                  .transform(ranks_reached(column, "_percent", PERCENTS)).select("user_id", "_tier", "_percent"))
+                  .transform(many_ranks_reached(column, {"_tier": list(cfg.spender_quantiles), "_percent": PERCENTS}))
+                  .select("user_id", "_tier", "_percent"))
         return profiles.join(buyers, "user_id", "left")
     return apply
 
