@@ -75,9 +75,6 @@ class _HuggingFaceImageModel:
         self.model.to(device).eval()
         return self
 
-    def eval(self) -> "_HuggingFaceImageModel":
-        return self
-
     def __call__(self, pixels):
         out = self.model(pixel_values=pixels)
         pooled = getattr(out, "pooler_output", None)
@@ -128,18 +125,17 @@ def preprocess(data: bytes, size: int, scaling: tuple[float, float]) -> np.ndarr
 class EmbeddedImages:
     vectors: list[np.ndarray | None]
     reasons: list[str | None]
-    sha256: list[str | None]
 
 
 def embed_images(locations: list[str | None], settings: ImageSettings, device: str = "cpu") -> EmbeddedImages:
-    """Per location: its vector (float32, not normalised) or None with the reason, and its bytes' sha256."""
+    """Per location: its vector (float32, not normalised), or None with the reason. (The stage hashed the
+    bytes already, in ``image_digest``: nothing is hashed twice.)"""
     import torch
 
     model, size, scaling = load_image_model(settings.model, device)
     n = len(locations)
     vectors: list[np.ndarray | None] = [None] * n
     reasons: list[str | None] = [None] * n
-    digests: list[str | None] = [None] * n
     batch = settings.gpu_batch_size if device.startswith("cuda") else settings.batch_size
     pending: list[tuple[int, np.ndarray]] = []
 
@@ -161,7 +157,6 @@ def embed_images(locations: list[str | None], settings: ImageSettings, device: s
         except (OSError, ValueError):
             reasons[row] = MISSING_IMAGE
             continue
-        digests[row] = hashlib.sha256(data).hexdigest()
         try:
             pending.append((row, preprocess(data, size, scaling)))
         except (OSError, ValueError, SyntaxError):  # Pillow's errors for truncated or foreign files
@@ -170,7 +165,7 @@ def embed_images(locations: list[str | None], settings: ImageSettings, device: s
         if len(pending) >= batch:
             flush()
     flush()
-    return EmbeddedImages(vectors, reasons, digests)
+    return EmbeddedImages(vectors, reasons)
 
 
 def image_digest(location: str | None) -> tuple[str | None, str | None]:
