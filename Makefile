@@ -32,7 +32,7 @@ demo: setup
 	$(BIN)/portrait demo
 
 test: setup-test
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=12
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=40
 
 clean:
 	rm -rf $(VENV) warehouse spark-warehouse .pytest_cache mlruns .portrait/checkpoints portrait-report.html

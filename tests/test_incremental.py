@@ -23,7 +23,7 @@ from functools import reduce
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -47,10 +47,12 @@ EVENT_TABLES = ("transactions", "browse", "social")
 GENERATOR = ["generator.users=60", f"generator.days={DAYS}", "generator.items=60", "generator.seed=11",
              "generator.bad_row_share=0.02"]
 SETTINGS = ["spark.shuffle_partitions=2", "model.enabled=false"]
-# Each scenario runs full plus one or two steps (about 40 s); CI draws 1 (CI must stay under 30 minutes on
-# 2 cores), and PORTRAIT_INCREMENTAL_EXAMPLES=20 draws 20. The fault and race tests below add fixed scenarios.
-examples = settings(max_examples=int(os.environ.get("PORTRAIT_INCREMENTAL_EXAMPLES", "1")), deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+# Each scenario runs full plus one or two steps (a minute or more); CI runs the pinned examples only (it must
+# stay under 30 minutes on 2 cores), and PORTRAIT_INCREMENTAL_EXAMPLES=20 draws 20 more. The fault and race
+# tests below add fixed scenarios.
+DRAWN = int(os.environ.get("PORTRAIT_INCREMENTAL_EXAMPLES", "0"))
+examples = settings(max_examples=max(DRAWN, 1), phases=(Phase.explicit, Phase.generate) if DRAWN else (Phase.explicit,),
+                    deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 counter = itertools.count()
 
 
@@ -207,9 +209,10 @@ def assert_equal_to_reference(wh: Warehouse, reference: Warehouse) -> None:
 
 
 @examples
-# Always one step in which users sign up, and one in which the catalogue changes: only the partitions
-# with rows of those users, or on the items listed since, are validated again.
-@example(k=4, steps=1, late=False, erase=False, new_users=True, items_change=False)
+# Pinned: two consecutive steps, the first with late rows in processed partitions, an erasure and users who
+# sign up; and a step in which the catalogue changes. Only the partitions with rows of those users, or on
+# the items listed since, are validated again.
+@example(k=4, steps=2, late=True, erase=True, new_users=True, items_change=False)
 @example(k=8, steps=1, late=False, erase=False, new_users=False, items_change=True)
 @given(k=st.integers(2, DAYS - 1), steps=st.integers(1, 2), late=st.booleans(), erase=st.booleans(),
        new_users=st.booleans(), items_change=st.booleans())
@@ -298,10 +301,12 @@ def test_two_racing_runs_commit_one_step_which_embeds_only_new_texts_and_a_rerun
     assert f"step {wh.committed_version(LEDGER, PROFILES_APP)} " in str(losers[0]), str(losers[0])
     assert {r.run_id for r in wh.read(LEDGER).filter(f"step = {wh.committed_version(LEDGER, PROFILES_APP)}")
             .select("run_id").distinct().collect()} == {winners[0].run_id}
-    # Each embedded exactly the texts no earlier step had seen. (Racing, both may append a text's vector;
-    # every read of the cache keeps one per text.)
-    embedded = [r.rows_out["texts_embedded"] for r in wh.read("runs").filter("job = 'incremental'").collect()]
-    assert len(embedded) == 2 and max(embedded) == new and set(embedded) <= {0, new}
+    # The winner embedded exactly the texts no earlier step had seen. The loser stopped at its first write,
+    # before the embed stage, or (had it got further) appended the same vectors: every read of the cache
+    # keeps one per text.
+    embedded = {r.status: r.rows_out.get("texts_embedded", 0)
+                for r in wh.read("runs").filter("job = 'incremental'").collect()}
+    assert embedded["succeeded"] == new and embedded["failed"] in {0, new}, embedded
     assert wh.read("embedding_cache").select("text_sha256").distinct().count() == old.distinct().count() + new
 
     before = versions(wh)

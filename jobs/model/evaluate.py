@@ -83,39 +83,44 @@ def rfm_rule_scores(categories: tuple[str, ...]):
     return apply
 
 
-def _logistic(train: DataFrame, test: DataFrame, label: str) -> DataFrame:
+def _logistic(train: DataFrame, test: DataFrame, label: str, **options) -> DataFrame:
+    """The held-out users' class probabilities (``p``: an array) from one MLlib logistic regression."""
     # L-BFGS from a zero start: deterministic, so no seed.
-    lr = LogisticRegression(featuresCol="scaled", labelCol=label, maxIter=50, regParam=0.001)
-    model = lr.fit(train)
-    return model.transform(test).select("user_id", vector_to_array("probability")[1].alias("p"))
+    lr = LogisticRegression(featuresCol="scaled", labelCol=label, maxIter=50, regParam=0.001, **options)
+    return lr.fit(train).transform(test).select("user_id", vector_to_array("probability").alias("p"))
+
+
+def _category_labels(n_categories: int) -> Callable[[DataFrame], DataFrame]:
+    """Training rows -> one row per (user, category bought in the horizon), ``_category`` its index, marked as
+    one of ``n_categories`` classes so the model has a probability for every category, bought or not."""
+    def apply(train: DataFrame) -> DataFrame:
+        bought = F.posexplode(F.col("categories")).alias("_category", "_bought")
+        classes = {"ml_attr": {"type": "nominal", "num_vals": n_categories}}
+        return (train.select("scaled", bought).filter(F.col("_bought") > 0)
+                .select("scaled", F.col("_category").cast("double").alias("_category", metadata=classes)))
+    return apply
 
 
 def mllib_scores(snapshot: DataFrame, n_categories: int) -> DataFrame:
-    """Logistic regression (Spark MLlib) per target on the standardised behavioural features only."""
+    """Logistic regressions (Spark MLlib) on the standardised behavioural features only: one per binary target,
+    and one multinomial over the categories a user bought (one fit ranks every category, however many)."""
     frame = snapshot.withColumn("features", array_to_vector("behaviour"))
     scaler = StandardScaler(inputCol="features", outputCol="scaled", withMean=True).fit(frame.filter(~F.col("holdout")))
     frame = scaler.transform(frame).withColumn("_churned", F.col("churned").cast("double")).withColumn(
         "_bought", F.col("bought").cast("double"))
     train, test = frame.filter(~F.col("holdout")).cache(), frame.filter(F.col("holdout")).cache()
-    out = (_logistic(train, test, "_bought").withColumnRenamed("p", "propensity")
-           .join(_logistic(train, test, "_churned").withColumnRenamed("p", "churn"), "user_id"))
-    # One job finds the categories with a positive training row (MLlib cannot fit a one-class label).
-    maxima = train.agg(*[F.max(F.col("categories")[i]) for i in range(n_categories)]).first() if n_categories else []
-    per_category = []
-    for i in range(n_categories):
-        label = f"_cat{i}"
-        with_label = lambda df: df.withColumn(label, F.col("categories")[i].cast("double"))  # noqa: E731
-        if not maxima[i]:
-            per_category.append(test.select("user_id", F.lit(0.0).alias(label)))
-            continue
-        per_category.append(_logistic(with_label(train), with_label(test), label).withColumnRenamed("p", label))
-    for frame_i in per_category:
-        out = out.join(frame_i, "user_id")
-    labels = [f"_cat{i}" for i in range(n_categories)]
-    out = out.select("user_id", "propensity", "churn",
-                     F.array(*[F.col(c) for c in labels]).cast("array<double>").alias("category_scores"))
-    train.unpersist()
-    test.unpersist()
+    out = (_logistic(train, test, "_bought").select("user_id", F.col("p")[1].alias("propensity"))
+           .join(_logistic(train, test, "_churned").select("user_id", F.col("p")[1].alias("churn")), "user_id"))
+    bought = train.transform(_category_labels(n_categories)).cache()
+    if n_categories and bought.limit(1).count():
+        categories = _logistic(bought, test, "_category", family="multinomial").select(
+            "user_id", F.col("p").alias("category_scores"))
+    else:  # no category was bought in the training horizon: nothing to rank by
+        categories = test.select("user_id", F.array_repeat(F.lit(0.0), n_categories).alias("category_scores"))
+    out = out.join(categories, "user_id").select(
+        "user_id", "propensity", "churn", F.col("category_scores").cast("array<double>"))
+    for frame_i in (train, test, bought):
+        frame_i.unpersist()
     return out
 
 
