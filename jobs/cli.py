@@ -71,6 +71,31 @@ def generate(users: Annotated[Optional[int], typer.Option(help="Number of users.
 
 
 @app.command()
+def backtest(as_of: Annotated[Optional[str], typer.Option(
+                 "--as-of", help="T: train before it, score at it (a local midnight; default: the latest date "
+                                 "with a whole horizon after it).")] = None,
+             horizon: Annotated[Optional[int], typer.Option(help="Days of outcome after T (model.horizon_days).")] = None,
+             origins: Annotated[int, typer.Option(min=1, help="Also backtest at T - H, T - 2H, ...: how many dates.")] = 1,
+             config: ConfigOpt = None, set_: SetOpt = None, warehouse: WarehouseOpt = None) -> None:
+    """Out-of-time backtest of the model and every baseline, from the tiles a full run wrote."""
+    from jobs.backtest import run_backtest
+
+    # --as-of is read as the config reads as_of (a local time in time.zone, checked to be a midnight).
+    extra = tuple(f"{k}={v}" for k, v in (("as_of", as_of), ("model.horizon_days", horizon)) if v is not None)
+    cfg = _config(config, set_, warehouse, extra=extra)
+    rows = run_backtest(cfg, _spark(cfg), cfg.as_of if as_of else None, origins, env=os.environ)
+    table = Table(title="backtest (95% bootstrap interval over users)")
+    for name in ("as_of", "metric", "method", "value", "interval", "users"):
+        table.add_column(name)
+    for r in sorted(rows, key=lambda r: (r[1], r[4], r[5])):
+        value = "n/a" if r[6] is None else f"{r[6]:.3f}"
+        interval = "" if r[7] is None else f"[{r[7]:.3f}, {r[8]:.3f}]"
+        table.add_row(r[1].date().isoformat(), r[4], r[5] + (" (published)" if r[10] else ""), value, interval,
+                      str(r[9]))
+    out.print(table)
+
+
+@app.command()
 def full(config: ConfigOpt = None, set_: SetOpt = None, warehouse: WarehouseOpt = None) -> None:
     """Full recompute: validate all inputs, rebuild profiles and labels."""
     from jobs.full import run_full

@@ -40,7 +40,9 @@ def embed_stage(wh: Warehouse, cfg: EmbeddingConf, social: DataFrame, items: Dat
     """Embeddings (text_sha256, embedding) for every text in ``social`` and ``items``.
 
     Texts already in ``embedding_cache`` for this model are not embedded again; new ones are
-    appended to it in one commit.
+    appended to it in one commit. The cache holds one row per (model_id, text_sha256) by construction, so
+    it is read as it is, never de-duplicated: a run appends only texts the cache lacked when it started, and
+    the jobs embed after committing their step's tiles, which only one of two racing runs can do.
     """
     spark = wh.spark
     model_id = cfg.resolved_model_id()
@@ -68,8 +70,10 @@ def embed_stage(wh: Warehouse, cfg: EmbeddingConf, social: DataFrame, items: Dat
         else:
             vectors = embedded.cache()
             vectors.count()
+            if not cfg.dedupe:  # a text written twice was embedded twice, within this run only
+                vectors = vectors.dropDuplicates(["text_sha256"])
     finally:
         spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", previous)
         todo.unpersist()
-    vectors = vectors.select("text_sha256", "embedding").dropDuplicates(["text_sha256"])
+    vectors = vectors.select("text_sha256", "embedding")
     return vectors, EmbedCounts(texts=needed, embedded=to_embed, from_cache=needed - to_embed)

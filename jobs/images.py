@@ -80,8 +80,9 @@ def image_stage(wh: Warehouse, cfg: ImagesConf, items: DataFrame, interactions: 
     finally:
         spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", previous)
         todo.unpersist()
+    # One row per photo by construction, as in embedding_cache (``jobs/embed.py``): read as it is.
     vectors = (wh.read_or_empty("image_cache").filter(F.col("model_id") == model_id)
-               .select("image_sha256", "embedding", "reason").dropDuplicates(["image_sha256"]))
+               .select("image_sha256", "embedding", "reason"))
     per_item = digests.join(vectors, "image_sha256", "left").select(
         "item_id", "embedding", F.coalesce(digests["reason"], vectors["reason"]).alias("reason"))
     outcome = per_item.groupBy(F.col("reason")).count().collect()  # a handful of rows: one per reason

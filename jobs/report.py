@@ -1,7 +1,8 @@
 """``portrait report``: one self-contained HTML page (charts inlined as PNG) about the warehouse's state.
 
 Sections: data quality per table and reason, segments, tags, feature distributions per segment,
-model metrics against the baselines, and the run history with per-stage durations.
+model metrics against the baselines, the latest out-of-time backtest, and the run history with per-stage
+durations.
 The numbers come from small Spark aggregates; charts are drawn with matplotlib.
 """
 from __future__ import annotations
@@ -34,6 +35,7 @@ class ReportData:
     tags: pd.DataFrame           # tag, users
     distributions: pd.DataFrame  # segment_id and sampled feature values
     metrics: pd.DataFrame        # metric, method, value
+    backtests: pd.DataFrame      # as_of, metric, method, value, ci_low, ci_high, users, published (latest backtest run)
     runs: pd.DataFrame           # run_id, job, status, started_at, stage, seconds
     profiles: int
 
@@ -65,10 +67,15 @@ def collect_report_data(wh: Warehouse, sample_per_segment: int = 400) -> ReportD
     metrics = frame("model_metrics", lambda m: m.join(
         m.groupBy().agg(F.max("as_of").alias("as_of")), "as_of").orderBy("metric", "method")
         .select("metric", "method", "value", "users"), ["metric", "method", "value", "users"])
+    backtests = frame("backtests", lambda b: b.join(b.groupBy().agg(F.max("run_id").alias("run_id")), "run_id")
+                      .orderBy("as_of", "metric", "method")
+                      .select(F.date_format("as_of", "yyyy-MM-dd").alias("as_of"), "metric", "method", "value",
+                              "ci_low", "ci_high", "users", "published"),
+                      ["as_of", "metric", "method", "value", "ci_low", "ci_high", "users", "published"])
     runs = frame("runs", lambda r: r.orderBy(F.desc("started_at")).limit(12).select(
         "run_id", "job", "status", "started_at", F.explode_outer("stage_seconds").alias("stage", "seconds")),
         ["run_id", "job", "status", "started_at", "stage", "seconds"])
-    return ReportData(quality, segments, tags, distributions, metrics, runs, wh.count("profiles"))
+    return ReportData(quality, segments, tags, distributions, metrics, backtests, runs, wh.count("profiles"))
 
 
 def _png(fig) -> str:
@@ -142,6 +149,26 @@ def metrics_section(d: ReportData) -> str:
     return chart + _table(pivot.reset_index())
 
 
+def backtests_section(d: ReportData) -> str:
+    """The latest ``portrait backtest``: propensity ROC-AUC per method and as-of date, with 95% intervals."""
+    if d.backtests.empty:
+        return _empty("backtests (portrait backtest)")
+    auc = d.backtests[d.backtests["metric"] == "propensity_roc_auc"]
+
+    def draw(ax):
+        for i, (method, rows) in enumerate(auc.groupby("method")):
+            x = [j + i * 0.15 for j in range(len(rows))]
+            low, high = rows["value"] - rows["ci_low"], rows["ci_high"] - rows["value"]
+            ax.errorbar(x, rows["value"], yerr=[low.fillna(0), high.fillna(0)], fmt="o", capsize=3, label=method)
+        ax.set_xticks(range(len(auc["as_of"].unique())), sorted(auc["as_of"].unique()))
+        ax.set_ylabel("propensity ROC-AUC")
+        ax.legend(fontsize=8)
+    winners = (d.backtests.dropna(subset=["value"]).sort_values("value", ascending=False)
+               .groupby(["as_of", "metric"], as_index=False).first()[["as_of", "metric", "method", "value"]])
+    return (_chart("Out of time: scored at T against [T, T + horizon), 95% bootstrap intervals", draw)
+            + "<h3>Best method per date and metric</h3>" + _table(winners) + _table(d.backtests))
+
+
 def runs_section(d: ReportData) -> str:
     if d.runs.empty:
         return _empty("runs")
@@ -163,7 +190,7 @@ def render_report(d: ReportData, warehouse: str) -> str:
     """The whole page as one HTML string, with every chart inlined."""
     sections = [("Data quality", quality_section), ("Segments", segments_section), ("Tags", tags_section),
                 ("Feature distributions per segment", distributions_section),
-                ("Model metrics", metrics_section), ("Run history", runs_section)]
+                ("Model metrics", metrics_section), ("Backtests", backtests_section), ("Run history", runs_section)]
     body = "".join(f'<section id="{title.lower().replace(" ", "-")}"><h2>{title}</h2>{fn(d)}</section>'
                    for title, fn in sections)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

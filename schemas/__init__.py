@@ -13,7 +13,7 @@ from pyspark.sql.types import StructType
 from schemas.embeddings import EMBEDDING_CACHE, IMAGE_CACHE
 from schemas.events import BROWSE, TRANSACTIONS
 from schemas.items import ITEMS
-from schemas.model import MODEL_METRICS, SEGMENTS, TRAINING_SNAPSHOT
+from schemas.model import BACKTESTS, MODEL_METRICS, SEGMENTS, TRAINING_SNAPSHOT
 from schemas.operations import PROCESSED_PARTITIONS, QUARANTINE, RUNS
 from schemas.profiles import LABELS, PROFILES, profiles_schema
 from schemas.social import SOCIAL
@@ -56,6 +56,8 @@ OUTPUT_TABLES: dict[str, TableSpec] = {
     "processed_partitions": TableSpec("processed_partitions", PROCESSED_PARTITIONS),
     "ground_truth": TableSpec("ground_truth", GROUND_TRUTH, ("user_id",)),
     "training_snapshot": TableSpec("training_snapshot", TRAINING_SNAPSHOT, ("user_id",)),
+    "backtest_snapshot": TableSpec("backtest_snapshot", TRAINING_SNAPSHOT, ("user_id",)),  # portrait backtest's
+    "backtests": TableSpec("backtests", BACKTESTS, ("run_id", "as_of", "target", "metric", "method")),
     "segments": TableSpec("segments", SEGMENTS, ("segment_id",)),
     "model_metrics": TableSpec("model_metrics", MODEL_METRICS, ("run_id", "metric", "method")),
     "embedding_cache": TableSpec("embedding_cache", EMBEDDING_CACHE, ("model_id", "text_sha256")),

@@ -40,3 +40,19 @@ MODEL_METRICS = StructType([
     StructField("users", LongType()),             # held-out users it was computed on
     StructField("as_of", TimestampType(), False),
 ])
+
+# portrait backtest: one row per (as-of date, metric, method). Trained on the days before as_of (features before
+# cutoff = as_of - horizon, labels in [cutoff, as_of)); scored at as_of against [as_of, as_of + horizon).
+BACKTESTS = StructType([
+    StructField("run_id", StringType(), False),
+    StructField("as_of", TimestampType(), False),
+    StructField("cutoff", TimestampType(), False),
+    StructField("horizon_days", IntegerType(), False),
+    StructField("metric", StringType(), False),   # propensity_roc_auc, churn_pr_auc, category_recall_at_10, ...
+    StructField("method", StringType(), False),   # model, rfm_rule, mllib, gbt
+    StructField("value", DoubleType()),           # null: undefined (one class only among the users)
+    StructField("ci_low", DoubleType()),          # 95% bootstrap interval over users
+    StructField("ci_high", DoubleType()),
+    StructField("users", LongType(), False),      # users scored (a hashed sample beyond model.evaluation_users)
+    StructField("published", BooleanType(), False),  # the scores profiles would carry
+])

@@ -1,9 +1,11 @@
 """Shared fixtures: one real local Spark session for the whole test run."""
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,12 +17,21 @@ SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the marks into the node ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under ``pytest -n 2 --dist loadgroup``, one worker runs each module, and one worker runs every module
-    that reads the shared demo, so no module- or session-scoped warehouse is built twice."""
-    on_demo = {item.module.__name__ for item in items if "demo_run" in getattr(item, "fixturenames", ())}
+    """Under ``pytest -n 2 --dist loadgroup``, one worker runs every test that reads the shared demo, and one
+    worker each module's other tests, so no session- or module-scoped warehouse is built twice."""
+    group = {}
     for item in items:
-        module = item.module.__name__
-        item.add_marker(pytest.mark.xdist_group("demo" if module in on_demo else module))
+        # fixturenames is the closure: a test on a fixture built from the demo needs the demo too.
+        group[item] = "demo" if "demo_run" in getattr(item, "fixturenames", ()) else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group[item]))
+    # Longest groups first (xdist hands out groups in this order), so no long group starts last on one worker
+    # while the other has finished: the suite's time is then about half the sum, not a long tail.
+    items.sort(key=lambda item: LONGEST_FIRST.index(group[item]) if group[item] in LONGEST_FIRST else len(LONGEST_FIRST))
+
+
+# Groups by their CI minutes (``--durations``), longest first; the rest follow in file order.
+LONGEST_FIRST = ("demo", "test_real_samples", "test_incremental", "test_embeddings", "test_spark_submit",
+                 "test_backtest", "test_state", "test_mapping", "test_exactly_once", "test_images")
 
 
 @pytest.fixture(scope="session")
@@ -61,6 +72,33 @@ def portrait(*args: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedP
     """Run the real ``portrait`` command in ``cwd``."""
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
     return subprocess.run([PORTRAIT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def portrait_here(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The same command line through the same entry point (``jobs.cli.main``), in this process and its Spark
+    session: for the commands whose own process start is not what a test checks (a process start costs
+    about half a minute of CI). Exit code, stdout and stderr as ``portrait`` returns them."""
+    from pyspark.sql import SparkSession
+
+    from jobs.cli import main
+
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    here, argv = os.getcwd(), sys.argv
+    session = SparkSession.getActiveSession()
+    partitions = session.conf.get("spark.sql.shuffle.partitions") if session else None
+    os.chdir(cwd)
+    sys.argv = ["portrait", *args]
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            main()
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+    finally:
+        sys.argv = argv
+        os.chdir(here)
+        if partitions is not None:  # the command's config sets the session's; the other tests keep theirs
+            session.conf.set("spark.sql.shuffle.partitions", partitions)
+    return subprocess.CompletedProcess(["portrait", *args], code, out.getvalue(), err.getvalue())
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The Quick start path through the real ``portrait`` command: demo, then SQL from the same directory."""
 from __future__ import annotations
 
-from conftest import portrait
+from conftest import portrait, portrait_here
 
 
 def test_demo_then_sql_from_the_same_directory(demo_run):
@@ -14,12 +14,12 @@ def test_demo_then_sql_from_the_same_directory(demo_run):
 
 
 def test_bad_config_fails_at_start_naming_the_key(tmp_path):
-    result = portrait("full", "--set", "tags.dormant_dayz=3", cwd=tmp_path)
+    result = portrait_here("full", "--set", "tags.dormant_dayz=3", cwd=tmp_path)
     assert result.returncode == 2
     assert "tags.dormant_dayz" in result.stderr
 
 
 def test_sql_without_tables_says_what_to_do(tmp_path):
-    result = portrait("sql", "select 1", cwd=tmp_path)
+    result = portrait_here("sql", "select 1", cwd=tmp_path)
     assert result.returncode == 2
     assert "run 'portrait demo' first" in result.stderr

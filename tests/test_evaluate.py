@@ -29,9 +29,15 @@ def snapshot_rows(users: int = 120, held: int = 30) -> list[tuple]:
     return rows
 
 
+def split(spark, rows: list[tuple]):
+    """(training rows, held-out rows): the held-out users' labels dropped, as a scoring frame has none."""
+    df = spark.createDataFrame(rows, SCHEMA)
+    return df.filter("not holdout"), df.filter("holdout").select("user_id", "behaviour")
+
+
 def test_mllib_baseline_equals_sklearn_binary_and_multinomial_fits(spark):
     rows = snapshot_rows()
-    got = {r.user_id: r for r in mllib_scores(spark.createDataFrame(rows, SCHEMA), 4).collect()}
+    got = {r.user_id: r for r in mllib_scores(*split(spark, rows), 4).collect()}
     train, test = [r for r in rows if not r[2]], [r for r in rows if r[2]]
     assert sorted(got) == [r[0] for r in test]
 
@@ -58,5 +64,5 @@ def test_mllib_baseline_equals_sklearn_binary_and_multinomial_fits(spark):
 
 def test_mllib_baseline_without_categories_bought_ranks_nothing(spark):
     rows = [(u, x, h, b, c, [0.0, 0.0]) for u, x, h, b, c, _ in snapshot_rows(40, 10)]
-    got = mllib_scores(spark.createDataFrame(rows, SCHEMA), 2).collect()
+    got = mllib_scores(*split(spark, rows), 2).collect()
     assert len(got) == 10 and {tuple(r.category_scores) for r in got} == {(0.0, 0.0)}

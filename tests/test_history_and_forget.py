@@ -15,7 +15,7 @@ from jobs.forget import run_forget
 from jobs.full import open_warehouse
 from jobs.history import profile_history, profile_on, table_versions, tag_changes
 from jobs.privacy import load_key, pseudonym
-from tests.conftest import portrait
+from tests.conftest import portrait_here
 from tests.helpers import scan_for_leaks
 from tests.test_real_samples import MODEL_TAGS
 
@@ -25,7 +25,7 @@ def rerun(demo_run, tmp_path_factory):
     """A copy of the demo directory, recomputed once more without the model: two versions of every output."""
     directory = tmp_path_factory.mktemp("history") / "demo"
     shutil.copytree(demo_run.directory, directory)
-    result = portrait("full", "--set", "spark.shuffle_partitions=2", "--set", "model.enabled=false", cwd=directory)
+    result = portrait_here("full", "--set", "spark.shuffle_partitions=2", "--set", "model.enabled=false", cwd=directory)
     assert result.returncode == 0, result.stderr[-3000:]
     return directory
 
@@ -60,11 +60,11 @@ def test_profile_history_and_tag_changes_follow_the_runs(rerun, spark):
 def test_sql_time_travel_registers_older_versions(rerun):
     summary = "select concat('v{v}: rows=', count(*), ' scored=', count(purchase_propensity)) as s from profiles_v{v}"
     query = " union all ".join(summary.format(v=v) for v in (0, 1))
-    result = portrait("sql", "--at", "profiles=0", "--at", "profiles=1", query, cwd=rerun)
+    result = portrait_here("sql", "--at", "profiles=0", "--at", "profiles=1", query, cwd=rerun)
     assert result.returncode == 0, result.stderr[-2000:]
     # The demo's run had the model, the rerun did not.
     assert "v0: rows=400 scored=400" in result.stdout and "v1: rows=400 scored=0" in result.stdout
-    bad = portrait("sql", "--at", "profiles", "select 1", cwd=rerun)
+    bad = portrait_here("sql", "--at", "profiles", "select 1", cwd=rerun)
     assert bad.returncode == 2 and "expected TABLE=VERSION" in bad.stderr
 
 
@@ -94,7 +94,7 @@ def test_forget_erases_the_user_everywhere_on_disk(rerun, spark):
     cached = wh.read("embedding_cache").filter(F.col("text_sha256").isin(shas)).count()
     assert cached == len(shas) > 0
 
-    result = portrait("forget", "--user", raw, cwd=rerun)
+    result = portrait_here("forget", "--user", raw, cwd=rerun)
     assert result.returncode == 0, result.stderr[-3000:]
 
     after = {t: wh.count(t) for t in before}

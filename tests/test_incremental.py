@@ -302,12 +302,11 @@ def test_two_racing_runs_commit_one_step_which_embeds_only_new_texts_and_a_rerun
     assert {r.run_id for r in wh.read(LEDGER).filter(f"step = {wh.committed_version(LEDGER, PROFILES_APP)}")
             .select("run_id").distinct().collect()} == {winners[0].run_id}
     # The winner embedded exactly the texts no earlier step had seen. The loser stopped at its first write,
-    # before the embed stage, or (had it got further) appended the same vectors: every read of the cache
-    # keeps one per text.
+    # before the embed stage: the cache holds one row per text, so no read of it needs de-duplicating.
     embedded = {r.status: r.rows_out.get("texts_embedded", 0)
                 for r in wh.read("runs").filter("job = 'incremental'").collect()}
-    assert embedded["succeeded"] == new and embedded["failed"] in {0, new}, embedded
-    assert wh.read("embedding_cache").select("text_sha256").distinct().count() == old.distinct().count() + new
+    assert embedded == {"succeeded": new, "failed": 0}, embedded
+    assert wh.read("embedding_cache").count() == old.distinct().count() + new
 
     before = versions(wh)
     again = run_incremental(config(tmp_path), spark)

@@ -22,7 +22,7 @@ from jobs.mapping.tables import build_tables
 from jobs.storage import Warehouse
 from jobs.validation import REASON, tag_inputs
 from jobs.validation.validate import PARSE_ERROR
-from tests.conftest import portrait
+from tests.conftest import portrait_here
 
 UTC = dt.timezone.utc
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -215,7 +215,7 @@ def test_fuzzed_source_rows_are_never_lost(spark, tmp_path_factory, lines):
 
 def test_the_cli_refuses_a_bad_mapping_before_starting_spark(tmp_path):
     (tmp_path / "bad.yaml").write_text(GOOD.replace("qty: {type: int}", "qty: {type: integer}"))
-    result = portrait("ingest", "--mapping", str(tmp_path / "bad.yaml"), cwd=tmp_path, timeout=120)
+    result = portrait_here("ingest", "--mapping", str(tmp_path / "bad.yaml"), cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-2000:]
     message = " ".join(result.stderr.split())  # rich wraps long lines
     assert "line 11: sources.events.columns.qty.type: Input should be" in message

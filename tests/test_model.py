@@ -10,7 +10,7 @@ import pytest
 import torch
 from pyspark.sql import functions as F
 
-from conftest import portrait
+from conftest import portrait_here
 from jobs.ledger import LEDGER, PROFILES_APP, partitions_of, plan_step
 from jobs.model.evaluate import recall_at_k
 from jobs.model.inputs import InputSpec, horizon_labels, model_inputs, users_at
@@ -263,7 +263,7 @@ def test_lookalike_cli_returns_k_nearest_non_seed_users(tables, demo_run, tmp_pa
     seeds = [r["user_id"] for r in wh.read("profiles").orderBy("user_id").limit(5).collect()]
     (tmp_path / "seeds.txt").write_text("\n".join(seeds) + "\n")
     out = tmp_path / "audience.csv"
-    done = portrait("lookalike", "--seed-users", str(tmp_path / "seeds.txt"), "--k", "30", "--out", str(out),
+    done = portrait_here("lookalike", "--seed-users", str(tmp_path / "seeds.txt"), "--k", "30", "--out", str(out),
                     "--set", "privacy.k_anonymity_floor=20", cwd=demo_run.directory)
     assert done.returncode == 0, done.stderr[-2000:]
     lines = out.read_text().splitlines()
@@ -277,16 +277,16 @@ def test_lookalike_cli_returns_k_nearest_non_seed_users(tables, demo_run, tmp_pa
 def test_audiences_below_the_k_anonymity_floor_are_refused(demo_run, tmp_path, tables):
     wh, _ = tables
     (tmp_path / "seeds.txt").write_text(wh.read("profiles").first()["user_id"] + "\n")
-    small = portrait("lookalike", "--seed-users", str(tmp_path / "seeds.txt"), "--k", "5",
+    small = portrait_here("lookalike", "--seed-users", str(tmp_path / "seeds.txt"), "--k", "5",
                      "--set", "privacy.k_anonymity_floor=20", cwd=demo_run.directory)
     assert small.returncode == 2
     assert "below the k-anonymity floor of 20" in small.stderr
     segment = wh.read("segments").orderBy("size").first()
-    refused = portrait("export-segment", "--segment", str(segment["segment_id"]), "--out", str(tmp_path / "s.csv"),
+    refused = portrait_here("export-segment", "--segment", str(segment["segment_id"]), "--out", str(tmp_path / "s.csv"),
                        "--set", f"privacy.k_anonymity_floor={segment['size'] + 1}", cwd=demo_run.directory)
     assert refused.returncode == 2 and "k-anonymity floor" in refused.stderr
     assert not (tmp_path / "s.csv").exists()
-    allowed = portrait("export-segment", "--segment", str(segment["segment_id"]), "--out", str(tmp_path / "s.csv"),
+    allowed = portrait_here("export-segment", "--segment", str(segment["segment_id"]), "--out", str(tmp_path / "s.csv"),
                        "--set", f"privacy.k_anonymity_floor={segment['size']}", cwd=demo_run.directory)
     assert allowed.returncode == 0, allowed.stderr[-2000:]
     assert len((tmp_path / "s.csv").read_text().splitlines()) == segment["size"] + 1

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, portrait
+from conftest import ROOT, portrait_here
 
 SEGMENT_BLUE = (0x4C, 0x78, 0xA8)    # the report's segment bars
 TAG_ORANGE = (0xF5, 0x85, 0x18)      # the report's tag bars
@@ -38,7 +38,7 @@ def test_report_renders_in_headless_chromium_with_its_charts(demo_run, tmp_path)
     from matplotlib.image import imread
 
     page = tmp_path / "report.html"
-    done = portrait("report", "--out", str(page), cwd=demo_run.directory)
+    done = portrait_here("report", "--out", str(page), cwd=demo_run.directory)
     assert done.returncode == 0, done.stderr[-2000:]
     text = page.read_text()
     for section in ("data-quality", "segments", "tags", "feature-distributions-per-segment", "model-metrics",

@@ -44,6 +44,16 @@ def recall_at_k(truth: np.ndarray, scores: np.ndarray, k: int) -> float | None:
     return float(np.mean(hits / truth[has].sum(axis=1)))
 
 
+def evaluation_sample(users: DataFrame, limit: int, seed: int) -> DataFrame:
+    """At most about ``limit`` of ``users``: the metrics are computed on the driver, so beyond that a stable
+    hashed sample of them, not all."""
+    count = users.count()
+    if count <= limit:
+        return users
+    share = int(1_000_000 * limit / count)
+    return users.filter(F.abs(F.xxhash64(F.lit(seed + 1), "user_id")) % 1_000_000 < share)
+
+
 def _binary(metric, y: np.ndarray, s: np.ndarray) -> float | None:
     return float(metric(y, s)) if 0 < y.sum() < len(y) else None  # undefined with one class only
 
@@ -56,6 +66,22 @@ def metrics(h: HeldOut, k: int = 10) -> dict[str, float | None]:
         "churn_pr_auc": _binary(average_precision_score, h.churned, h.churn),
         f"category_recall_at_{k}": recall_at_k(h.categories, h.category_scores, k),
     }
+
+
+def intervals(h: HeldOut, draws: int, seed: int, k: int = 10) -> dict[str, tuple[float | None, float | None]]:
+    """Each metric's 95% bootstrap interval over users: ``draws`` resamples of the users, with replacement."""
+    rng = np.random.default_rng(seed)
+    n = len(h.bought)
+    found: dict[str, list[float]] = {}
+    for _ in range(draws if n else 0):
+        i = rng.integers(0, n, n)
+        resample = HeldOut(h.bought[i], h.churned[i], h.categories[i], h.propensity[i], h.churn[i],
+                           h.category_scores[i])
+        for name, value in metrics(resample, k).items():
+            if value is not None:
+                found.setdefault(name, []).append(value)
+    return {name: (float(np.percentile(found[name], 2.5)), float(np.percentile(found[name], 97.5)))
+            if found.get(name) else (None, None) for name in metrics(h, k)}
 
 
 def _quintile(column: str, ascending: bool) -> Callable[[DataFrame], DataFrame]:
@@ -101,14 +127,26 @@ def _category_labels(n_categories: int) -> Callable[[DataFrame], DataFrame]:
     return apply
 
 
-def mllib_scores(snapshot: DataFrame, n_categories: int) -> DataFrame:
+def _standardised(train: DataFrame, test: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """``scaled``: the behaviour vector standardised by the training rows; the targets as doubles."""
+    scaler = StandardScaler(inputCol="features", outputCol="scaled", withMean=True).fit(
+        train.withColumn("features", array_to_vector("behaviour")))
+
+    def prepared(df: DataFrame, labelled: bool) -> DataFrame:
+        df = scaler.transform(df.withColumn("features", array_to_vector("behaviour")))
+        if labelled:
+            df = df.withColumns({f"_{t}": F.col(t).cast("double") for t in ("bought", "churned")})
+        return df.cache()
+    return prepared(train, True), prepared(test, False)
+
+
+def mllib_scores(train: DataFrame, test: DataFrame, n_categories: int) -> DataFrame:
     """Logistic regressions (Spark MLlib) on the standardised behavioural features only: one per binary target,
-    and one multinomial over the categories a user bought (one fit ranks every category, however many)."""
-    frame = snapshot.withColumn("features", array_to_vector("behaviour"))
-    scaler = StandardScaler(inputCol="features", outputCol="scaled", withMean=True).fit(frame.filter(~F.col("holdout")))
-    frame = scaler.transform(frame).withColumn("_churned", F.col("churned").cast("double")).withColumn(
-        "_bought", F.col("bought").cast("double"))
-    train, test = frame.filter(~F.col("holdout")).cache(), frame.filter(F.col("holdout")).cache()
+    and one multinomial over the categories a user bought (one fit ranks every category, however many).
+
+    ``train``: user_id, behaviour and the labels (bought, churned, categories); ``test``: user_id, behaviour.
+    """
+    train, test = _standardised(train, test)
     out = (_logistic(train, test, "_bought").select("user_id", F.col("p")[1].alias("propensity"))
            .join(_logistic(train, test, "_churned").select("user_id", F.col("p")[1].alias("churn")), "user_id"))
     bought = train.transform(_category_labels(n_categories)).cache()
@@ -122,6 +160,23 @@ def mllib_scores(snapshot: DataFrame, n_categories: int) -> DataFrame:
     for frame_i in (train, test, bought):
         frame_i.unpersist()
     return out
+
+
+def gbt_scores(train: DataFrame, test: DataFrame, seed: int) -> DataFrame:
+    """Gradient-boosted trees (``xgboost.spark``: one distributed fit each) per binary target on the behavioural
+    features: user_id, propensity, churn."""
+    from xgboost.spark import SparkXGBClassifier
+
+    workers = max(1, train.sparkSession.sparkContext.defaultParallelism)
+
+    def fitted(label: str, name: str) -> DataFrame:
+        labelled = train.withColumn(label, F.col(label).cast("double"))
+        if labelled.select(F.countDistinct(label)).first()[0] < 2:  # one class: nothing to rank by
+            return test.select("user_id", F.lit(0.0).alias(name))
+        trees = SparkXGBClassifier(features_col="behaviour", label_col=label, num_workers=workers, n_estimators=100,
+                                   max_depth=4, learning_rate=0.1, subsample=0.8, random_state=seed)
+        return trees.fit(labelled).transform(test).select("user_id", vector_to_array("probability")[1].alias(name))
+    return fitted("bought", "propensity").join(fitted("churned", "churn"), "user_id")
 
 
 def held_out(truth: DataFrame, scores: DataFrame, n_categories: int) -> HeldOut:

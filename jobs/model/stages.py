@@ -22,7 +22,7 @@ from conf import Config
 from jobs.clock import add_days
 from jobs.frames import checkpointed
 from jobs.features.state_profiles import Vectors, profiles_from_state
-from jobs.model.evaluate import METHODS, held_out, metrics, mllib_scores, rfm_rule_scores
+from jobs.model.evaluate import METHODS, evaluation_sample, held_out, metrics, mllib_scores, rfm_rule_scores
 from jobs.model.inputs import (TEXT_DIM, TEXT_VECTORS, InputSpec, category_vocabulary, holdout_flag, horizon_labels,
                                model_inputs, users_at)
 from jobs.model.network import ModelBundle, NetworkShape
@@ -43,8 +43,9 @@ MAX_CATEGORIES = 50  # the category head's vocabulary: the most bought categorie
 class Snapshot:
     cutoff: datetime
     spec: InputSpec
-    table: DataFrame          # the training_snapshot rows (read back from the warehouse)
+    table: DataFrame          # the snapshot rows (read back from the warehouse)
     profiles_at_cutoff: DataFrame
+    name: str = "training_snapshot"  # the table they were written to
 
 
 @dataclass
@@ -67,7 +68,7 @@ def image_width(vectors: Vectors) -> int:
 
 
 def snapshot_stage(cfg: Config, wh: Warehouse, tiles: dict[str, DataFrame], as_of: datetime, present: set[str],
-                   vectors: Vectors, run_id: str, updated_at: datetime) -> Snapshot:
+                   vectors: Vectors, run_id: str, updated_at: datetime, table: str = "training_snapshot") -> Snapshot:
     """Write the point-in-time training snapshot, folded from the same tiles as today's profiles: features
     from the days before T = as_of - horizon, labels from the days [T, as_of).
 
@@ -85,8 +86,8 @@ def snapshot_stage(cfg: Config, wh: Warehouse, tiles: dict[str, DataFrame], as_o
             .withColumn("holdout", holdout_flag(m.holdout_share, m.seed))
             .select(*TRAINING_SNAPSHOT.fieldNames()))
     # A few files per training process, so every rank gets its own row groups.
-    wh.overwrite("training_snapshot", rows.repartition(max(2, m.num_processes * 2), "user_id"), run_id=run_id)
-    return Snapshot(cutoff, spec, wh.read("training_snapshot"), at_cutoff)
+    wh.overwrite(table, rows.repartition(max(2, m.num_processes * 2), "user_id"), run_id=run_id)
+    return Snapshot(cutoff, spec, wh.read(table), at_cutoff, table)
 
 
 def _fingerprint(settings: TrainSettings, snapshot: Snapshot) -> str:
@@ -119,7 +120,7 @@ def train_stage(cfg: Config, spark: SparkSession, wh: Warehouse, snapshot: Snaps
     shape = NetworkShape(n_behaviour=len(snapshot.spec.names()), text_dim=TEXT_DIM,
                          n_categories=len(snapshot.spec.categories), embedding_dim=m.embedding_dim,
                          hidden_dim=m.hidden_dim, n_text_vectors=len(TEXT_VECTORS), image_dim=snapshot.spec.image_dim)
-    settings = TrainSettings(files=tuple(wh.files("training_snapshot")), checkpoint_dir="", shape=shape,
+    settings = TrainSettings(files=tuple(wh.files(snapshot.name)), checkpoint_dir="", shape=shape,
                              epochs=m.epochs, batch_size=m.batch_size, learning_rate=m.learning_rate,
                              weight_decay=m.weight_decay, seed=m.seed, use_gpu=_use_gpu(cfg, spark, local))
     directory = str(Path(m.checkpoint_dir).absolute() / _fingerprint(settings, snapshot))
@@ -134,12 +135,7 @@ def train_stage(cfg: Config, spark: SparkSession, wh: Warehouse, snapshot: Snaps
 def evaluate_stage(cfg: Config, snapshot: Snapshot, trained: Trained) -> None:
     """Model vs RFM rule vs MLlib on the same held-out users; fills ``trained.metrics``."""
     n_cat = len(snapshot.spec.categories)
-    held = snapshot.table.filter("holdout")
-    users = held.count()
-    if users > cfg.model.evaluation_users:
-        # The metrics are computed on the driver: a stable hashed sample of the held-out users, not all of them.
-        share = int(1_000_000 * cfg.model.evaluation_users / users)
-        held = held.filter(F.abs(F.xxhash64(F.lit(cfg.model.seed + 1), "user_id")) % 1_000_000 < share)
+    held = evaluation_sample(snapshot.table.filter("holdout"), cfg.model.evaluation_users, cfg.model.seed)
     truth = held.select("user_id", "bought", "churned", "categories").cache()
     model_scores = (held.transform(predict(trained.bundle))
                     .select("user_id", F.col("purchase_propensity").alias("propensity"),
@@ -147,7 +143,7 @@ def evaluate_stage(cfg: Config, snapshot: Snapshot, trained: Trained) -> None:
     scores = {"model": model_scores}
     if cfg.model.baselines:
         scores["rfm_rule"] = snapshot.profiles_at_cutoff.transform(rfm_rule_scores(snapshot.spec.categories))
-        scores["mllib"] = mllib_scores(snapshot.table, n_cat)
+        scores["mllib"] = mllib_scores(snapshot.table.filter(~F.col("holdout")), held, n_cat)
     for method in METHODS:
         if method not in scores:
             continue

@@ -47,3 +47,19 @@ def logged_losses(cfg: ModelConf, mlflow_run_id: str) -> list[float]:
     # MLflow 3 can list a step twice (the run's copy and its logged model's); keep one value per step.
     per_step = {m.step: m.value for m in history}
     return [per_step[step] for step in sorted(per_step)]
+
+
+def log_backtest(cfg: ModelConf, run_name: str, rows: list[tuple]) -> str:
+    """One MLflow run per backtest: each (origin, method, metric) value and its interval (``backtests`` rows)."""
+    import mlflow
+
+    _prepare(cfg.tracking_uri)
+    mlflow.set_experiment(cfg.experiment)
+    with mlflow.start_run(run_name=run_name) as run:
+        mlflow.set_tags({"portrait.job": "backtest", "portrait.run_id": run_name})
+        mlflow.log_params({"horizon_days": cfg.horizon_days, "origins": len({r[1] for r in rows})})
+        for r in rows:
+            if r[6] is not None:
+                key = f"{r[1].date().isoformat()}/{r[5]}/{r[4]}"
+                mlflow.log_metrics({key: r[6], f"{key}_ci_low": r[7], f"{key}_ci_high": r[8]})
+        return run.info.run_id
