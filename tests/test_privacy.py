@@ -4,17 +4,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from conf import load_config
-from jobs.full import open_warehouse, run_full
-from jobs.ingest import run_generate
+from jobs.full import open_warehouse
 from jobs.privacy import KEY_ENV, PrivacyError, PseudonymKey, hmac_column, load_key, pseudonym
+from tests.conftest import portrait_here
 from tests.helpers import scan_for_leaks
 
 OUTPUTS = ("profiles", "labels", "quarantine", "runs", "embedding_cache")
@@ -47,37 +44,25 @@ def test_strict_mode_without_a_key_refuses(tmp_path):
         load_key(str(tmp_path / "missing"), True, {})
 
 
-def test_strict_mode_cli_fails_at_start_with_a_clear_message(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != KEY_ENV}
-    result = subprocess.run([str(Path(sys.executable).parent / "portrait"), "full", "--set", "privacy.strict=true"],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+def test_strict_mode_cli_fails_at_start_with_a_clear_message(tmp_path, monkeypatch):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    result = portrait_here("full", "--set", "privacy.strict=true", cwd=tmp_path)
     assert result.returncode == 2
     assert f"strict mode: no pseudonymisation key. Set {KEY_ENV}" in result.stderr
 
 
-def test_model_outputs_mlflow_and_checkpoints_hold_no_pii_or_raw_ids(demo_run, spark):
+def test_no_output_file_holds_pii_or_raw_ids(demo_run, spark):
+    """The demo's generated users carry names, phones and emails, and its bad rows include users: none of
+    them, and no raw id, is in any file of any output table, MLflow's store or the training checkpoints."""
     cfg = load_config(overrides=[f"warehouse.path={demo_run.warehouse}"])
     wh = open_warehouse(cfg, spark)
     users = wh.read("users").collect()
     secrets_ = {u.user_id for u in users if u.user_id} | {v for u in users for v in (u.name, u.phone, u.email) if v}
+    assert len(secrets_) > 1000
     roots = [Path(wh.path(t)) for t in (*OUTPUTS, "training_snapshot", "segments", "model_metrics")]
     roots += [demo_run.directory / "mlruns", demo_run.directory / ".portrait" / "checkpoints"]
     assert all(r.exists() for r in roots)
-    assert scan_for_leaks(secrets_, roots) >= 30
-
-
-def test_no_output_file_holds_pii_or_raw_ids(spark, tmp_path):
-    cfg = load_config(overrides=[f"warehouse.path={tmp_path / 'wh'}", f"privacy.key_file={tmp_path / 'key'}",
-                                 "spark.shuffle_partitions=2", "generator.users=120", "generator.days=8",
-                                 "generator.cutoff_day=6", "generator.items=120", "generator.bad_row_share=0.05",
-                                 "model.enabled=false"])  # the model's outputs are scanned on the demo's run below
-    run_generate(cfg, spark)
-    run_full(cfg, spark)
-    wh = open_warehouse(cfg, spark)
-    users = wh.read("users").collect()
-    secrets_ = {u.user_id for u in users if u.user_id} | {v for u in users for v in (u.name, u.phone, u.email) if v}
-    assert len(secrets_) > 300
-    assert scan_for_leaks(secrets_, [Path(wh.path(t)) for t in OUTPUTS]) >= 10
+    assert scan_for_leaks(secrets_, roots) >= 40
     quarantined_users = [json.loads(r.raw_row) for r in wh.read("quarantine").collect() if r.source_table == "users"]
     assert quarantined_users and all(q["name"] in (None, "<redacted>") for q in quarantined_users)
     profile_ids = [r.user_id for r in wh.read("profiles").select("user_id").collect()]
