@@ -84,7 +84,7 @@ def main(dataset: Optional[list[str]] = typer.Option(None, help="Datasets (defau
     results = json.loads(out.read_text()) if out.exists() else {}
     for name in chosen:
         results.setdefault("datasets", {})[name] = backtest_dataset(spark, name, work / name, origins, embedding)
-        results["command"] = "python benchmarks/real_backtest.py"
+        results["command"] = "python benchmarks/real_backtest.py " + " ".join(sys.argv[1:])
         results["conditions"] = "2-core workplace machine; as_of T = the latest local midnight with a whole horizon " \
                                 "of data after it, and T - horizon; 200 bootstrap draws over users"
         out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
