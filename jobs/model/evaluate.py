@@ -128,15 +128,16 @@ def _category_labels(n_categories: int) -> Callable[[DataFrame], DataFrame]:
 
 
 def _standardised(train: DataFrame, test: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """``scaled``: the behaviour vector standardised by the training rows; the targets as doubles."""
+    """``scaled``: the behaviour vector standardised by the training rows; the targets as doubles. The training
+    rows are cached (every fit reads them once per iteration); the scored rows are read once, so they are not."""
     scaler = StandardScaler(inputCol="features", outputCol="scaled", withMean=True).fit(
         train.withColumn("features", array_to_vector("behaviour")))
 
     def prepared(df: DataFrame, labelled: bool) -> DataFrame:
         df = scaler.transform(df.withColumn("features", array_to_vector("behaviour")))
         if labelled:
-            df = df.withColumns({f"_{t}": F.col(t).cast("double") for t in ("bought", "churned")})
-        return df.cache()
+            df = df.withColumns({f"_{t}": F.col(t).cast("double") for t in ("bought", "churned")}).cache()
+        return df
     return prepared(train, True), prepared(test, False)
 
 
@@ -157,7 +158,7 @@ def mllib_scores(train: DataFrame, test: DataFrame, n_categories: int) -> DataFr
         categories = test.select("user_id", F.array_repeat(F.lit(0.0), n_categories).alias("category_scores"))
     out = out.join(categories, "user_id").select(
         "user_id", "propensity", "churn", F.col("category_scores").cast("array<double>"))
-    for frame_i in (train, test, bought):
+    for frame_i in (train, bought):
         frame_i.unpersist()
     return out
 
