@@ -158,8 +158,8 @@ def backtest_origin(cfg: Config, spark: SparkSession, wh, tiles: dict[str, DataF
         snap.profiles_at_cutoff.unpersist()
         st.rows_in = wh.count("backtest_snapshot")
     with rec.stage(f"score {label}") as st:
-        users = evaluation_sample(tiles["users"].transform(users_at(origin.as_of)).select("user_id"),
-                                  m.evaluation_users, m.seed)
+        existing = tiles["users"].transform(users_at(origin.as_of, zone, tiles["state_events"]))
+        users = evaluation_sample(existing.select("user_id"), m.evaluation_users, m.seed)
         known = {**tiles, "users": tiles["users"].join(users, "user_id", "left_semi")}
         profiles = profiles_from_state(cfg, origin.as_of, rec.started_at, present, vectors)(known).cache()
         outcome = (horizon_labels(origin.as_of, m.horizon_days, zone, snap.spec.categories, m.spend_tier_quantiles)(known)

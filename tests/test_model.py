@@ -44,7 +44,8 @@ def _features_at(cfg, clean, cutoff, spark):
         "text_sha256", F.transform(F.sequence(F.lit(1), F.lit(384)),
                                    lambda i: (F.abs(F.hash("text_sha256", i)) % 1000 / 1000.0).cast("float"))
         .alias("embedding")).distinct()  # one vector per text, as the embed stage produces
-    tiles = tiles_of(clean) | {"users": clean["users"].transform(users_at(cutoff))}
+    tiles = tiles_of(clean)
+    tiles["users"] = clean["users"].transform(users_at(cutoff, "UTC", tiles["state_events"]))
     profiles = profiles_from_state(cfg, cutoff, cutoff, {"transactions", "browse", "social"},
                                    Vectors(embeddings, title_vectors(clean["items"], embeddings)))(tiles)
     spec = InputSpec((7, 30, 90), ("toys", "books", "pet"), 7)
@@ -91,9 +92,25 @@ def test_changing_events_at_or_after_the_cutoff_changes_no_feature(spark):
 
     # The same change does move the labels, so the comparison above is not vacuous.
     label = lambda c: _rows(horizon_labels(cutoff, 4, "UTC", ("toys",), [0.5, 0.9])(  # noqa: E731
-        tiles_of(c) | {"users": c["users"].transform(users_at(cutoff))}))
+        tiles_of(c) | {"users": c["users"].transform(users_at(cutoff, "UTC", tiles_of(c)["state_events"]))}))
     a, b = label(clean), label(changed)
     assert any(a[u]["spend"] != b[u]["spend"] for u in a)
+
+
+def test_users_at_keeps_only_users_a_team_knew_at_the_cutoff(spark):
+    # Without a signup time, a user exists from the local day of their first event; here in Asia/Shanghai,
+    # where 2025-01-09T17:00Z is already the 10th, the cutoff's own day.
+    cutoff = ts(9, 16)  # local midnight of the 10th
+    users = padded(spark, [("signed", ts(3), None, None, None, None, None, None),
+                           ("late-signup", ts(10, 17), None, None, None, None, None, None),
+                           ("seen", None, None, None, None, None, None, None),
+                           ("first-seen-on-cutoff-day", None, None, None, None, None, None, None),
+                           ("never-seen", None, None, None, None, None, None, None)], USERS)
+    events = spark.createDataFrame([("seen", ts(9, 15)), ("first-seen-on-cutoff-day", ts(9, 17)),
+                                    ("late-signup", ts(2))], "user_id string, ts timestamp").select(
+        "user_id", F.to_date(F.from_utc_timestamp("ts", "Asia/Shanghai")).alias("day"))
+    kept = {r["user_id"] for r in users.transform(users_at(cutoff, "Asia/Shanghai", events)).collect()}
+    assert kept == {"signed", "seen"}
 
 
 def test_horizon_labels_exact_rows(spark):

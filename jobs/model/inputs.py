@@ -103,10 +103,19 @@ def model_inputs(spec: InputSpec) -> Callable[[DataFrame], DataFrame]:
     return apply
 
 
-def users_at(cutoff: datetime) -> Callable[[DataFrame], DataFrame]:
-    """Clean users as they were at ``cutoff``: signed up before it."""
-    # Users without a signup date (Taobao has none) existed as far as anyone can tell.
-    return lambda users: users.filter(F.col("signup_ts").isNull() | (F.col("signup_ts") < F.lit(cutoff)))
+def users_at(cutoff: datetime, zone: str, event_tiles: DataFrame) -> Callable[[DataFrame], DataFrame]:
+    """Clean users as a team at ``cutoff`` (a local midnight) knew them: signed up before it, or, where the
+    source records no signup (none of Taobao, H&M, Online Retail or Olist does), seen in an event on a
+    local day before it. A user who first appears later did not exist yet: training on them, or scoring
+    them at ``cutoff``, would use the future."""
+    seen = (event_tiles.filter(F.col("day") < F.lit(local_midnight_date(cutoff, zone)))
+            .select("user_id").distinct().withColumn("_seen", F.lit(True)))
+
+    def apply(users: DataFrame) -> DataFrame:
+        signed_up = F.col("signup_ts") < F.lit(cutoff)
+        return (users.join(seen, "user_id", "left")
+                .filter(signed_up | (F.col("signup_ts").isNull() & F.col("_seen").isNotNull())).drop("_seen"))
+    return apply
 
 
 def _days(start: date, end: date) -> Column:
