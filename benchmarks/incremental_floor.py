@@ -63,13 +63,14 @@ def main(work: Path = WORK, out: Path = RESULTS) -> None:
         profiles = wh.read("profiles").drop(*MODEL_COLUMNS).localCheckpoint(eager=True)
     as_of = profiles.first()["as_of"]
     categories = tuple(sorted({c["name"] for r in profiles.select("top_categories").collect() for c in r[0] or []}))
-    spec = InputSpec(tuple(cfg.features.rfm_windows), categories, cfg.embedding.recent_text_days)
+    spec = InputSpec(tuple(cfg.features.rfm_windows), categories, cfg.embedding.recent_text_days, 0,
+                     tuple(cfg.features.short_windows))
     inputs = profiles.transform(model_inputs(spec))
     first = inputs.first()
     text_dim = len(first["interest"])
     shape = NetworkShape(len(first["behaviour"]), text_dim, len(categories),
                          n_text_vectors=len(first["text"]) // text_dim)
-    bundle = ModelBundle(shape, UserModel(shape).state_dict(), categories, spec.windows, spec.recent_days, "floor")
+    bundle = ModelBundle(shape, UserModel(shape).state_dict(), spec, "floor")
     with timed(seconds, "score_every_user"):
         scored = profiles.transform(with_model_scores(inputs.transform(predict(bundle)), categories,
                                                       cfg.features.top_k, "floor")).localCheckpoint(eager=True)

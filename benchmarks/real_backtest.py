@@ -24,8 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "benchmarks" / "results" / "real_backtest.json"
-# Days of outcome per dataset: Taobao spans nine days; the others months or years.
-HORIZONS = {"hm-sample": 28, "online-retail-sample": 28, "taobao-sample": 2, "olist-sample": 28}
 
 
 def backtest_dataset(spark, dataset: str, work: Path, origins: int, embedding: bool) -> dict:
@@ -39,7 +37,7 @@ def backtest_dataset(spark, dataset: str, work: Path, origins: int, embedding: b
     cfg = load_config(overlay_path(dataset), overrides=[
         "spark.shuffle_partitions=4", f"warehouse.path={work / 'warehouse'}", f"privacy.key_file={work / 'hmac.key'}",
         "model.enabled=false", f"embedding.enabled={str(embedding).lower()}", "images.enabled=false",
-        f"model.horizon_days={HORIZONS[dataset]}", f"model.checkpoint_dir={work / 'checkpoints'}",
+        f"model.checkpoint_dir={work / 'checkpoints'}",
         f"model.tracking_uri=file:{work / 'mlruns'}"])
     started = time.perf_counter()
     land(cfg, spark, dataset, None)
@@ -53,7 +51,7 @@ def backtest_dataset(spark, dataset: str, work: Path, origins: int, embedding: b
                                                                "metrics": {}})
         origin["metrics"].setdefault(r[4], {})[r[5]] = {
             "value": r[6], "ci95": [r[7], r[8]], "published": r[10]}
-    return {"horizon_days": HORIZONS[dataset], "embedding": embedding, "origins": by_origin,
+    return {"horizon_days": cfg.model.horizon_days, "embedding": embedding, "origins": by_origin,
             "seconds": {"land_and_full": round(prepared - started, 1), "backtest": round(finished - prepared, 1)},
             "published_minus_best_baseline": margins(by_origin)}
 
@@ -80,7 +78,7 @@ def main(dataset: Optional[list[str]] = typer.Option(None, help="Datasets (defau
     from jobs.spark import spark_session
 
     spark = spark_session(load_config(overrides=["spark.shuffle_partitions=4"]).spark)
-    chosen = dataset or list(HORIZONS)
+    chosen = dataset or ["hm-sample", "online-retail-sample", "taobao-sample", "olist-sample"]
     results = json.loads(out.read_text()) if out.exists() else {}
     for name in chosen:
         results.setdefault("datasets", {})[name] = backtest_dataset(spark, name, work / name, origins, embedding)

@@ -123,13 +123,14 @@ class ValidationConf(_Section):
 
 class FeaturesConf(_Section):
     rfm_windows: list[int] = [7, 30, 90]
+    short_windows: list[int] = [1, 3, 7]  # local days: per-kind counts and open intent (the longest) for the next days
     top_k: int = Field(3, ge=1)
     session_gap_minutes: int = Field(30, ge=1)
     affinity_weights: dict[str, float] = {"view": 1.0, "click": 1.0, "fav": 2.0, "cart": 3.0, "buy": 5.0}
     price_band_quantiles: QuantilePair = [0.33, 0.66]
     night_hours: list[int] = [0, 1, 2, 3, 4, 5]
 
-    @field_validator("rfm_windows")
+    @field_validator("rfm_windows", "short_windows")
     @classmethod
     def _positive_windows(cls, v: list[int]) -> list[int]:
         if not v or any(w <= 0 for w in v):

@@ -23,18 +23,16 @@ from conf import Config
 from jobs.clock import add_days, day_start, midnight_after
 from jobs.features.state_profiles import EVENT_TABLES, present_sources, profiles_from_state
 from jobs.full import embedded_vectors, open_warehouse, read_and_validate
-from jobs.model.evaluate import (HeldOut, evaluation_sample, gbt_scores, held_out, intervals, metrics, mllib_scores,
-                                 rfm_rule_scores)
-from jobs.model.inputs import horizon_labels, model_inputs, users_at
-from jobs.model.score import predict
+from jobs.model.challengers import BINARY_TARGETS, reported
+from jobs.model.evaluate import HeldOut, evaluation_sample, intervals, metrics
+from jobs.model.inputs import users_at
+from jobs.model.selection import (NO_CHOICE, PUBLISHED, Choice, choose, fit_candidates, outcome_rows, published_bundle,
+                                  scored_round)
 from jobs.model.stages import snapshot_stage, train_stage
 from jobs.model.tracking import log_backtest
 from jobs.runs import RunRecorder, write_run
 from schemas import STATE_TABLES
 from schemas.model import BACKTESTS
-
-PUBLISHED = "model"  # the method whose scores profiles carry
-
 
 class NotEnoughHistory(ValueError):
     """An origin whose training days or outcome days fall outside the data."""
@@ -66,33 +64,14 @@ def check_origins(origins: list[Origin], first_event: datetime, data_end: dateti
                 f"the first event is at {first_event.isoformat()}; use fewer origins or a shorter horizon")
 
 
-def scores_at(cfg: Config, profiles: DataFrame, snapshot_table: DataFrame, bundle, spec,
-              baselines: bool) -> dict[str, DataFrame]:
-    """Each method's scores (user_id, propensity, churn, category_scores) for ``profiles`` (users at T)."""
-    inputs = profiles.transform(model_inputs(spec))
-    model = (inputs.transform(predict(bundle))
-             .select("user_id", F.col("purchase_propensity").alias("propensity"), F.col("churn_risk").alias("churn"),
-                     F.col("category_probs").alias("category_scores")))
-    found = {PUBLISHED: model}
-    if baselines:
-        n = len(spec.categories)
-        found["rfm_rule"] = profiles.transform(rfm_rule_scores(spec.categories))
-        trained_on = snapshot_table.filter(~F.col("holdout"))  # the rows the network trained on
-        found["mllib"] = mllib_scores(trained_on, inputs, n)
-        # Trees rank users for the binary targets only; for categories they borrow nothing (zeros, recall n/a).
-        found["gbt"] = gbt_scores(trained_on, inputs, cfg.model.seed).withColumn(
-            "category_scores", F.array_repeat(F.lit(0.0), n).cast("array<double>"))
-    return found
-
-
 def metric_rows(run_id: str, origin: Origin, horizon: int, method: str, held: HeldOut, draws: int,
                 seed: int) -> list[tuple]:
     """``backtests`` rows for one method at one origin."""
     ci = intervals(held, draws, seed)
     rows = []
     for metric, value in metrics(held).items():
-        if method == "gbt" and metric.startswith("category"):
-            continue  # the trees rank no category
+        if not reported(method, metric):
+            continue
         low, high = ci[metric]
         rows.append((run_id, origin.as_of, origin.cutoff, horizon, metric, method, value, low, high,
                      len(held.bought), method == PUBLISHED))
@@ -123,15 +102,22 @@ def run_backtest(cfg: Config, spark: SparkSession, as_of: datetime | None = None
             raise NotEnoughHistory("backtest: the tiles hold no event; nothing to train or score on")
         data_end = midnight_after(last_ts, zone)
         as_of = as_of or add_days(data_end, -horizon, zone)
-        origins = backtest_origins(as_of, horizon, origins_count, zone)
+        # One more origin before the earliest: its round is the earliest's validation (the choice of winners).
+        validating = cfg.model.baselines
+        origins = backtest_origins(as_of, horizon, origins_count + int(validating), zone)
         check_origins(origins, day_start(first_day, zone), data_end)
         present = present_sources(tiles["state_events"])
         vectors = embedded_vectors(cfg, wh, clean, tiles["state_interactions"], rec, cleanup)
         tiles |= {"users": clean["users"], "items": clean["items"]}
         rows: list[tuple] = []
-        # Earliest first: ``backtest_snapshot`` ends holding what the latest origin trained on.
+        choice = NO_CHOICE if not validating else None
+        # Earliest first: each round chooses the next one's winners, and ``backtest_snapshot`` ends holding
+        # what the latest origin trained on.
         for i, origin in enumerate(reversed(origins)):
-            rows += backtest_origin(cfg, spark, wh, tiles, present, vectors, origin, rec, bootstrap_draws, i)
+            found = backtest_round(cfg, spark, wh, tiles, present, vectors, origin, rec, choice)
+            if choice is not None:
+                rows += origin_rows(rec.run_id, origin, horizon, found, choice, bootstrap_draws, cfg.model.seed + i)
+            choice = choose({m: h for m, h in found.items() if m != PUBLISHED}) if validating else NO_CHOICE
         with rec.stage("write") as st:
             wh.append("backtests", spark.createDataFrame(rows, BACKTESTS), run_id=rec.run_id)
             st.rows_out = len(rows)
@@ -146,33 +132,44 @@ def run_backtest(cfg: Config, spark: SparkSession, as_of: datetime | None = None
         cleanup.close()
 
 
-def backtest_origin(cfg: Config, spark: SparkSession, wh, tiles: dict[str, DataFrame], present: set[str], vectors,
-                    origin: Origin, rec: RunRecorder, draws: int, index: int) -> list[tuple]:
-    """Train before T, score at T, compare with [T, T + H): the rows of one origin."""
+def backtest_round(cfg: Config, spark: SparkSession, wh, tiles: dict[str, DataFrame], present: set[str], vectors,
+                   origin: Origin, rec: RunRecorder, choice: Choice | None) -> dict[str, HeldOut]:
+    """Train every candidate before T, score the users at T, and set them beside [T, T + H): method -> held-out
+    figures, with the published model (``choice``'s winners) among them unless ``choice`` is None."""
     m, zone, label = cfg.model, cfg.time.zone, origin.as_of.date().isoformat()
     with rec.stage(f"train {label}") as st:
         # As the full job would with as_of = T: features before T - H, labels from [T - H, T).
         snap = snapshot_stage(cfg, wh, tiles, origin.as_of, present, vectors, rec.run_id, rec.started_at,
                               table="backtest_snapshot")
-        trained = train_stage(cfg, spark, wh, snap, rec.run_id)
         snap.profiles_at_cutoff.unpersist()
+        network = train_stage(cfg, spark, wh, snap, rec.run_id).bundle
+        candidates = fit_candidates(network, snap.table.filter(~F.col("holdout")), m.seed, m.baselines)
         st.rows_in = wh.count("backtest_snapshot")
     with rec.stage(f"score {label}") as st:
         existing = tiles["users"].transform(users_at(origin.as_of, zone, tiles["state_events"]))
         users = evaluation_sample(existing.select("user_id"), m.evaluation_users, m.seed)
         known = {**tiles, "users": tiles["users"].join(users, "user_id", "left_semi")}
         profiles = profiles_from_state(cfg, origin.as_of, rec.started_at, present, vectors)(known).cache()
-        outcome = (horizon_labels(origin.as_of, m.horizon_days, zone, snap.spec.categories, m.spend_tier_quantiles)(known)
-                   .select("user_id", "bought", "churned", "categories").cache())
-        scored = scores_at(cfg, profiles, snap.table, trained.bundle, snap.spec, m.baselines)
-        rows = []
-        for method, scores in scored.items():
-            held = held_out(outcome, scores, len(snap.spec.categories))
-            rows += metric_rows(rec.run_id, origin, m.horizon_days, method, held, draws, m.seed + index)
-        st.rows_out = len(held.bought)
+        published = published_bundle(candidates, choice) if choice is not None else None
+        found = scored_round(candidates, outcome_rows(cfg, tiles, profiles, origin.as_of, snap.spec), profiles,
+                             snap.spec, published)
+        st.rows_out = len(next(iter(found.values())).bought)
         for metric in ("propensity_roc_auc", "churn_pr_auc"):
             rec.console.print(f"  {label} {metric:<20}" + "  ".join(
-                f"{r[5]} {'n/a' if r[6] is None else f'{r[6]:.3f}'}" for r in rows if r[4] == metric))
+                f"{method} {'n/a' if v is None else f'{v:.3f}'}" for method, held in found.items()
+                for v in [metrics(held)[metric]]))
         profiles.unpersist()
-        outcome.unpersist()
+    return found
+
+
+def origin_rows(run_id: str, origin: Origin, horizon: int, found: dict[str, HeldOut], choice: Choice, draws: int,
+                seed: int) -> list[tuple]:
+    """The ``backtests`` rows of one origin: every method, and each target's winner (metric
+    ``champion_<target>``, value its validation figure)."""
+    rows = [row for method, held in found.items() for row in metric_rows(run_id, origin, horizon, method, held,
+                                                                          draws, seed)]
+    for target, winner in choice.winners.items():
+        value = choice.validation.get(BINARY_TARGETS[target][1], {}).get(winner)
+        rows.append((run_id, origin.as_of, origin.cutoff, horizon, f"champion_{target}", winner, value, None, None,
+                     len(next(iter(found.values())).bought), False))
     return rows

@@ -29,7 +29,8 @@ from schemas import STATE_TABLES
 
 INPUT_TABLES = ("users", "transactions", "browse", "social")   # raw source ids
 # Pseudonyms (raw ids when pseudonymisation is off), including the incremental job's feature state.
-DERIVED_TABLES = ("profiles", "labels", "training_snapshot", "backtest_snapshot", "ground_truth", *STATE_TABLES)
+DERIVED_TABLES = ("profiles", "labels", "training_snapshot", "validation_snapshot", "backtest_snapshot", "ground_truth",
+                  *STATE_TABLES)
 
 
 @dataclass(frozen=True)

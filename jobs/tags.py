@@ -104,17 +104,27 @@ def rule_tags(cfg: TagsConf, as_of: datetime, zone: str, gaps: DataGaps = DataGa
     return apply
 
 
+def _driven(reason: Column, drivers: str) -> Column:
+    """A model reason followed by the inputs that pushed the score most: "...: carts_1d=3, orders_30d=1"."""
+    named = F.array_join(F.coalesce(F.col(drivers), F.array().cast("array<string>")), ", ")
+    return F.when(named != "", F.concat(reason, F.lit(": "), named)).otherwise(reason)
+
+
 def model_tags(propensity_min: float, churn_min: float, horizon_days: int) -> Callable[[DataFrame], DataFrame]:
-    """Tags from the model's scores, each with its probability as score and in the reason."""
+    """Tags from the model's scores, each with its probability as score, and in the reason with the inputs
+    that drove it."""
     def apply(p: DataFrame) -> DataFrame:
         prop, churn = F.col("purchase_propensity"), F.col("churn_risk")
         return p.transform(tagged([
             (prop >= propensity_min, "likely_buyer", prop,
-             F.format_string("likely to buy in %d days (p=%.2f)", F.lit(horizon_days), prop)),
+             _driven(F.format_string("likely to buy in %d days (p=%.2f)", F.lit(horizon_days), prop),
+                     "propensity_drivers")),
             (churn >= churn_min, "churn_risk", churn,
-             F.format_string("churn risk: no activity expected in the next %d days (p=%.2f)", F.lit(horizon_days), churn)),
+             _driven(F.format_string("churn risk: no activity expected in the next %d days (p=%.2f)",
+                                     F.lit(horizon_days), churn), "churn_drivers")),
             (F.col("spend_tier") == "high", "predicted_high_spender", prop,
-             F.format_string("predicted to be in the top spend tier in the next %d days", F.lit(horizon_days))),
+             _driven(F.format_string("predicted to be in the top spend tier in the next %d days",
+                                     F.lit(horizon_days)), "propensity_drivers")),
             (F.col("segment_id").isNotNull(), F.format_string("segment:%d", F.col("segment_id")), F.lit(None),
              F.format_string("nearest to segment %d's centre in embedding space", F.col("segment_id"))),
         ]))

@@ -57,6 +57,8 @@ OUTPUT_TABLES: dict[str, TableSpec] = {
     "ground_truth": TableSpec("ground_truth", GROUND_TRUTH, ("user_id",)),
     "training_snapshot": TableSpec("training_snapshot", TRAINING_SNAPSHOT, ("user_id",)),
     "backtest_snapshot": TableSpec("backtest_snapshot", TRAINING_SNAPSHOT, ("user_id",)),  # portrait backtest's
+    # The full job's validation window (cutoff T - 2H), on which the published candidate is chosen.
+    "validation_snapshot": TableSpec("validation_snapshot", TRAINING_SNAPSHOT, ("user_id",)),
     "backtests": TableSpec("backtests", BACKTESTS, ("run_id", "as_of", "target", "metric", "method")),
     "segments": TableSpec("segments", SEGMENTS, ("segment_id",)),
     "model_metrics": TableSpec("model_metrics", MODEL_METRICS, ("run_id", "metric", "method")),

@@ -18,6 +18,7 @@ def rfm_fields(windows: tuple[int, ...] | list[int]) -> list[StructField]:
         StructField("first_order_ts", TimestampType()),
         StructField("last_order_ts", TimestampType()),
         StructField("recency_days", DoubleType()),
+        StructField("purchase_interval_days", DoubleType()),  # mean days between orders, first to last (2+ orders)
     ]
 
 
@@ -87,6 +88,9 @@ MODEL_FIELDS = [
     StructField("user_embedding", ArrayType(FloatType())),
     StructField("purchase_propensity", DoubleType()),   # P(buys anything in the next horizon)
     StructField("churn_risk", DoubleType()),            # P(no activity at all in the next horizon)
+    # The inputs that pushed each score up most, with their values ("carts_1d=3"): what the tags' reasons quote.
+    StructField("propensity_drivers", ArrayType(StringType())),
+    StructField("churn_drivers", ArrayType(StringType())),
     StructField("category_affinity", ArrayType(SCORE)),  # top categories by P(buys in category)
     StructField("spend_tier", StringType()),            # none / low / mid / high, predicted for the horizon
     StructField("segment_id", IntegerType()),
@@ -94,11 +98,25 @@ MODEL_FIELDS = [
 ]
 
 
-def profiles_schema(windows: tuple[int, ...] | list[int] = (7, 30, 90)) -> StructType:
-    """The profiles schema; its RFM columns follow the configured windows."""
+def intent_fields(short_windows: tuple[int, ...] | list[int]) -> list[StructField]:
+    """Short-horizon intent (jobs.features.intent): per-kind counts of the last days, open carts and favourites."""
+    counts = [StructField(f"{kind}_{w}d", LongType()) for w in short_windows for kind in ("views", "carts", "favs", "buys")]
+    return counts + [
+        StructField("open_intent_items", LongType()),  # carted or favourited in the longest short window, not bought
+        StructField("last_cart_ts", TimestampType()),
+        StructField("last_fav_ts", TimestampType()),
+        StructField("days_since_last_cart", DoubleType()),
+        StructField("days_since_last_fav", DoubleType()),
+    ]
+
+
+def profiles_schema(windows: tuple[int, ...] | list[int] = (7, 30, 90),
+                    short_windows: tuple[int, ...] | list[int] = (1, 3, 7)) -> StructType:
+    """The profiles schema; its RFM and intent columns follow the configured windows."""
     return StructType(
-        [StructField("user_id", StringType(), False), StructField("signup_ts", TimestampType())]
-        + rfm_fields(windows) + AFFINITY_FIELDS + CONVERSION_FIELDS + ACTIVITY_FIELDS
+        [StructField("user_id", StringType(), False), StructField("signup_ts", TimestampType()),
+         StructField("age", IntegerType())]  # at as_of, where the source records an age or a birth year
+        + rfm_fields(windows) + intent_fields(short_windows) + AFFINITY_FIELDS + CONVERSION_FIELDS + ACTIVITY_FIELDS
         + TIME_PATTERN_FIELDS + SOCIAL_FIELDS + EMBEDDING_FIELDS + MODEL_FIELDS
         + [StructField("as_of", TimestampType(), False), StructField("updated_at", TimestampType(), False)]
     )

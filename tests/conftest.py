@@ -112,8 +112,9 @@ class DemoRun:
 
 
 # Small enough for CI, big enough for every stage: generate, validate, embed, features, snapshot,
-# 2-process training, evaluation with both baselines, scoring, segments and tags.
-DEMO_ARGS = ("demo", "--users", "400", "--days", "14", "--set", "spark.shuffle_partitions=2",
+# 2-process training, champion selection on a validation window (16 days: room for T - 2 x 7), evaluation
+# with every candidate and the RFM rule, scoring, segments and tags.
+DEMO_ARGS = ("demo", "--users", "400", "--days", "16", "--set", "spark.shuffle_partitions=2",
              "--set", "generator.items=300",  # fewer titles to embed: 2,400 took about 20 s of CI
              "--set", "model.epochs=4", "--set", "model.segments_k_max=6", "--set", "model.segments_sample=400",
              "--set", "privacy.k_anonymity_floor=20",

@@ -1,13 +1,16 @@
-"""The MLlib baseline against scikit-learn fitting the same objective on the same rows."""
+"""The challengers against reference libraries: the logistic regressions against scikit-learn fitting the same
+objective on the same rows, the trees' margins and SHAP contributions against xgboost's own; and the choice of
+the published candidate."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from jobs.model.evaluate import mllib_scores
+from jobs.model.challengers import Scorer, fit_logistic, fit_trees, platt, select_champions
+from jobs.model.evaluate import category_logistic_scores
 
-REG = 0.001  # MLlib's regParam in mllib_scores: (1/n) sum(loss) + REG/2 |w|^2 is sklearn's C = 1 / (n * REG)
+REG = 0.001  # MLlib's regParam in fit_logistic and category_logistic_scores: (1/n) sum(loss) + REG/2 |w|^2 is sklearn's C = 1 / (n * REG)
 SCHEMA = ("user_id string, behaviour array<double>, holdout boolean, bought boolean, churned boolean, "
           "categories array<double>")
 
@@ -37,7 +40,8 @@ def split(spark, rows: list[tuple]):
 
 def test_mllib_baseline_equals_sklearn_binary_and_multinomial_fits(spark):
     rows = snapshot_rows()
-    got = {r.user_id: r for r in mllib_scores(*split(spark, rows), 4).collect()}
+    training, scoring = split(spark, rows)
+    got = {r.user_id: r for r in category_logistic_scores(training, scoring, 4).collect()}
     train, test = [r for r in rows if not r[2]], [r for r in rows if r[2]]
     assert sorted(got) == [r[0] for r in test]
 
@@ -48,9 +52,14 @@ def test_mllib_baseline_equals_sklearn_binary_and_multinomial_fits(spark):
     def fitted(features: np.ndarray, labels: list) -> LogisticRegression:
         return LogisticRegression(C=1 / (len(labels) * REG), max_iter=1000, tol=1e-10).fit(features, labels)
 
-    for target, column in ((3, "propensity"), (4, "churn")):
-        expected = fitted((x - mean) / std, [r[target] for r in train]).predict_proba(held)[:, 1]
-        assert np.array([got[r[0]][column] for r in test]) == pytest.approx(expected, abs=1e-4), column
+    raw = np.array([r[1] for r in test])
+    for target, label in ((3, "bought"), (4, "churned")):
+        reference = fitted((x - mean) / std, [r[target] for r in train])
+        scorer = fit_logistic(training, label)
+        assert scorer.probabilities(raw, None) == pytest.approx(reference.predict_proba(held)[:, 1], abs=1e-4), label
+        # Exact linear attributions: against the training mean, they add up to the margin less the intercept.
+        pushed = scorer.contributions(raw, None)
+        assert pushed == pytest.approx(held * reference.coef_[0], abs=1e-3)
 
     # Categories: one multinomial fit over (user, category bought) rows.
     pairs = [(r[1], i) for r in train for i, bought in enumerate(r[5]) if bought]
@@ -64,5 +73,44 @@ def test_mllib_baseline_equals_sklearn_binary_and_multinomial_fits(spark):
 
 def test_mllib_baseline_without_categories_bought_ranks_nothing(spark):
     rows = [(u, x, h, b, c, [0.0, 0.0]) for u, x, h, b, c, _ in snapshot_rows(40, 10)]
-    got = mllib_scores(*split(spark, rows), 2).collect()
+    got = category_logistic_scores(*split(spark, rows), 2).collect()
     assert len(got) == 10 and {tuple(r.category_scores) for r in got} == {(0.0, 0.0)}
+
+
+def test_tree_scorer_margins_and_shap_are_xgboost_s_own(spark):
+    import xgboost
+
+    rows = snapshot_rows()
+    training, _ = split(spark, rows)
+    scorer = fit_trees(training, "bought", seed=1)
+    raw = np.array([r[1] for r in rows])
+    booster = xgboost.Booster()
+    booster.load_model(bytearray(scorer.params))
+    margin = booster.predict(xgboost.DMatrix(raw), output_margin=True)
+    assert scorer.margins(raw, None) == pytest.approx(margin, abs=1e-5)
+    assert scorer.probabilities(raw, None) == pytest.approx(booster.predict(xgboost.DMatrix(raw)), abs=1e-5)
+    shap = booster.predict(xgboost.DMatrix(raw), pred_contribs=True)
+    pushed = scorer.contributions(raw, None)
+    assert pushed.shape == raw.shape and pushed == pytest.approx(shap[:, :3], abs=1e-5)
+    assert pushed.sum(axis=1) + shap[:, 3] == pytest.approx(margin, abs=1e-4)  # SHAP adds up to the margin
+
+
+def test_the_best_validated_candidate_is_published_and_never_one_that_lost():
+    validation = {"propensity_roc_auc": {"network": 0.61, "mllib": 0.64, "gbt": 0.63, "rfm_rule": 0.70, "model": 0.9},
+                  "churn_pr_auc": {"network": 0.50, "mllib": 0.40, "gbt": None, "rfm_rule": 0.45}}
+    # The rule and the published scores of an earlier choice are no candidates; an undefined figure is skipped.
+    assert select_champions(validation) == {"propensity": "mllib", "churn": "network"}
+    # Ties go to the simplest candidate; nothing measured: the network.
+    assert select_champions({"propensity_roc_auc": {"network": 0.6, "gbt": 0.6, "mllib": 0.6}}) == {
+        "propensity": "mllib", "churn": "network"}
+
+
+def test_platt_calibration_is_scikit_learn_s_and_identity_on_one_class():
+    rng = np.random.default_rng(0)
+    margin = rng.normal(size=400)
+    labels = (rng.random(400) < 1 / (1 + np.exp(-(2 * margin - 1)))).astype(float)
+    a, b = platt(margin, labels)
+    assert a == pytest.approx(2, abs=0.5) and b == pytest.approx(-1, abs=0.4)
+    assert Scorer("network", calibration=(a, b)).probabilities(np.zeros((2, 1)), np.array([0.0, 1.0])) == \
+        pytest.approx(1 / (1 + np.exp(-np.array([b, a + b]))))
+    assert platt(margin, np.zeros(400)) == (1.0, 0.0)

@@ -11,6 +11,7 @@ from jobs.features.activity import activity_from_state, all_events, event_day_st
 from jobs.features.affinity import (affinity_features, interaction_day_state, interactions_from_state, price_day_state,
                                     price_from_state, top_k_shares)
 from jobs.features.conversion import browse_day_state, conversion_from_state, sessionize
+from jobs.features.intent import intent_counts, last_intent_times
 from jobs.features.rfm import order_day_state, rfm_from_state
 from jobs.features.social import social_day_state, social_from_state
 from jobs.features.time_patterns import time_patterns_from_state
@@ -66,6 +67,31 @@ def test_rfm_counts_orders_and_spend_per_window(spark):
     assert u1["avg_order_value"] == pytest.approx(130.0 / 3)
     assert u1["first_order_ts"] == naive(ts(15, month=12, year=2024))
     assert u1["recency_days"] == 0.5
+    # Three orders from Dec 15 12:00 to Jan 30 12:00: 46 days, two gaps.
+    assert u1["purchase_interval_days"] == 23.0
+    assert by_user(rfm(tx(spark, ("o1", "u9", "i1", 1, 1.0, ts(3))), [7]))["u9"]["purchase_interval_days"] is None
+
+
+def test_intent_counts_the_last_days_and_the_items_left_open(spark):
+    # As of Jan 31 (UTC): day 30 is the last day, day 29 the one before.
+    b = browse(spark, ("u1", "i1", "cart", ts(30, 9), 0, "s1"), ("u1", "i1", "cart", ts(30, 10), 0, "s1"),
+               ("u1", "i2", "fav", ts(29, 8), 0, "s2"), ("u1", "i3", "cart", ts(29, 20), 0, "s2"),
+               ("u1", "i4", "cart", ts(20), 0, "s3"),      # outside the longest window (3 days): not open
+               ("u1", "i1", "view", ts(30, 11), 0, "s1"),
+               ("u1", "i9", "cart", ts(31, 1), 0, "s4"),    # on as_of's day: not yet
+               ("u2", "i1", "view", ts(28), 0, "s5"))
+    t = tx(spark, ("o1", "u1", "i3", 1, 5.0, ts(29, 21)),    # bought the same day it was carted: closed
+           ("o2", "u1", "i2", 1, 5.0, ts(27)))               # bought before it was favourited (and the window)
+    got = by_user(interaction_day_state(b, t, "UTC").transform(intent_counts([1, 3], AS_OF, "UTC")))
+    assert got["u1"] == {"user_id": "u1", "views_1d": 1, "carts_1d": 2, "favs_1d": 0, "buys_1d": 0,
+                         "views_3d": 1, "carts_3d": 3, "favs_3d": 1, "buys_3d": 1, "open_intent_items": 2}
+    assert got["u2"] == {"user_id": "u2", "views_1d": 0, "carts_1d": 0, "favs_1d": 0, "buys_1d": 0,
+                         "views_3d": 1, "carts_3d": 0, "favs_3d": 0, "buys_3d": 0, "open_intent_items": 0}
+    last = by_user(b.transform(browse_day_state("UTC")).transform(last_intent_times(AS_OF, "UTC")))
+    # Session s1's last event (the view at 11:00) stands for the carts in it.
+    assert last["u1"]["last_cart_ts"] == naive(ts(30, 11)) and last["u1"]["last_fav_ts"] == naive(ts(29, 20))
+    assert last["u1"]["days_since_last_cart"] == pytest.approx(13 / 24)
+    assert last["u2"]["last_cart_ts"] is None and last["u2"]["days_since_last_cart"] is None
 
 
 def test_rfm_spend_is_null_when_the_source_has_no_amounts(spark):

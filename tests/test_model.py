@@ -233,7 +233,7 @@ def _logged_model(run, demo_run):
     logged = mlflow.get_run(run["details"]["mlflow_run_id"])
     network = mlflow.pytorch.load_model(f"runs:/{logged.info.run_id}/model")
     spec_json = json.loads(mlflow.artifacts.load_text(f"runs:/{logged.info.run_id}/input_spec.json"))
-    spec = InputSpec(tuple(spec_json["windows"]), tuple(spec_json["categories"]), spec_json["recent_days"])
+    spec = InputSpec.from_dict(spec_json)
     return logged, network, spec
 
 

@@ -21,9 +21,10 @@ def within_days(as_of: datetime, days: int, zone: str, column: str = "ts") -> Co
     return (F.col(column) >= F.lit(add_days(as_of, -days, zone))) & before(as_of, column)
 
 
-def days_between(as_of: datetime, column: Column) -> Column:
-    """Days (fractional) from ``column`` to ``as_of``."""
-    return (F.lit(as_of).cast("double") - column.cast("double")) / SECONDS_PER_DAY
+def days_between(as_of: datetime | Column, column: Column) -> Column:
+    """Days (fractional) from ``column`` to ``as_of`` (a time, or a timestamp column)."""
+    end = as_of if isinstance(as_of, Column) else F.lit(as_of)
+    return (end.cast("double") - column.cast("double")) / SECONDS_PER_DAY
 
 
 def ratio(numerator: Column, denominator: Column) -> Column:

@@ -10,6 +10,7 @@ from pyspark.sql.types import StructType
 
 from conf import Config
 from jobs.frames import conform
+from jobs.features.intent import short_window_columns
 from schemas.profiles import profiles_schema
 
 
@@ -21,14 +22,16 @@ def fill_zero(columns: list[str]) -> Callable[[DataFrame], DataFrame]:
     return apply
 
 
-def assemble_profiles(schema: StructType, as_of: datetime, updated_at: datetime,
+def assemble_profiles(schema: StructType, as_of: datetime, updated_at: datetime, zone: str,
                       features: list[DataFrame]) -> Callable[[DataFrame], DataFrame]:
     """One row per user in ``users``, left-joined with each per-user feature frame.
 
     A column no feature frame produced (its source table is absent) is null.
     """
     def apply(users: DataFrame) -> DataFrame:
-        out = users.select("user_id", "signup_ts")
+        local_year = F.year(F.from_utc_timestamp(F.lit(as_of).cast("timestamp"), zone))
+        age = F.coalesce(F.col("age"), local_year - F.col("birth_year")).cast("int").alias("age")
+        out = users.select("user_id", "signup_ts", age)
         for frame in features:
             out = out.join(frame, "user_id", "left")
         out = out.withColumn("as_of", F.lit(as_of).cast("timestamp")).withColumn(
@@ -53,9 +56,12 @@ def profiles_from_features(cfg: Config, as_of: datetime, updated_at: datetime, p
     zero = [c for table in present for c in COUNT_COLUMNS.get(table, [])] + COUNT_COLUMNS["events"]
     if "transactions" in present:
         zero += [f"orders_{w}d" for w in f.rfm_windows]
+    if present & {"transactions", "browse"}:
+        zero += short_window_columns(f.short_windows) + ["open_intent_items"]
     zero.append(f"events_{recent}d")
-    schema = profiles_schema(f.rfm_windows)
+    schema = profiles_schema(f.rfm_windows, f.short_windows)
 
     def apply(users: DataFrame) -> DataFrame:
-        return users.transform(assemble_profiles(schema, as_of, updated_at, features)).transform(fill_zero(zero))
+        return (users.transform(assemble_profiles(schema, as_of, updated_at, cfg.time.zone, features))
+                .transform(fill_zero(zero)))
     return apply

@@ -13,10 +13,13 @@ from schemas.state import ORDER_DAY_STATE
 
 
 def order_summaries(as_of: datetime) -> Callable[[DataFrame], DataFrame]:
-    """Adds avg_order_value and recency_days to per-user frequency, monetary and last_order_ts."""
+    """Adds avg_order_value, recency_days and purchase_interval_days (the mean days between a repeat buyer's
+    orders, first to last) to per-user frequency, monetary, first_order_ts and last_order_ts."""
     def apply(per_user: DataFrame) -> DataFrame:
+        span = days_between(F.col("last_order_ts"), F.col("first_order_ts"))
         return (per_user.withColumn("avg_order_value", ratio(F.col("monetary"), F.col("frequency")))
-                .withColumn("recency_days", days_between(as_of, F.col("last_order_ts"))))
+                .withColumn("recency_days", days_between(as_of, F.col("last_order_ts")))
+                .withColumn("purchase_interval_days", ratio(span, F.col("frequency") - 1)))
     return apply
 
 

@@ -25,6 +25,7 @@ from jobs.features.affinity import (affinity_features, interaction_day_state, in
                                     price_from_state)
 from jobs.features.common import days_between
 from jobs.features.conversion import browse_day_state, conversion_from_state
+from jobs.features.intent import intent_counts, intent_recency, last_intent_times
 from jobs.features.profiles import profiles_from_features
 from jobs.features.rfm import order_day_state, rfm_from_state
 from jobs.features.social import social_day_state, social_from_state
@@ -185,6 +186,11 @@ def feature_families(cfg: Config, as_of: datetime, items: DataFrame, vectors: Ve
         Family("time_patterns", ("state_events",),
                lambda s: s["state_events"].transform(time_patterns_from_state(as_of, f.night_hours, zone))),
         Family("social", ("state_social",), lambda s: s["state_social"].transform(social_from_state(as_of, zone))),
+        Family("intent", ("state_interactions",),
+               lambda s: s["state_interactions"].transform(intent_counts(f.short_windows, as_of, zone)),
+               tuple(f.short_windows)),
+        Family("intent_recency", ("state_browse",),
+               lambda s: s["state_browse"].transform(last_intent_times(as_of, zone)), slide=intent_recency(as_of)),
     ]
     if vectors.texts is not None:
         families += [

@@ -19,7 +19,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from jobs.model.inputs import category_shares
 from jobs.ranking import ranks_reached
 
-METHODS = ("model", "rfm_rule", "mllib")
+METHODS = ("model", "network", "mllib", "gbt", "rfm_rule")
 
 
 @dataclass(frozen=True)
@@ -58,12 +58,27 @@ def _binary(metric, y: np.ndarray, s: np.ndarray) -> float | None:
     return float(metric(y, s)) if 0 < y.sum() < len(y) else None  # undefined with one class only
 
 
+def brier(y: np.ndarray, p: np.ndarray) -> float | None:
+    """Mean squared error of a probability (undefined for a score that is not one, such as the RFM rule's)."""
+    return float(np.mean((p - y) ** 2)) if len(y) and p.min() >= 0 and p.max() <= 1 else None
+
+
+def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[tuple[float, float, int]]:
+    """The reliability curve: per tenth of predicted probability with users in it, (mean predicted, share
+    that did it, users)."""
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    return [(float(p[which == b].mean()), float(y[which == b].mean()), int((which == b).sum()))
+            for b in range(bins) if (which == b).any()]
+
+
 def metrics(h: HeldOut, k: int = 10) -> dict[str, float | None]:
     return {
         "propensity_roc_auc": _binary(roc_auc_score, h.bought, h.propensity),
         "propensity_pr_auc": _binary(average_precision_score, h.bought, h.propensity),
+        "propensity_brier": brier(h.bought, h.propensity),
         "churn_roc_auc": _binary(roc_auc_score, h.churned, h.churn),
         "churn_pr_auc": _binary(average_precision_score, h.churned, h.churn),
+        "churn_brier": brier(h.churned, h.churn),
         f"category_recall_at_{k}": recall_at_k(h.categories, h.category_scores, k),
     }
 
@@ -128,56 +143,33 @@ def _category_labels(n_categories: int) -> Callable[[DataFrame], DataFrame]:
 
 
 def _standardised(train: DataFrame, test: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """``scaled``: the behaviour vector standardised by the training rows; the targets as doubles. The training
-    rows are cached (every fit reads them once per iteration); the scored rows are read once, so they are not."""
+    """``scaled``: the behaviour vector standardised by the training rows. The training rows are cached (every fit reads them once per iteration); the scored rows are read once, so they are not."""
     scaler = StandardScaler(inputCol="features", outputCol="scaled", withMean=True).fit(
         train.withColumn("features", array_to_vector("behaviour")))
 
     def prepared(df: DataFrame, labelled: bool) -> DataFrame:
         df = scaler.transform(df.withColumn("features", array_to_vector("behaviour")))
-        if labelled:
-            df = df.withColumns({f"_{t}": F.col(t).cast("double") for t in ("bought", "churned")}).cache()
-        return df
+        return df.cache() if labelled else df
     return prepared(train, True), prepared(test, False)
 
 
-def mllib_scores(train: DataFrame, test: DataFrame, n_categories: int) -> DataFrame:
-    """Logistic regressions (Spark MLlib) on the standardised behavioural features only: one per binary target,
-    and one multinomial over the categories a user bought (one fit ranks every category, however many).
+def category_logistic_scores(train: DataFrame, test: DataFrame, n_categories: int) -> DataFrame:
+    """One multinomial logistic regression (Spark MLlib) over the categories users bought, on the standardised
+    behavioural features: one fit ranks every category, however many. user_id, category_scores.
 
-    ``train``: user_id, behaviour and the labels (bought, churned, categories); ``test``: user_id, behaviour.
+    ``train``: behaviour and the horizon's multi-hot ``categories``; ``test``: user_id, behaviour.
     """
     train, test = _standardised(train, test)
-    out = (_logistic(train, test, "_bought").select("user_id", F.col("p")[1].alias("propensity"))
-           .join(_logistic(train, test, "_churned").select("user_id", F.col("p")[1].alias("churn")), "user_id"))
     bought = train.transform(_category_labels(n_categories)).cache()
     if n_categories and bought.limit(1).count():
         categories = _logistic(bought, test, "_category", family="multinomial").select(
-            "user_id", F.col("p").alias("category_scores"))
+            "user_id", F.col("p").cast("array<double>").alias("category_scores"))
     else:  # no category was bought in the training horizon: nothing to rank by
-        categories = test.select("user_id", F.array_repeat(F.lit(0.0), n_categories).alias("category_scores"))
-    out = out.join(categories, "user_id").select(
-        "user_id", "propensity", "churn", F.col("category_scores").cast("array<double>"))
+        categories = test.select("user_id", F.array_repeat(F.lit(0.0), n_categories).cast("array<double>")
+                                 .alias("category_scores"))
     for frame_i in (train, bought):
         frame_i.unpersist()
-    return out
-
-
-def gbt_scores(train: DataFrame, test: DataFrame, seed: int) -> DataFrame:
-    """Gradient-boosted trees (``xgboost.spark``: one distributed fit each) per binary target on the behavioural
-    features: user_id, propensity, churn."""
-    from xgboost.spark import SparkXGBClassifier
-
-    workers = max(1, train.sparkSession.sparkContext.defaultParallelism)
-
-    def fitted(label: str, name: str) -> DataFrame:
-        labelled = train.withColumn(label, F.col(label).cast("double"))
-        if labelled.select(F.countDistinct(label)).first()[0] < 2:  # one class: nothing to rank by
-            return test.select("user_id", F.lit(0.0).alias(name))
-        trees = SparkXGBClassifier(features_col="behaviour", label_col=label, num_workers=workers, n_estimators=100,
-                                   max_depth=4, learning_rate=0.1, subsample=0.8, random_state=seed)
-        return trees.fit(labelled).transform(test).select("user_id", vector_to_array("probability")[1].alias(name))
-    return fitted("bought", "propensity").join(fitted("churned", "churn"), "user_id")
+    return categories
 
 
 def held_out(truth: DataFrame, scores: DataFrame, n_categories: int) -> HeldOut:

@@ -6,15 +6,17 @@ the scoring stage feeds to the trained model, so training and scoring cannot dri
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from typing import Callable
 
+import numpy as np
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from jobs.clock import local_midnight_date
+from jobs.clock import local_day, local_midnight_date
 from jobs.features.common import money_sum
+from jobs.features.intent import short_window_columns
 
 TEXT_DIM = 384
 TEXT_VECTORS = ("text_vector", "recent_text_vector")  # concatenated into the model's text input
@@ -23,10 +25,12 @@ TEXT_VECTORS = ("text_vector", "recent_text_vector")  # concatenated into the mo
 LOG_COLUMNS = ["frequency", "monetary", "avg_order_value", "recency_days", "top_category_weight", "median_unit_price",
                "views", "clicks", "carts", "favs", "sessions", "avg_session_events", "avg_session_minutes",
                "avg_dwell_s", "active_days", "days_since_last_event", "review_count", "comment_count", "like_count",
-               "share_count", "follow_count", "tenure_days"]
+               "share_count", "follow_count", "tenure_days", "open_intent_items", "days_since_last_cart",
+               "days_since_last_fav", "purchase_interval_days"]
 PLAIN_COLUMNS = ["top_category_share", "top_brand_share", "view_to_cart_rate", "cart_to_buy_rate", "weekend_share",
-                 "night_share", "mean_rating"]
+                 "night_share", "mean_rating", "age"]
 PRICE_BANDS = ("low", "mid", "high")
+HORIZON_WEEKDAYS = "horizon_weekday_share"
 
 
 @dataclass(frozen=True)
@@ -37,13 +41,41 @@ class InputSpec:
     categories: tuple[str, ...]   # the category vocabulary (most bought first)
     recent_days: int
     image_dim: int = 0            # width of image_interest_vector in the interest input (0: no photos)
+    short_windows: tuple[int, ...] = ()  # features.short_windows: per-kind counts of the last days
+    horizon_days: int = 0         # the horizon scored for: its weekdays weigh the user's weekday mix (0: unused)
+    zone: str = "UTC"             # whose calendar the horizon's weekdays are in
 
     def scalar_columns(self) -> list[str]:
         per_window = [f"{kind}_{w}d" for w in self.windows for kind in ("orders", "spend")]
-        return per_window + [f"events_{self.recent_days}d"] + LOG_COLUMNS + PLAIN_COLUMNS
+        horizon = [HORIZON_WEEKDAYS] if self.horizon_days else []
+        return (per_window + [f"events_{self.recent_days}d"] + short_window_columns(self.short_windows)
+                + LOG_COLUMNS + PLAIN_COLUMNS + horizon)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "InputSpec":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+
+    def logged(self) -> set[str]:
+        """The scalars that enter as log1p (heavy-tailed counts and amounts)."""
+        return set(LOG_COLUMNS) | set(short_window_columns(self.short_windows)) | {
+            c for c in self.scalar_columns() if c.startswith(("spend_", "orders_", "events_"))}
+
+    def describe(self, position: int, value: float) -> str:
+        """A behaviour input and its value as the profile holds it, for a reason: "carts_1d=3"."""
+        scalars = self.scalar_columns()
+        name = self.names()[position]
+        if position < len(scalars):
+            shown = float(np.expm1(value)) if name in self.logged() else value
+            return f"{name}={shown:.0f}" if abs(shown - round(shown)) < 1e-6 else f"{name}={shown:.3g}"
+        if position < 2 * len(scalars):
+            return f"{scalars[position - len(scalars)]} {'unknown' if value >= 0.5 else 'known'}"
+        return f"{name}={value:.2f}"
 
     def names(self) -> list[str]:
-        """One name per position of the behaviour vector (used to describe segments)."""
+        """One name per position of the behaviour vector (used to describe segments and reasons)."""
         scalars = self.scalar_columns()
         return (scalars + [f"{c}_missing" for c in scalars] + [f"hour_{h}" for h in range(24)]
                 + [f"weekday_{d}" for d in range(1, 8)] + [f"category_share:{c}" for c in self.categories]
@@ -71,7 +103,7 @@ def category_shares(categories: tuple[str, ...]) -> list[Column]:
 def behaviour_vector(spec: InputSpec) -> Column:
     """The behavioural features as one float array (nulls as 0 plus a missing flag per scalar)."""
     scalars = spec.scalar_columns()
-    logged = set(LOG_COLUMNS) | {c for c in scalars if c.startswith(("spend_", "orders_", "events_"))}
+    logged = spec.logged()
     values = [_scalar(c, c in logged) for c in scalars]
     missing = [F.col(c).isNull().cast("double") for c in scalars]
     bands = [(F.col("price_band") == b).cast("double") for b in PRICE_BANDS]
@@ -92,10 +124,21 @@ def interest_input(spec: InputSpec) -> Column:
     return F.concat(*parts)
 
 
+def horizon_weekday_share(horizon_days: int, zone: str) -> Column:
+    """The share of the user's activity (``weekday_hist``) on the weekdays of the ``horizon_days`` local days
+    from ``as_of``, each day weighted once: a weekend shopper scores high for a horizon that holds a weekend."""
+    start = local_day("as_of", zone)
+    hist = F.coalesce(F.col("weekday_hist"), F.array_repeat(F.lit(0.0), 7))
+    days = [F.weekday(F.date_add(start, i)) for i in range(horizon_days)]  # 0 = Monday, as weekday_hist
+    return sum((hist[d] for d in days), F.lit(0.0))
+
+
 def model_inputs(spec: InputSpec) -> Callable[[DataFrame], DataFrame]:
     """profiles -> user_id, behaviour, text, interest (arrays of float, never null)."""
     def apply(profiles: DataFrame) -> DataFrame:
         tenure = (F.col("as_of").cast("double") - F.col("signup_ts").cast("double")) / 86_400.0
+        if spec.horizon_days:
+            profiles = profiles.withColumn(HORIZON_WEEKDAYS, horizon_weekday_share(spec.horizon_days, spec.zone))
         return (profiles.withColumn("tenure_days", tenure)
                 .select("user_id", behaviour_vector(spec).alias("behaviour"),
                         F.concat(*[_vector_or_zeros(c) for c in TEXT_VECTORS]).alias("text"),

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import io
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from jobs.model.inputs import InputSpec
 
 SPEND_TIERS = ("none", "low", "mid", "high")
 
@@ -79,14 +81,18 @@ def multitask_loss(outputs, bought: torch.Tensor, churned: torch.Tensor, categor
 
 @dataclass(frozen=True)
 class ModelBundle:
-    """Everything the scoring stage needs: the network's shape, weights and the input spec's vocabulary."""
+    """Everything the scoring stage needs: the network's shape, weights and the input spec's vocabulary, and
+    the published scorer of each binary target (the network's own head where none is named)."""
 
     shape: NetworkShape
     state: dict
-    categories: tuple[str, ...]
-    windows: tuple[int, ...]
-    recent_days: int
+    spec: InputSpec
     run_id: str
+    scorers: dict = field(default_factory=dict)  # target -> jobs.model.challengers.Scorer
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        return self.spec.categories
 
     def network(self) -> UserModel:
         model = UserModel(self.shape)
@@ -95,12 +101,18 @@ class ModelBundle:
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
-        torch.save({"shape": asdict(self.shape), "state": self.state, "categories": list(self.categories),
-                    "windows": list(self.windows), "recent_days": self.recent_days, "run_id": self.run_id}, buffer)
+        # Scorer parameters travel as byte tensors: the weights-only loader accepts tensors and plain values.
+        scorers = {t: {"method": s.method, "params": torch.frombuffer(bytearray(s.params or b"\0"), dtype=torch.uint8),
+                       "calibration": list(s.calibration)} for t, s in self.scorers.items()}
+        torch.save({"shape": asdict(self.shape), "state": self.state, "spec": self.spec.to_dict(),
+                    "run_id": self.run_id, "scorers": scorers}, buffer)
         return buffer.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "ModelBundle":
+        from jobs.model.challengers import Scorer
+
         raw = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        return cls(NetworkShape(**raw["shape"]), raw["state"], tuple(raw["categories"]), tuple(raw["windows"]),
-                   int(raw["recent_days"]), raw["run_id"])
+        scorers = {t: Scorer(s["method"], bytes(s["params"].numpy()) if s["method"] != "network" else b"",
+                             tuple(s["calibration"])) for t, s in raw.get("scorers", {}).items()}
+        return cls(NetworkShape(**raw["shape"]), raw["state"], InputSpec.from_dict(raw["spec"]), raw["run_id"], scorers)

@@ -8,44 +8,83 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from jobs.model.inputs import InputSpec
 from jobs.model.network import SPEND_TIERS, ModelBundle
 
 PREDICTIONS_SCHEMA = ("user_id string, user_embedding array<float>, purchase_propensity double, churn_risk double, "
+                      "propensity_drivers array<string>, churn_drivers array<string>, "
                       "category_probs array<double>, spend_tier_index int")
+DRIVERS = 3         # inputs named per score
+IG_STEPS = 16       # integrated-gradients steps for the network's attributions
 
 
 def _stack(column: pd.Series) -> np.ndarray:
     return np.stack(column.to_numpy()).astype(np.float64)
 
 
-def predict(bundle: ModelBundle) -> Callable[[DataFrame], DataFrame]:
-    """model inputs (user_id, behaviour, text, interest) -> embedding and every head's output, per user.
+def drivers(contributions: np.ndarray, behaviour: np.ndarray, spec: InputSpec, count: int = DRIVERS
+            ) -> list[list[str]]:
+    """Per row, the ``count`` inputs with the largest positive contribution, as "name=value" (the value as
+    the profile holds it); none when nothing pushed the score up."""
+    order = np.argsort(-contributions, axis=1, kind="stable")[:, :count]
+    return [[spec.describe(j, float(behaviour[i, j])) for j in row if contributions[i, j] > 0]
+            for i, row in enumerate(order)]
+
+
+def _integrated_gradients(network, head: int, behaviour, text, interest) -> np.ndarray:
+    """Captum's integrated gradients of one head's logit over the behaviour inputs, from the average training
+    user (the network's standardisation mean) to this one; text and interest stay the user's own."""
+    from captum.attr import IntegratedGradients
+
+    explain = IntegratedGradients(lambda b, t, i: network(b, t, i)[head])
+    start = network.mean.double().expand_as(behaviour)
+    return explain.attribute(behaviour, baselines=start, additional_forward_args=(text, interest),
+                             n_steps=IG_STEPS, internal_batch_size=4096).detach().numpy()
+
+
+def predict(bundle: ModelBundle, with_drivers: bool = True) -> Callable[[DataFrame], DataFrame]:
+    """model inputs (user_id, behaviour, text, interest) -> embedding and every head's output, per user; the
+    binary targets scored by their published scorers (the network's head where the bundle names none), with
+    the inputs that drove each score (null without ``with_drivers``: evaluation needs none).
 
     The weights travel once per executor as a broadcast; each Python worker builds the network once.
     It runs in float64: in float32 a user's scores move by about 1e-8 with the other rows of its batch,
     and a daily step batches users differently from a full recompute, whose scores it must reproduce.
     """
+    from jobs.model.challengers import Scorer
+
+    spec = bundle.spec
+    heads = {"propensity": 1, "churn": 2}
+
     def apply(inputs: DataFrame) -> DataFrame:
         shipped = inputs.sparkSession.sparkContext.broadcast(bundle.to_bytes())
 
         def batches(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
             import torch
 
-            network = ModelBundle.from_bytes(shipped.value).network().double()
+            loaded = ModelBundle.from_bytes(shipped.value)
+            network = loaded.network().double()
             for frame in frames:
                 if frame.empty:
                     continue
+                tensors = [torch.from_numpy(_stack(frame[c])) for c in ("behaviour", "text", "interest")]
                 with torch.no_grad():
-                    emb, prop, churn, cat, spend = network(*(torch.from_numpy(_stack(frame[c]))
-                                                             for c in ("behaviour", "text", "interest")))
-                yield pd.DataFrame({
-                    "user_id": frame["user_id"].to_numpy(),
-                    "user_embedding": list(emb.numpy().astype(np.float32)),
-                    "purchase_propensity": torch.sigmoid(prop).double().numpy(),
-                    "churn_risk": torch.sigmoid(churn).double().numpy(),
-                    "category_probs": list(torch.sigmoid(cat).double().numpy()),
-                    "spend_tier_index": spend.argmax(dim=1).int().numpy(),
-                })
+                    outputs = network(*tensors)
+                emb, _, _, cat, spend = outputs
+                behaviour = tensors[0].numpy()
+                out = {"user_id": frame["user_id"].to_numpy(), "user_embedding": list(emb.numpy().astype(np.float32))}
+                for target, column in (("propensity", "purchase_propensity"), ("churn", "churn_risk")):
+                    scorer = loaded.scorers.get(target, Scorer("network"))
+                    out[column] = scorer.probabilities(behaviour, outputs[heads[target]].numpy())
+                    if with_drivers:
+                        pushed = scorer.contributions(behaviour, lambda: _integrated_gradients(
+                            network, heads[target], *tensors))
+                        out[f"{target}_drivers"] = drivers(pushed, behaviour, spec)
+                    else:
+                        out[f"{target}_drivers"] = [None] * len(frame)
+                out["category_probs"] = list(torch.sigmoid(cat).double().numpy())
+                out["spend_tier_index"] = spend.argmax(dim=1).int().numpy()
+                yield pd.DataFrame(out)
         return inputs.mapInPandas(batches, PREDICTIONS_SCHEMA)
     return apply
 
@@ -58,7 +97,7 @@ def with_model_scores(predictions: DataFrame, categories: tuple[str, ...], top_k
 
     def apply(profiles: DataFrame) -> DataFrame:
         scored = predictions.select(
-            "user_id", "user_embedding", "purchase_propensity", "churn_risk",
+            "user_id", "user_embedding", "purchase_propensity", "churn_risk", "propensity_drivers", "churn_drivers",
             # Without categories the head keeps one placeholder output, which names no category.
             F.slice(F.sort_array(F.filter(F.arrays_zip(F.col("category_probs").alias("score"), names.alias("name")),
                                           lambda s: s["name"].isNotNull()), asc=False), 1, top_k).alias("_top"),

@@ -19,12 +19,15 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from conf import Config
-from jobs.clock import add_days
+from jobs.clock import add_days, local_midnight_date
 from jobs.frames import checkpointed
 from jobs.features.state_profiles import Vectors, profiles_from_state
-from jobs.model.evaluate import METHODS, evaluation_sample, held_out, metrics, mllib_scores, rfm_rule_scores
+from jobs.model.challengers import BINARY_TARGETS, CANDIDATES, REFERENCE, reported
+from jobs.model.evaluate import evaluation_sample, metrics, reliability
 from jobs.model.inputs import (TEXT_DIM, TEXT_VECTORS, InputSpec, category_vocabulary, holdout_flag, horizon_labels,
                                model_inputs, users_at)
+from jobs.model.selection import (NO_CHOICE, PUBLISHED, Candidates, Choice, choose, fit_candidates, outcome_rows,
+                                  published_bundle, scored_round)
 from jobs.model.network import ModelBundle, NetworkShape
 from jobs.model.score import predict, with_model_scores
 from jobs.model.serving import save_serving
@@ -57,6 +60,8 @@ class Trained:
     metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)  # metric -> method -> value
     holdout_users: int = 0
     mlflow_run_id: str | None = None
+    choice: Choice = NO_CHOICE            # which candidate each target publishes, and why
+    calibration: dict[str, list[tuple[float, float, int]]] = field(default_factory=dict)  # target -> curve
 
 
 def image_width(vectors: Vectors) -> int:
@@ -78,7 +83,8 @@ def snapshot_stage(cfg: Config, wh: Warehouse, tiles: dict[str, DataFrame], as_o
     cutoff = add_days(as_of, -m.horizon_days, zone)
     known = {**tiles, "users": tiles["users"].transform(users_at(cutoff, zone, tiles["state_events"]))}
     vocabulary = category_vocabulary(cutoff, zone, MAX_CATEGORIES, tiles["items"])(tiles["state_interactions"])
-    spec = InputSpec(tuple(cfg.features.rfm_windows), vocabulary, cfg.tags.active_window_days, image_width(vectors))
+    spec = InputSpec(tuple(cfg.features.rfm_windows), vocabulary, cfg.tags.active_window_days, image_width(vectors),
+                     tuple(cfg.features.short_windows), m.horizon_days, zone)
     at_cutoff = profiles_from_state(cfg, cutoff, updated_at, present, vectors)(known)
     at_cutoff = at_cutoff.persist(StorageLevel.MEMORY_AND_DISK)
     labels = horizon_labels(cutoff, m.horizon_days, zone, spec.categories, m.spend_tier_quantiles)(known)
@@ -127,36 +133,69 @@ def train_stage(cfg: Config, spark: SparkSession, wh: Warehouse, snapshot: Snaps
     settings = replace(settings, checkpoint_dir=directory)
     result = distributed_train(settings, m.num_processes, local)
     state = final_state(settings)
-    bundle = ModelBundle(shape, state["model"], snapshot.spec.categories, snapshot.spec.windows,
-                         snapshot.spec.recent_days, run_id)
+    bundle = ModelBundle(shape, state["model"], snapshot.spec, run_id)
     return Trained(bundle, list(state["history"]), int(result["resumed_from"]), directory)
 
 
-def evaluate_stage(cfg: Config, snapshot: Snapshot, trained: Trained) -> None:
-    """Model vs RFM rule vs MLlib on the same held-out users; fills ``trained.metrics``."""
-    n_cat = len(snapshot.spec.categories)
+def validation_stage(cfg: Config, spark: SparkSession, wh: Warehouse, tiles: dict[str, DataFrame], snapshot: Snapshot,
+                     present: set[str], vectors: Vectors, run_id: str, updated_at: datetime) -> tuple[Choice, int]:
+    """Inside the training window, out of time: every candidate fitted at T - 2H (``validation_snapshot``),
+    scored on the users of T - H against what they did in [T - H, T). Returns the choice and the users."""
+    m = cfg.model
+    at = snapshot.cutoff  # T - H: the training snapshot's cutoff, and validation's scoring date
+    early = snapshot_stage(cfg, wh, tiles, at, present, vectors, run_id, updated_at, table="validation_snapshot")
+    early.profiles_at_cutoff.unpersist()
+    network = train_stage(cfg, spark, wh, early, run_id).bundle
+    candidates = fit_candidates(network, early.table.filter(~F.col("holdout")), m.seed, challengers=True)
+    users = evaluation_sample(snapshot.profiles_at_cutoff.select("user_id"), m.evaluation_users, m.seed)
+    profiles = snapshot.profiles_at_cutoff.join(users, "user_id", "left_semi")
+    found = scored_round(candidates, outcome_rows(cfg, tiles, profiles, at, early.spec), profiles, early.spec)
+    return choose(found), len(next(iter(found.values())).bought)
+
+
+def room_to_validate(cfg: Config, tiles: dict[str, DataFrame], snapshot: Snapshot) -> bool:
+    """Whether a validation snapshot (cutoff T - 2H) would have any day of events before its cutoff."""
+    first = tiles["state_events"].agg(F.min("day")).first()[0]
+    zone = cfg.time.zone
+    return first is not None and first < local_midnight_date(add_days(snapshot.cutoff, -cfg.model.horizon_days, zone),
+                                                             zone)
+
+
+def evaluate_stage(cfg: Config, snapshot: Snapshot, candidates: Candidates, trained: Trained) -> None:
+    """The published model, every candidate and the RFM rule on the same held-out users; fills
+    ``trained.metrics`` and the published scores' reliability curves."""
     held = evaluation_sample(snapshot.table.filter("holdout"), cfg.model.evaluation_users, cfg.model.seed)
-    truth = held.select("user_id", "bought", "churned", "categories").cache()
-    model_scores = (held.transform(predict(trained.bundle))
-                    .select("user_id", F.col("purchase_propensity").alias("propensity"),
-                            F.col("churn_risk").alias("churn"), F.col("category_probs").alias("category_scores")))
-    scores = {"model": model_scores}
-    if cfg.model.baselines:
-        scores["rfm_rule"] = snapshot.profiles_at_cutoff.transform(rfm_rule_scores(snapshot.spec.categories))
-        scores["mllib"] = mllib_scores(snapshot.table.filter(~F.col("holdout")), held, n_cat)
-    for method in METHODS:
-        if method not in scores:
-            continue
-        found = held_out(truth, scores[method], n_cat)
-        trained.holdout_users = len(found.bought)
-        for metric, value in metrics(found).items():
-            trained.metrics.setdefault(metric, {})[method] = value
-    truth.unpersist()
+    found = scored_round(candidates, held, snapshot.profiles_at_cutoff, snapshot.spec, trained.bundle)
+    for method, scores in found.items():
+        trained.holdout_users = len(scores.bought)
+        for metric, value in metrics(scores).items():
+            if reported(method, metric):
+                trained.metrics.setdefault(metric, {})[method] = value
+    published = found[PUBLISHED]
+    trained.calibration = {"propensity": reliability(published.bought, published.propensity),
+                           "churn": reliability(published.churned, published.churn)}
 
 
 def metrics_rows(trained: Trained, run_id: str, as_of: datetime) -> list[tuple]:
-    return [(run_id, metric, method, value, trained.holdout_users, as_of)
+    """``model_metrics``: every method on the held-out users; each target's validation figures (metric
+    ``validation_*``) and its winner (metric ``champion_<target>``: the winner's validation lead over the best
+    other method, the RFM rule included); the published scores' reliability curve."""
+    n = trained.holdout_users
+    rows = [(run_id, metric, method, value, n, as_of)
             for metric, by_method in sorted(trained.metrics.items()) for method, value in sorted(by_method.items())]
+    choice = trained.choice
+    rows += [(run_id, f"validation_{metric}", method, value, None, as_of)
+             for metric, by_method in sorted(choice.validation.items()) for method, value in sorted(by_method.items())]
+    for target, winner in choice.winners.items():
+        figures = choice.validation.get(BINARY_TARGETS[target][1], {})
+        others = [v for m, v in figures.items() if m != winner and m in (*CANDIDATES, REFERENCE) and v is not None]
+        lead = figures[winner] - max(others) if figures.get(winner) is not None and others else None
+        rows.append((run_id, f"champion_{target}", winner, lead, None, as_of))
+    for target, curve in trained.calibration.items():
+        for i, (predicted, observed, users) in enumerate(curve):
+            rows += [(run_id, f"reliability_{target}_{i}_predicted", PUBLISHED, predicted, users, as_of),
+                     (run_id, f"reliability_{target}_{i}_observed", PUBLISHED, observed, users, as_of)]
+    return rows
 
 
 def score_stage(cfg: Config, profiles: DataFrame, trained: Trained, as_of: datetime, rec: RunRecorder,
@@ -177,9 +216,8 @@ def score_stage(cfg: Config, profiles: DataFrame, trained: Trained, as_of: datet
 def model_scores(bundle: ModelBundle, top_k: int) -> Callable[[DataFrame], DataFrame]:
     """profiles -> profiles with the network's embedding and scores (``segment_id`` is assigned separately)."""
     def apply(profiles: DataFrame) -> DataFrame:
-        spec = InputSpec(bundle.windows, bundle.categories, bundle.recent_days, bundle.shape.image_dim)
-        predictions = profiles.transform(model_inputs(spec)).transform(predict(bundle))
-        return profiles.transform(with_model_scores(predictions, spec.categories, top_k, bundle.run_id))
+        predictions = profiles.transform(model_inputs(bundle.spec)).transform(predict(bundle))
+        return profiles.transform(with_model_scores(predictions, bundle.categories, top_k, bundle.run_id))
     return apply
 
 
@@ -214,15 +252,29 @@ def model_stages(cfg: Config, spark: SparkSession, wh: Warehouse, tiles: dict[st
         snap = snapshot_stage(cfg, wh, tiles, as_of, present, vectors, rec.run_id, rec.started_at)
         st.rows_out = rec.rows_out["training_snapshot"] = wh.count("training_snapshot")
         rec.details["cutoff"] = snap.cutoff.isoformat()
+    choice, why = NO_CHOICE, "the network: no challengers (model.baselines is false)"
+    if m.baselines and room_to_validate(cfg, tiles, snap):
+        with rec.stage("validate") as st:
+            choice, st.rows_in = validation_stage(cfg, spark, wh, tiles, snap, present, vectors, rec.run_id,
+                                                  rec.started_at)
+        why = "on validation " + ", ".join(
+            f"{BINARY_TARGETS[t][1]} {choice.validation.get(BINARY_TARGETS[t][1], {}).get(w)}" for t, w in
+            choice.winners.items())
+    elif m.baselines:
+        why = "the network: no room for a validation window (T - 2 x horizon is before the first event)"
     with rec.stage("train") as st:
         trained = train_stage(cfg, spark, wh, snap, rec.run_id)
+        candidates = fit_candidates(trained.bundle, snap.table.filter(~F.col("holdout")), m.seed, m.baselines)
+        trained.bundle, trained.choice = published_bundle(candidates, choice), choice
         st.rows_in = st.rows_out
         rec.details["checkpoints"] = trained.checkpoint_dir
+        rec.details["published"] = json.dumps(choice.winners)
         rec.console.print("  loss per epoch: " + ", ".join(f"{v:.4f}" for v in trained.history)
                           + (f" (resumed from the checkpoint of epoch {trained.resumed_from - 1})"
                              if trained.resumed_from else ""))
+        rec.console.print(f"  published: {json.dumps(choice.winners)} ({why})")
     with rec.stage("evaluate") as st:
-        evaluate_stage(cfg, snap, trained)
+        evaluate_stage(cfg, snap, candidates, trained)
         snap.profiles_at_cutoff.unpersist()
         st.rows_in = trained.holdout_users
         for metric, by_method in sorted(trained.metrics.items()):

@@ -32,8 +32,7 @@ def log_training(cfg: ModelConf, run_name: str, params: Mapping[str, object], hi
             mlflow.log_metric("train_loss", loss, step=epoch)
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None})
         if bundle is not None:
-            mlflow.log_dict({"categories": list(bundle.categories), "windows": list(bundle.windows),
-                             "recent_days": bundle.recent_days}, "input_spec.json")
+            mlflow.log_dict(bundle.spec.to_dict(), "input_spec.json")
             mlflow.pytorch.log_model(bundle.network(), name="model", serialization_format="pickle")
         return run.info.run_id
 
