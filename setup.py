@@ -24,6 +24,7 @@ INSTALL_REQUIRES = [
     "scipy==1.17.1",            # sparse products: per-user weighted sums of text and title vectors
     "scikit-learn==1.9.1",      # evaluation metrics (ROC-AUC, PR-AUC, adjusted Rand index)
     "xgboost-cpu==3.2.0",       # boosted-tree challenger (xgboost.spark: one distributed fit); GPU clusters: xgboost
+    "captum==0.9.0",            # integrated gradients: which inputs pushed the network's score, for the tags' reasons
     "mlflow-skinny==3.17.2",    # tracking: params, metrics and models, local file store by default
     "matplotlib==3.11.2",       # the HTML report's charts
 ]

@@ -1,9 +1,12 @@
 """Out-of-time backtests: what a marketing or risk team trusts.
 
-At an as-of date T, train exactly as the full job would on the data before T (features folded before
-T - H, labels from [T - H, T)), score every user at T, and compare with what they did in [T, T + H).
-The published model and every baseline are scored on the same users in one run; with several origins,
-the same again at T - H, T - 2H, ... Results go to the ``backtests`` table and to MLflow.
+At an as-of date T, train exactly as the full job would on the data before T (every candidate fitted on
+features folded before T - H and labels from [T - H, T)), score every user at T, and compare with what they
+did in [T, T + H). Every candidate, the RFM rule and the published model are scored on the same users in one
+run. The published model is what the full job would have published at T: the candidate that won the round
+one horizon earlier (fitted before T - 2H, scored at T - H against [T - H, T)), calibrated there; so one more
+round than the origins asked for runs first. With several origins, the same at T - H, T - 2H, ... Results go
+to the ``backtests`` table and to MLflow.
 
 It folds from the daily tiles a ``full`` run wrote, so it reads no event table. It writes
 ``backtest_snapshot`` (not ``training_snapshot``) and ``backtests`` only: profiles, labels and the
@@ -151,8 +154,8 @@ def backtest_round(cfg: Config, spark: SparkSession, wh, tiles: dict[str, DataFr
         known = {**tiles, "users": tiles["users"].join(users, "user_id", "left_semi")}
         profiles = profiles_from_state(cfg, origin.as_of, rec.started_at, present, vectors)(known).cache()
         published = published_bundle(candidates, choice) if choice is not None else None
-        found = scored_round(candidates, outcome_rows(cfg, tiles, profiles, origin.as_of, snap.spec), profiles,
-                             snap.spec, published)
+        found = scored_round(candidates, outcome_rows(cfg, tiles, profiles, origin.as_of, snap.spec), snap.spec,
+                             published)
         st.rows_out = len(next(iter(found.values())).bought)
         for metric in ("propensity_roc_auc", "churn_pr_auc"):
             rec.console.print(f"  {label} {metric:<20}" + "  ".join(

@@ -140,20 +140,58 @@ def distributions_section(d: ReportData) -> str:
     return "".join(parts)
 
 
+def _kind(metric: pd.Series) -> pd.Series:
+    """held_out, validation, champion or reliability: what a ``model_metrics`` row measures."""
+    return metric.str.extract(r"^(validation|champion|reliability)_", expand=False).fillna("held_out")
+
+
+def champions_table(metrics: pd.DataFrame) -> str:
+    """Which candidate each target publishes, and its lead on validation over the best other method."""
+    won = metrics[_kind(metrics["metric"]) == "champion"]
+    table = pd.DataFrame({"target": won["metric"].str.removeprefix("champion_"), "published": won["method"],
+                          "validation lead over the best other method": won["value"]})
+    return "<h3>Published candidate per target (chosen on the validation window)</h3>" + _table(table)
+
+
+def reliability_chart(metrics: pd.DataFrame) -> str:
+    """The published scores' reliability curves on the held-out users: predicted against observed rates."""
+    rows = metrics[_kind(metrics["metric"]) == "reliability"]
+    if rows.empty:
+        return ""
+    parts = rows["metric"].str.extract(r"^reliability_(\w+?)_(\d+)_(predicted|observed)$")
+    curves = rows.assign(target=parts[0], bin=parts[1].astype(int), side=parts[2]).pivot_table(
+        index=["target", "bin"], columns="side", values="value").reset_index()
+
+    def draw(ax):
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly calibrated")
+        for target, curve in curves.groupby("target"):
+            ax.plot(curve["predicted"], curve["observed"], marker="o", label=target)
+        ax.set_xlabel("predicted probability (mean per tenth)")
+        ax.set_ylabel("observed rate")
+        ax.legend(fontsize=8)
+    return _chart("Reliability of the published scores on held-out users", draw)
+
+
 def metrics_section(d: ReportData) -> str:
     if d.metrics.empty:
         return _empty("model metrics")
-    pivot = d.metrics.pivot_table(index="metric", columns="method", values="value")
-    chart = _chart("Held-out metrics: the model against the baselines",
-                   lambda ax: pivot.plot.bar(ax=ax, rot=20, ylim=(0, 1)).legend(fontsize=8))
-    return chart + _table(pivot.reset_index())
+    kind = _kind(d.metrics["metric"])
+    pivot = d.metrics[kind == "held_out"].pivot_table(index="metric", columns="method", values="value")
+    chart = _chart("Held-out metrics: the published model, every candidate and the RFM rule",
+                   lambda ax: pivot.clip(upper=1).plot.bar(ax=ax, rot=20, ylim=(0, 1)).legend(fontsize=8))
+    validation = d.metrics[kind == "validation"].pivot_table(index="metric", columns="method", values="value")
+    return (champions_table(d.metrics) + chart + _table(pivot.reset_index()) + reliability_chart(d.metrics)
+            + "<h3>Validation window (out of time, inside the training window)</h3>" + _table(validation.reset_index()))
 
 
 def backtests_section(d: ReportData) -> str:
-    """The latest ``portrait backtest``: propensity ROC-AUC per method and as-of date, with 95% intervals."""
+    """The latest ``portrait backtest``: propensity ROC-AUC per method and as-of date, with 95% intervals, and the
+    candidate each origin published."""
     if d.backtests.empty:
         return _empty("backtests (portrait backtest)")
-    auc = d.backtests[d.backtests["metric"] == "propensity_roc_auc"]
+    champion = d.backtests["metric"].str.startswith("champion_")
+    scored = d.backtests[~champion]
+    auc = scored[scored["metric"] == "propensity_roc_auc"]
 
     def draw(ax):
         for i, (method, rows) in enumerate(auc.groupby("method")):
@@ -163,10 +201,13 @@ def backtests_section(d: ReportData) -> str:
         ax.set_xticks(range(len(auc["as_of"].unique())), sorted(auc["as_of"].unique()))
         ax.set_ylabel("propensity ROC-AUC")
         ax.legend(fontsize=8)
-    winners = (d.backtests.dropna(subset=["value"]).sort_values("value", ascending=False)
-               .groupby(["as_of", "metric"], as_index=False).first()[["as_of", "metric", "method", "value"]])
+    best = (scored.dropna(subset=["value"]).sort_values("value", ascending=False)
+            .groupby(["as_of", "metric"], as_index=False).first()[["as_of", "metric", "method", "value"]])
+    published = d.backtests[champion][["as_of", "metric", "method", "value"]].rename(
+        columns={"method": "published", "value": "its validation figure"})
     return (_chart("Out of time: scored at T against [T, T + horizon), 95% bootstrap intervals", draw)
-            + "<h3>Best method per date and metric</h3>" + _table(winners) + _table(d.backtests))
+            + "<h3>Published candidate per origin (chosen on the origin before)</h3>" + _table(published)
+            + "<h3>Best method per date and metric</h3>" + _table(best) + _table(scored))
 
 
 def runs_section(d: ReportData) -> str:

@@ -110,9 +110,28 @@ def _driven(reason: Column, drivers: str) -> Column:
     return F.when(named != "", F.concat(reason, F.lit(": "), named)).otherwise(reason)
 
 
-def model_tags(propensity_min: float, churn_min: float, horizon_days: int) -> Callable[[DataFrame], DataFrame]:
+def _value(name: str) -> Column:
+    """A profile input as "name=value" (whole numbers without decimals); tenure_days from signup_ts."""
+    column = (F.col("as_of").cast("double") - F.col("signup_ts").cast("double")) / 86_400 if name == "tenure_days" \
+        else F.col(name).cast("double")
+    shown = F.when(column == F.floor(column), F.format_string("%d", column.cast("long"))).otherwise(
+        F.format_string("%.2f", column))
+    return F.when(column.isNotNull(), F.concat(F.lit(f"{name}="), shown))
+
+
+def segment_reason(marks: dict[int, tuple[str, ...]]) -> Column:
+    """Which segment, and the user's own values of the inputs that set it apart."""
+    base = F.format_string("nearest to segment %d's centre in embedding space", F.col("segment_id"))
+    quoted = F.lit("")
+    for segment, names in sorted(marks.items()):
+        quoted = F.when(F.col("segment_id") == segment, F.concat_ws(", ", *[_value(n) for n in names])).otherwise(quoted)
+    return F.when(quoted != "", F.concat(base, F.lit("; what sets it apart, here: "), quoted)).otherwise(base)
+
+
+def model_tags(propensity_min: float, churn_min: float, horizon_days: int,
+               marks: dict[int, tuple[str, ...]] | None = None) -> Callable[[DataFrame], DataFrame]:
     """Tags from the model's scores, each with its probability as score, and in the reason with the inputs
-    that drove it."""
+    that drove it; segment tags quote the user's values of the inputs that set the segment apart (``marks``)."""
     def apply(p: DataFrame) -> DataFrame:
         prop, churn = F.col("purchase_propensity"), F.col("churn_risk")
         return p.transform(tagged([
@@ -126,6 +145,6 @@ def model_tags(propensity_min: float, churn_min: float, horizon_days: int) -> Ca
              _driven(F.format_string("predicted to be in the top spend tier in the next %d days",
                                      F.lit(horizon_days)), "propensity_drivers")),
             (F.col("segment_id").isNotNull(), F.format_string("segment:%d", F.col("segment_id")), F.lit(None),
-             F.format_string("nearest to segment %d's centre in embedding space", F.col("segment_id"))),
+             segment_reason(marks or {})),
         ]))
     return apply

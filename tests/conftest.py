@@ -126,6 +126,6 @@ DEMO_ARGS = ("demo", "--users", "400", "--days", "16", "--set", "spark.shuffle_p
 def demo_run(tmp_path_factory) -> DemoRun:
     """One real ``portrait demo`` (model included) that the CLI, model, notebook and report tests share."""
     directory = tmp_path_factory.mktemp("demo")
-    result = portrait(*DEMO_ARGS, cwd=directory)
+    result = portrait(*DEMO_ARGS, cwd=directory, timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return DemoRun(directory, result)

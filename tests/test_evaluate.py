@@ -9,6 +9,7 @@ from sklearn.linear_model import LogisticRegression
 
 from jobs.model.challengers import Scorer, fit_logistic, fit_trees, platt, select_champions
 from jobs.model.evaluate import category_logistic_scores
+from tests.helpers import ts
 
 REG = 0.001  # MLlib's regParam in fit_logistic and category_logistic_scores: (1/n) sum(loss) + REG/2 |w|^2 is sklearn's C = 1 / (n * REG)
 SCHEMA = ("user_id string, behaviour array<double>, holdout boolean, bought boolean, churned boolean, "
@@ -96,13 +97,17 @@ def test_tree_scorer_margins_and_shap_are_xgboost_s_own(spark):
 
 
 def test_the_best_validated_candidate_is_published_and_never_one_that_lost():
-    validation = {"propensity_roc_auc": {"network": 0.61, "mllib": 0.64, "gbt": 0.63, "rfm_rule": 0.70, "model": 0.9},
+    validation = {"propensity_roc_auc": {"network": 0.61, "mllib": 0.64, "gbt": 0.63, "rfm_rule": 0.60, "model": 0.9},
                   "churn_pr_auc": {"network": 0.50, "mllib": 0.40, "gbt": None, "rfm_rule": 0.45}}
-    # The rule and the published scores of an earlier choice are no candidates; an undefined figure is skipped.
+    # The published scores of an earlier choice are no candidate; an undefined figure is skipped.
     assert select_champions(validation) == {"propensity": "mllib", "churn": "network"}
+    # The rule is a candidate like any other: a model that lost to it is not published.
+    validation["propensity_roc_auc"]["rfm_rule"] = 0.70
+    assert select_champions(validation)["propensity"] == "rfm_rule"
     # Ties go to the simplest candidate; nothing measured: the network.
     assert select_champions({"propensity_roc_auc": {"network": 0.6, "gbt": 0.6, "mllib": 0.6}}) == {
         "propensity": "mllib", "churn": "network"}
+    assert select_champions({"propensity_roc_auc": {"network": 0.6, "rfm_rule": 0.6}})["propensity"] == "rfm_rule"
 
 
 def test_platt_calibration_is_scikit_learn_s_and_identity_on_one_class():
@@ -114,3 +119,44 @@ def test_platt_calibration_is_scikit_learn_s_and_identity_on_one_class():
     assert Scorer("network", calibration=(a, b)).probabilities(np.zeros((2, 1)), np.array([0.0, 1.0])) == \
         pytest.approx(1 / (1 + np.exp(-np.array([b, a + b]))))
     assert platt(margin, np.zeros(400)) == (1.0, 0.0)
+
+
+def test_the_rfm_rule_is_quintiles_of_the_training_rows_cut_as_a_plain_sort_cuts_them(spark):
+    import math
+
+    from jobs.model.challengers import fit_rfm_rule
+    from jobs.model.inputs import InputSpec, model_inputs
+    from schemas.profiles import profiles_schema
+
+    rng = np.random.default_rng(5)
+    users = [(f"u{i:02d}", float(rng.integers(1, 60)), int(rng.integers(1, 9)), float(rng.integers(5, 500)),
+              float(rng.integers(0, 40))) for i in range(40)]
+    users.append(("never", None, 0, None, None))  # no order, no event: quintiles 0, idle longest
+    schema = profiles_schema()
+    rows = [{"user_id": u, "recency_days": r, "frequency": f, "monetary": m, "days_since_last_event": d,
+             "as_of": ts(31), "updated_at": ts(31)} for u, r, f, m, d in users]
+    profiles = spark.createDataFrame([tuple(row.get(f.name) for f in schema.fields) for row in rows], schema)
+    spec = InputSpec((7, 30, 90), (), 7)
+    inputs = profiles.transform(model_inputs(spec)).orderBy("user_id").collect()
+    behaviour = np.array([r.behaviour for r in inputs], dtype=np.float64)
+    ids = [r.user_id for r in inputs]
+    train = spark.createDataFrame([(r.user_id, r.behaviour) for r in inputs], "user_id string, behaviour array<float>")
+
+    def quintile(values: dict[str, float | None], user: str, higher: bool) -> int:
+        known = sorted(v for v in values.values() if v is not None)
+        # percentile_approx's exact order statistic for p: the value of 1-based rank ceil(p n).
+        cuts = [known[math.ceil(p * len(known)) - 1] for p in (0.2, 0.4, 0.6, 0.8)]
+        x = values[user]
+        return 0 if x is None else 1 + sum((x > c) if higher else (x < c) for c in cuts)
+
+    columns = ("recency_days", "frequency", "monetary")
+    by = {name: {u: values[i] for u, *values in users} for i, name in enumerate(columns)}
+    expected = [quintile(by["recency_days"], u, False) + quintile(by["frequency"], u, True)
+                + quintile(by["monetary"], u, True) for u in ids]
+    rule = fit_rfm_rule(train, spec, "propensity")
+    assert list(rule.margins(behaviour, None)) == expected
+    idle = fit_rfm_rule(train, spec, "churn").margins(behaviour, None)
+    assert idle[ids.index("never")] > idle.max(initial=0, where=np.array(ids) != "never")
+    days = {u: d for u, *_, d in users}
+    assert [round(float(np.expm1(v))) for u, v in zip(ids, idle) if u != "never"] == \
+        [days[u] for u in ids if u != "never"]

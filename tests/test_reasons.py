@@ -103,7 +103,7 @@ def test_three_carts_in_the_last_day_are_named_in_the_reason(world, method):
     row = scored.first()
     assert row.carts_1d == 3 and row.views == 0 and row.frequency is None  # carts are the shopper's only signal
     assert any("cart" in d for d in row.propensity_drivers), row.propensity_drivers
-    tag = [t for t in scored.transform(model_labels(cfg)).collect() if t.tag == "likely_buyer"][0]
+    tag = [t for t in scored.transform(model_labels(cfg, {})).collect() if t.tag == "likely_buyer"][0]
     # "likely to buy in 7 days (p=0.83): carts_1d=3, ...": the carts, with their value.
     assert re.search(r"\bcarts(_\d+d)?=3\b", tag.reason), tag.reason
     assert tag.reason.startswith(f"likely to buy in {cfg.model.horizon_days} days (p={row.purchase_propensity:.2f}): ")

@@ -1,10 +1,13 @@
-"""Champion and challengers for the binary targets: the network, boosted trees and a logistic regression.
+"""Champion and challengers for the binary targets: the network, boosted trees, a logistic regression,
+and the RFM rule a team would write without a model.
 
-Each candidate is fitted by a well-kept library (the network by TorchDistributor, the trees by
-``xgboost.spark``, the regression by Spark MLlib) and kept as a :class:`Scorer`: what it needs to score a
-user's behaviour vector, and to say which inputs pushed that score (tree SHAP for the trees, exact linear
-contributions for the regression, integrated gradients via Captum for the network). The published model
-carries one scorer per target, so the full job, the daily step and serving all score with the same winner.
+Each learned candidate is fitted by a well-kept library (the network by TorchDistributor, the trees by
+``xgboost.spark``, the regression by Spark MLlib); the rule's quintile cuts come from the training rows.
+Each is kept as a :class:`Scorer`: what it needs to score a user's behaviour vector, and to say which
+inputs pushed that score (tree SHAP for the trees, exact linear contributions for the regression,
+integrated gradients via Captum for the network, the quintiles themselves for the rule). The published
+model carries one scorer per target, so the full job, the daily step and serving all score with the same
+winner, and a candidate that lost to any other on validation, the rule included, is never published.
 """
 from __future__ import annotations
 
@@ -23,13 +26,17 @@ from pyspark.sql import functions as F
 # Binary target -> (label column in the snapshot, the validation metric its champion is chosen by).
 BINARY_TARGETS = {"propensity": ("bought", "propensity_roc_auc"), "churn": ("churned", "churn_pr_auc")}
 NETWORK, LOGISTIC, TREES = "network", "mllib", "gbt"
-CANDIDATES = (NETWORK, LOGISTIC, TREES)
-REFERENCE = "rfm_rule"  # the rule a team would write without a model: reported, never published
+REFERENCE = "rfm_rule"  # the rule a team would write without a model: the baseline every candidate must beat
+CANDIDATES = (NETWORK, LOGISTIC, TREES, REFERENCE)
+# The RFM rule's propensity: (behaviour input, higher is better) quintiles, summed; its churn: days idle.
+RULE_QUINTILES = (("recency_days", False), ("frequency", True), ("monetary", True))
+RULE_IDLE = "days_since_last_event"
+QUINTILE_CUTS = [0.2, 0.4, 0.6, 0.8]
 
 
 def reported(method: str, metric: str) -> bool:
-    """Whether ``metric`` means something for ``method``: the trees rank no category, and the rule's scores
-    are no probabilities (no Brier score)."""
+    """Whether ``metric`` means something for ``method``: the trees rank no category, and the rule's raw scores
+    are no probabilities (no Brier score; published, it is calibrated like any winner)."""
     return not ((method == TREES and metric.startswith("category")) or (method == REFERENCE and metric.endswith("brier")))
 
 
@@ -48,6 +55,8 @@ class Scorer:
         if self.method == LOGISTIC:
             p = self._linear()
             return _scaled(behaviour, p) @ p["coefficients"] + float(p["intercept"])
+        if self.method == REFERENCE:
+            return _rule_margins(behaviour, self._linear())
         import xgboost
 
         return self._booster().predict(xgboost.DMatrix(behaviour), output_margin=True).astype(np.float64)
@@ -64,6 +73,8 @@ class Scorer:
             p = self._linear()
             centred = _scaled(behaviour, p)  # already relative to the training mean
             return centred * p["coefficients"]
+        if self.method == REFERENCE:
+            return _rule_contributions(behaviour, self._linear())
         import xgboost
 
         shap = self._booster().predict(xgboost.DMatrix(behaviour), pred_contribs=True)
@@ -78,6 +89,57 @@ class Scorer:
         booster = xgboost.Booster()
         booster.load_model(bytearray(self.params))
         return booster
+
+
+def _quintiles(behaviour: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
+    """Per row and rule input: 1-5, how many training quintile cuts the value passes (in its better direction)
+    plus one; 0 where the input is unknown (no orders, no amounts)."""
+    out = []
+    for i, (position, missing, higher) in enumerate(zip(p["positions"], p["missing"], p["higher"])):
+        value, cuts = behaviour[:, position][:, None], p["cuts"][i][None, :]
+        passed = (value > cuts) if higher else (value < cuts)
+        known = (behaviour[:, missing] < 0.5) & bool(np.isfinite(p["cuts"][i]).all())
+        out.append(np.where(known, 1 + passed.sum(axis=1), 0))
+    return np.stack(out, axis=1).astype(np.float64)
+
+
+def _rule_margins(behaviour: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
+    if str(p["target"]) == "propensity":
+        return _quintiles(behaviour, p).sum(axis=1)
+    idle, missing = int(p["positions"][0]), int(p["missing"][0])
+    # log1p days idle (the input as the vector holds it); never active: longer than any history.
+    return np.where(behaviour[:, missing] < 0.5, behaviour[:, idle], 50.0)
+
+
+def _rule_contributions(behaviour: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
+    """The rule's own parts: each quintile against the middle one (3); for churn, the days idle."""
+    out = np.zeros_like(behaviour, dtype=np.float64)
+    if str(p["target"]) == "propensity":
+        out[:, p["positions"]] = _quintiles(behaviour, p) - 3.0
+    else:
+        out[:, int(p["positions"][0])] = _rule_margins(behaviour, p)
+    return out
+
+
+def fit_rfm_rule(train: DataFrame, spec, target: str) -> Scorer:
+    """The RFM rule for ``target``: for propensity, the training rows' quintile cuts of recency, frequency and
+    monetary (sketches, never the rows on the driver); for churn, nothing to fit."""
+    from jobs.ranking import ACCURACY
+
+    names, scalars = spec.names(), spec.scalar_columns()
+    columns = RULE_QUINTILES if target == "propensity" else ((RULE_IDLE, False),)
+    positions = [names.index(c) for c, _ in columns]
+    missing = [len(scalars) + scalars.index(c) for c, _ in columns]
+    cuts = np.full((len(columns), len(QUINTILE_CUTS)), np.nan)
+    if target == "propensity":
+        known = [F.when(F.col("behaviour")[m] < 0.5, F.col("behaviour")[p]) for p, m in zip(positions, missing)]
+        row = train.agg(*[F.percentile_approx(v, QUINTILE_CUTS, ACCURACY).alias(f"c{i}")
+                          for i, v in enumerate(known)]).first()
+        cuts = np.array([row[f"c{i}"] or [np.nan] * len(QUINTILE_CUTS) for i in range(len(columns))], dtype=np.float64)
+    buffer = io.BytesIO()
+    np.savez(buffer, target=np.array(target), positions=np.array(positions), missing=np.array(missing),
+             higher=np.array([h for _, h in columns]), cuts=cuts)
+    return Scorer(REFERENCE, buffer.getvalue())
 
 
 def _scaled(behaviour: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
@@ -114,28 +176,28 @@ def fit_trees(train: DataFrame, label: str, seed: int) -> Scorer:
     return Scorer(TREES, bytes(model.get_booster().save_raw("ubj")))
 
 
-def fit_challengers(train: DataFrame, seed: int) -> dict[str, dict[str, Scorer]]:
+def fit_challengers(train: DataFrame, spec, seed: int) -> dict[str, dict[str, Scorer]]:
     """target -> challenger -> fitted scorer, on the training rows (user_id, behaviour and the labels).
-    A target with one class only in the training rows gets no challenger: there is nothing to rank by."""
+    A target with one class only in the training rows gets only the rule: there is nothing to learn from."""
     classes = train.agg(*[F.countDistinct(label).alias(target)
                           for target, (label, _) in BINARY_TARGETS.items()]).first()
-    return {target: ({LOGISTIC: fit_logistic(train, label), TREES: fit_trees(train, label, seed)}
-                     if classes[target] > 1 else {})
+    return {target: {REFERENCE: fit_rfm_rule(train, spec, target),
+                     **({LOGISTIC: fit_logistic(train, label), TREES: fit_trees(train, label, seed)}
+                        if classes[target] > 1 else {})}
             for target, (label, _) in BINARY_TARGETS.items()}
 
 
 def select_champions(validation: dict[str, dict[str, float | None]]) -> dict[str, str]:
     """target -> the candidate with the best validation metric; the network when no candidate has one.
 
-    ``validation``: metric -> method -> value, measured out of time. A learned candidate that the RFM rule
-    beats is still published when it is the best learned one (the rule is a reference, not a scorer), but
-    no candidate is ever published over a challenger that beat it.
+    ``validation``: metric -> method -> value, measured out of time. No candidate is ever published over
+    one that beat it there, the RFM rule included.
     """
     winners = {}
     for target, (_, metric) in BINARY_TARGETS.items():
         found = {m: v for m, v in validation.get(metric, {}).items() if m in CANDIDATES and v is not None}
-        # Ties go to the simplest candidate: the regression, then the trees, then the network.
-        order = (LOGISTIC, TREES, NETWORK)
+        # Ties go to the simplest candidate: the rule, the regression, the trees, then the network.
+        order = (REFERENCE, LOGISTIC, TREES, NETWORK)
         winners[target] = max(found, key=lambda m: (found[m], -order.index(m))) if found else NETWORK
     return winners
 

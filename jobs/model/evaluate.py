@@ -16,8 +16,6 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from jobs.model.inputs import category_shares
-from jobs.ranking import ranks_reached
 
 METHODS = ("model", "network", "mllib", "gbt", "rfm_rule")
 
@@ -97,31 +95,6 @@ def intervals(h: HeldOut, draws: int, seed: int, k: int = 10) -> dict[str, tuple
                 found.setdefault(name, []).append(value)
     return {name: (float(np.percentile(found[name], 2.5)), float(np.percentile(found[name], 97.5)))
             if found.get(name) else (None, None) for name in metrics(h, k)}
-
-
-def _quintile(column: str, ascending: bool) -> Callable[[DataFrame], DataFrame]:
-    """Adds ``_q_{column}``: 1..5 by percent rank (equal values share a score); 0 when the value is null."""
-    def apply(df: DataFrame) -> DataFrame:
-        reached = F.col(f"_reached_{column}")
-        return (df.transform(ranks_reached(column, f"_reached_{column}", [0.2, 0.4, 0.6, 0.8], ascending))
-                .withColumn(f"_q_{column}", F.coalesce(reached + 1, F.lit(0))))
-    return apply
-
-
-def rfm_rule_scores(categories: tuple[str, ...]):
-    """profiles at the cutoff -> the classic RFM rule: R+F+M quintile score for propensity,
-    days since any activity for churn, the user's historical category shares for affinity."""
-    def apply(profiles: DataFrame) -> DataFrame:
-        # The historical shares, with popularity (vocabulary order) breaking ties.
-        shares = [share + F.lit((len(categories) - i) * 1e-6) for i, share in enumerate(category_shares(categories))]
-        ranked = (profiles.transform(_quintile("recency_days", False)).transform(_quintile("frequency", True))
-                  .transform(_quintile("monetary", True)))
-        return ranked.select(
-            "user_id",
-            (F.col("_q_recency_days") + F.col("_q_frequency") + F.col("_q_monetary")).cast("double").alias("propensity"),
-            F.coalesce("days_since_last_event", F.lit(1e6)).cast("double").alias("churn"),
-            F.array(*shares).cast("array<double>").alias("category_scores"))
-    return apply
 
 
 def _logistic(train: DataFrame, test: DataFrame, label: str, **options) -> DataFrame:

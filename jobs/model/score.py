@@ -25,9 +25,11 @@ def _stack(column: pd.Series) -> np.ndarray:
 def drivers(contributions: np.ndarray, behaviour: np.ndarray, spec: InputSpec, count: int = DRIVERS
             ) -> list[list[str]]:
     """Per row, the ``count`` inputs with the largest positive contribution, as "name=value" (the value as
-    the profile holds it); none when nothing pushed the score up."""
+    the profile holds it); when nothing pushed the score up, the one input that moved it most."""
     order = np.argsort(-contributions, axis=1, kind="stable")[:, :count]
+    strongest = np.abs(contributions).argmax(axis=1)
     return [[spec.describe(j, float(behaviour[i, j])) for j in row if contributions[i, j] > 0]
+            or [spec.describe(int(strongest[i]), float(behaviour[i, strongest[i]]))]
             for i, row in enumerate(order)]
 
 

@@ -1,7 +1,7 @@
 """Segments: KMeans (MLlib) on user embeddings, k picked by silhouette, each described against the population."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
@@ -20,6 +20,7 @@ DESCRIBED_FEATURES = ("frequency", "monetary", "avg_order_value", "median_unit_p
                       "view_to_cart_rate", "cart_to_buy_rate", "sessions", "active_days", "days_since_last_event",
                       "review_count", "mean_rating", "night_share", "weekend_share", "tenure_days",
                       "purchase_propensity", "churn_risk")
+SCORE_COLUMNS = ("purchase_propensity", "churn_risk")  # describe a segment, but are no input a tag can quote
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,15 @@ class SegmentModel:
     pipeline: PipelineModel
     k: int
     silhouettes: dict[int, float]
+    # segment_id -> the inputs that most set it apart from the population: what a segment tag's reason quotes.
+    marks: dict[int, tuple[str, ...]] = field(default_factory=dict)
+
+
+def segment_marks(segments: DataFrame, top: int) -> dict[int, tuple[str, ...]]:
+    """The segments table (one row per segment) -> per segment, its ``top`` most distinguishing inputs."""
+    return {r["segment_id"]: tuple(f["name"] for f in r["input_features"][:top])
+            for r in segments.select("segment_id", F.filter("distinguishing_features", lambda f: ~f["name"].isin(
+                *SCORE_COLUMNS)).alias("input_features")).collect()}
 
 
 def _vectors(df: DataFrame) -> DataFrame:
@@ -100,13 +110,16 @@ def describe_segments(model_run_id: str, as_of: datetime, silhouette: float | No
                 sd, value = population[f"s_{c}"], seg[c]
                 if sd and value is not None and population[f"m_{c}"] is not None:
                     z.append((c, (value - population[f"m_{c}"]) / sd))
-            z = sorted(z, key=lambda t: -abs(t[1]))[:top_features]
+            z = sorted(z, key=lambda t: -abs(t[1]))
+            # The description's top features; the table keeps the inputs' too, for the segment tags' reasons.
+            z = z[:top_features] + [t for t in z[top_features:] if t[0] not in SCORE_COLUMNS][:top_features]
             lifts = []
             for r in cat_counts:
                 if r["segment_id"] == seg["segment_id"] and r["top_category"] is not None:
                     lifts.append((r["top_category"], (r["count"] / seg["size"]) / (cat_total[r["top_category"]] / n)))
             lifts = sorted((t for t in lifts if t[1] > 1.0), key=lambda t: -t[1])[:3]
-            text = (f"{seg['size']:,} users ({seg['size'] / n:.0%}): " + ", ".join(_fmt(c, v) for c, v in z)
+            shown = ", ".join(_fmt(c, v) for c, v in z[:top_features])
+            text = (f"{seg['size']:,} users ({seg['size'] / n:.0%}): " + shown
                     + ("; top categories " + ", ".join(f"{c} (x{lift:.1f})" for c, lift in lifts) if lifts else ""))
             rows.append((seg["segment_id"], seg["size"], seg["size"] / n, text, [(c, float(v)) for c, v in z],
                          [(c, float(v)) for c, v in lifts], seg["mean_propensity"], seg["mean_churn_risk"],

@@ -12,13 +12,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from conf import Config
 from jobs.model.challengers import (BINARY_TARGETS, CANDIDATES, NETWORK, REFERENCE, TREES, Scorer, fit_challengers,
                                     platt, select_champions)
-from jobs.model.evaluate import HeldOut, category_logistic_scores, held_out, metrics, rfm_rule_scores
+from jobs.model.evaluate import HeldOut, category_logistic_scores, held_out, metrics
 from jobs.model.inputs import InputSpec, horizon_labels, model_inputs
 from jobs.model.network import ModelBundle
 from jobs.model.score import predict
@@ -49,7 +49,18 @@ NO_CHOICE = Choice({t: NETWORK for t in BINARY_TARGETS}, {}, {})
 
 def fit_candidates(network: ModelBundle, train: DataFrame, seed: int, challengers: bool) -> Candidates:
     """The challengers fitted on ``train`` (a snapshot's rows, holdout excluded) beside the trained network."""
-    return Candidates(network, fit_challengers(train, seed) if challengers else {}, train)
+    return Candidates(network, fit_challengers(train, network.spec, seed) if challengers else {}, train)
+
+
+def rule_category_scores(spec: InputSpec) -> Column:
+    """The RFM rule's category ranking: the user's historical category shares (from the behaviour vector),
+    popularity (vocabulary order) breaking ties."""
+    n = len(spec.categories)
+    if not n:
+        return F.array().cast("array<double>")
+    start = spec.names().index(f"category_share:{spec.categories[0]}")
+    shares = F.slice("behaviour", start + 1, n)
+    return F.transform(shares, lambda s, i: s.cast("double") + (F.lit(n) - i) * F.lit(1e-6))
 
 
 def _renamed(predictions: DataFrame) -> DataFrame:
@@ -57,10 +68,9 @@ def _renamed(predictions: DataFrame) -> DataFrame:
                               F.col("churn_risk").alias("churn"), F.col("category_probs").alias("category_scores"))
 
 
-def candidate_scores(candidates: Candidates, inputs: DataFrame, profiles: DataFrame, spec: InputSpec,
+def candidate_scores(candidates: Candidates, inputs: DataFrame, spec: InputSpec,
                      published: ModelBundle | None = None) -> dict[str, DataFrame]:
-    """Each method's scores (user_id, propensity, churn, category_scores) for ``inputs`` (model inputs) and
-    ``profiles`` (the same users' profiles, for the RFM rule)."""
+    """Each method's scores (user_id, propensity, churn, category_scores) for ``inputs`` (model inputs)."""
     n = len(spec.categories)
     found = {NETWORK: _renamed(inputs.transform(predict(candidates.network, with_drivers=False)))}
     methods = sorted({m for by in candidates.challengers.values() for m in by})
@@ -70,22 +80,23 @@ def candidate_scores(candidates: Candidates, inputs: DataFrame, profiles: DataFr
         if method == TREES:  # the trees rank no category
             categories = F.array_repeat(F.lit(0.0), n).cast("array<double>")
             found[method] = scores.withColumn("category_scores", categories)
+        elif method == REFERENCE:
+            shares = inputs.select("user_id", rule_category_scores(spec).alias("category_scores"))
+            found[method] = scores.drop("category_scores").join(shares, "user_id")
         else:
             found[method] = scores.drop("category_scores").join(
                 category_logistic_scores(candidates.train, inputs, n), "user_id")
-    if methods:
-        found[REFERENCE] = profiles.transform(rfm_rule_scores(spec.categories))
     if published is not None:
         found[PUBLISHED] = _renamed(inputs.transform(predict(published, with_drivers=False)))
     return found
 
 
-def scored_round(candidates: Candidates, rows: DataFrame, profiles: DataFrame, spec: InputSpec,
+def scored_round(candidates: Candidates, rows: DataFrame, spec: InputSpec,
                  published: ModelBundle | None = None) -> dict[str, HeldOut]:
     """method -> its scores beside the truth, for the labelled ``rows`` (model inputs and horizon labels)."""
     truth = rows.select("user_id", "bought", "churned", "categories").cache()
     inputs = rows.select("user_id", "behaviour", "text", "interest")
-    scores = candidate_scores(candidates, inputs, profiles, spec, published)
+    scores = candidate_scores(candidates, inputs, spec, published)
     found = {method: held_out(truth, s, len(spec.categories)) for method, s in scores.items()}
     truth.unpersist()
     return found

@@ -30,7 +30,8 @@ def save_serving(serving_dir: str, bundle: ModelBundle, segments: SegmentModel) 
     (directory / "bundle.pt").write_bytes(bundle.to_bytes())
     segments.pipeline.write().overwrite().save(str(directory / "segments"))
     (directory / "segments.json").write_text(json.dumps(
-        {"k": segments.k, "silhouettes": {str(k): v for k, v in segments.silhouettes.items()}}))
+        {"k": segments.k, "silhouettes": {str(k): v for k, v in segments.silhouettes.items()},
+         "marks": {str(k): list(v) for k, v in segments.marks.items()}}))
     return directory
 
 
@@ -42,5 +43,6 @@ def load_serving(serving_dir: str, run_id: str) -> tuple[ModelBundle, SegmentMod
                                   f"model; set model.serving_dir to where that run saved it, or run 'portrait full'")
     meta = json.loads((directory / "segments.json").read_text())
     segments = SegmentModel(PipelineModel.load(str(directory / "segments")), int(meta["k"]),
-                            {int(k): float(v) for k, v in meta["silhouettes"].items()})
+                            {int(k): float(v) for k, v in meta["silhouettes"].items()},
+                            {int(k): tuple(v) for k, v in meta.get("marks", {}).items()})
     return ModelBundle.from_bytes((directory / "bundle.pt").read_bytes()), segments

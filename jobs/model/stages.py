@@ -31,7 +31,7 @@ from jobs.model.selection import (NO_CHOICE, PUBLISHED, Candidates, Choice, choo
 from jobs.model.network import ModelBundle, NetworkShape
 from jobs.model.score import predict, with_model_scores
 from jobs.model.serving import save_serving
-from jobs.model.segments import SegmentModel, assign_segments, describe_segments, fit_segments
+from jobs.model.segments import SegmentModel, assign_segments, describe_segments, fit_segments, segment_marks
 from jobs.model.tracking import log_training
 from jobs.model.train import TrainSettings, distributed_train, final_state
 from jobs.runs import RunRecorder
@@ -149,7 +149,7 @@ def validation_stage(cfg: Config, spark: SparkSession, wh: Warehouse, tiles: dic
     candidates = fit_candidates(network, early.table.filter(~F.col("holdout")), m.seed, challengers=True)
     users = evaluation_sample(snapshot.profiles_at_cutoff.select("user_id"), m.evaluation_users, m.seed)
     profiles = snapshot.profiles_at_cutoff.join(users, "user_id", "left_semi")
-    found = scored_round(candidates, outcome_rows(cfg, tiles, profiles, at, early.spec), profiles, early.spec)
+    found = scored_round(candidates, outcome_rows(cfg, tiles, profiles, at, early.spec), early.spec)
     return choose(found), len(next(iter(found.values())).bought)
 
 
@@ -165,7 +165,7 @@ def evaluate_stage(cfg: Config, snapshot: Snapshot, candidates: Candidates, trai
     """The published model, every candidate and the RFM rule on the same held-out users; fills
     ``trained.metrics`` and the published scores' reliability curves."""
     held = evaluation_sample(snapshot.table.filter("holdout"), cfg.model.evaluation_users, cfg.model.seed)
-    found = scored_round(candidates, held, snapshot.profiles_at_cutoff, snapshot.spec, trained.bundle)
+    found = scored_round(candidates, held, snapshot.spec, trained.bundle)
     for method, scores in found.items():
         trained.holdout_users = len(scores.bought)
         for metric, value in metrics(scores).items():
@@ -209,7 +209,8 @@ def score_stage(cfg: Config, profiles: DataFrame, trained: Trained, as_of: datet
     rec.details["silhouettes"] = json.dumps({str(k): round(v, 4) for k, v in segments.silhouettes.items()})
     with_segments = checkpointed(scored.transform(assign_segments(segments)), cleanup)
     table = with_segments.transform(describe_segments(trained.bundle.run_id, as_of, segments.silhouettes[segments.k],
-                                                      m.segment_top_features))
+                                                      m.segment_top_features)).localCheckpoint(eager=True)
+    segments = replace(segments, marks=segment_marks(table, m.segment_top_features))
     return with_segments, table, segments
 
 
@@ -226,12 +227,12 @@ def rescore(cfg: Config, profiles: DataFrame, bundle: ModelBundle, segments: Seg
     """Profiles scored and segmented by a model trained earlier (the incremental job), and their model tags."""
     scored = (profiles.transform(model_scores(bundle, cfg.features.top_k)).transform(assign_segments(segments))
               .persist(StorageLevel.MEMORY_AND_DISK))
-    return scored, scored.transform(model_labels(cfg))
+    return scored, scored.transform(model_labels(cfg, segments.marks))
 
 
-def model_labels(cfg: Config) -> Callable[[DataFrame], DataFrame]:
+def model_labels(cfg: Config, marks: dict[int, tuple[str, ...]]) -> Callable[[DataFrame], DataFrame]:
     m = cfg.model
-    return model_tags(m.propensity_tag_min, m.churn_tag_min, m.horizon_days)
+    return model_tags(m.propensity_tag_min, m.churn_tag_min, m.horizon_days, marks)
 
 
 @dataclass
@@ -291,6 +292,6 @@ def model_stages(cfg: Config, spark: SparkSession, wh: Warehouse, tiles: dict[st
         {**flat, "segments_k": seg.k, "silhouette": seg.silhouettes[seg.k]}, trained.bundle)
     rec.details["mlflow_run_id"] = trained.mlflow_run_id
     metrics = spark.createDataFrame(metrics_rows(trained, rec.run_id, as_of), MODEL_METRICS)
-    labels = scored.transform(model_labels(cfg))
+    labels = scored.transform(model_labels(cfg, seg.marks))
     rec.details["serving_model"] = str(save_serving(m.serving_dir, trained.bundle, seg))
     return ModelOutputs(scored, labels, segments, metrics, trained)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 from typing import Mapping
 
 from conf import ModelConf
@@ -33,7 +35,13 @@ def log_training(cfg: ModelConf, run_name: str, params: Mapping[str, object], hi
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None})
         if bundle is not None:
             mlflow.log_dict(bundle.spec.to_dict(), "input_spec.json")
+            mlflow.log_dict({t: {"method": s.method, "calibration": list(s.calibration)}
+                             for t, s in bundle.scorers.items()}, "published.json")
             mlflow.pytorch.log_model(bundle.network(), name="model", serialization_format="pickle")
+            with tempfile.TemporaryDirectory() as directory:  # the whole published model, scorers included
+                path = Path(directory) / "bundle.pt"
+                path.write_bytes(bundle.to_bytes())
+                mlflow.log_artifact(str(path))
         return run.info.run_id
 
 
@@ -60,5 +68,6 @@ def log_backtest(cfg: ModelConf, run_name: str, rows: list[tuple]) -> str:
         for r in rows:
             if r[6] is not None:
                 key = f"{r[1].date().isoformat()}/{r[5]}/{r[4]}"
-                mlflow.log_metrics({key: r[6], f"{key}_ci_low": r[7], f"{key}_ci_high": r[8]})
+                values = {key: r[6], f"{key}_ci_low": r[7], f"{key}_ci_high": r[8]}
+                mlflow.log_metrics({k: v for k, v in values.items() if v is not None})  # a winner has no interval
         return run.info.run_id
