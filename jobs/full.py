@@ -45,7 +45,8 @@ class RunSummary:
 
 def open_warehouse(cfg: Config, spark: SparkSession) -> Warehouse:
     """The warehouse, with the profiles schema that matches the configured RFM windows."""
-    profiles = TableSpec("profiles", profiles_schema(cfg.features.rfm_windows, cfg.features.short_windows), ("user_id",))
+    f = cfg.features
+    profiles = TableSpec("profiles", profiles_schema(f.rfm_windows, f.short_windows), ("user_id",))
     return Warehouse(cfg.warehouse.path, spark, cfg.warehouse.engine, specs={"profiles": profiles})
 
 

@@ -111,12 +111,13 @@ def _driven(reason: Column, drivers: str) -> Column:
 
 
 def _value(name: str) -> Column:
-    """A profile input as "name=value" (whole numbers without decimals); tenure_days from signup_ts."""
+    """A profile input as "name=value" (whole numbers without decimals), or "name unknown"; tenure_days from
+    signup_ts."""
     column = (F.col("as_of").cast("double") - F.col("signup_ts").cast("double")) / 86_400 if name == "tenure_days" \
         else F.col(name).cast("double")
     shown = F.when(column == F.floor(column), F.format_string("%d", column.cast("long"))).otherwise(
         F.format_string("%.2f", column))
-    return F.when(column.isNotNull(), F.concat(F.lit(f"{name}="), shown))
+    return F.when(column.isNotNull(), F.concat(F.lit(f"{name}="), shown)).otherwise(F.lit(f"{name} unknown"))
 
 
 def segment_reason(marks: dict[int, tuple[str, ...]]) -> Column:
@@ -124,7 +125,8 @@ def segment_reason(marks: dict[int, tuple[str, ...]]) -> Column:
     base = F.format_string("nearest to segment %d's centre in embedding space", F.col("segment_id"))
     quoted = F.lit("")
     for segment, names in sorted(marks.items()):
-        quoted = F.when(F.col("segment_id") == segment, F.concat_ws(", ", *[_value(n) for n in names])).otherwise(quoted)
+        values = F.concat_ws(", ", *[_value(n) for n in names])
+        quoted = F.when(F.col("segment_id") == segment, values).otherwise(quoted)
     return F.when(quoted != "", F.concat(base, F.lit("; what sets it apart, here: "), quoted)).otherwise(base)
 
 

@@ -100,7 +100,8 @@ MODEL_FIELDS = [
 
 def intent_fields(short_windows: tuple[int, ...] | list[int]) -> list[StructField]:
     """Short-horizon intent (jobs.features.intent): per-kind counts of the last days, open carts and favourites."""
-    counts = [StructField(f"{kind}_{w}d", LongType()) for w in short_windows for kind in ("views", "carts", "favs", "buys")]
+    counts = [StructField(f"{kind}_{w}d", LongType())
+              for w in short_windows for kind in ("views", "carts", "favs", "buys")]
     return counts + [
         StructField("open_intent_items", LongType()),  # carted or favourited in the longest short window, not bought
         StructField("last_cart_ts", TimestampType()),

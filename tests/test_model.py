@@ -216,8 +216,14 @@ def test_model_tags_give_probability_in_score_and_reason(tables):
     tags = wh.read("labels").filter(F.col("tag").isin("likely_buyer", "churn_risk")).collect()
     assert "likely_buyer" in {t["tag"] for t in tags}  # churn_risk needs confident churners, rare in 14 days
     for t in tags:
-        p = float(re.search(r"\(p=(\d\.\d\d)\)$", t["reason"]).group(1))
-        assert p == pytest.approx(t["score"], abs=0.005) and t["score"] >= 0.2
+        found = re.search(r"\(p=(\d\.\d\d)\): (.+)$", t["reason"])
+        assert found, t["reason"]
+        assert float(found.group(1)) == pytest.approx(t["score"], abs=0.005) and t["score"] >= 0.2
+        # Every model tag names at least one input, with its value.
+        assert re.search(r"\w+(=-?\d| (known|unknown))", found.group(2)), t["reason"]
+    segments = wh.read("labels").filter(F.col("tag").startswith("segment:")).collect()
+    assert segments and all(re.search(r"what sets it apart, here: \w+(=-?\d| unknown)", t["reason"])
+                            for t in segments), segments[:3]
     assert all(t["reason"].startswith("likely to buy in 7 days") for t in tags if t["tag"] == "likely_buyer")
     assert all(t["reason"].startswith("churn risk: no activity expected in the next 7 days") for t in tags
                if t["tag"] == "churn_risk")
@@ -236,6 +242,25 @@ def _logged_model(run, demo_run):
     spec_json = json.loads(mlflow.artifacts.load_text(f"runs:/{logged.info.run_id}/input_spec.json"))
     spec = InputSpec.from_dict(spec_json)
     return logged, network, spec
+
+
+def _logged_bundle(run):
+    """The whole published model the run logged (``bundle.pt``: network, spec and scorers)."""
+    import mlflow
+
+    from jobs.model.network import ModelBundle
+
+    return ModelBundle.from_bytes(Path(mlflow.artifacts.download_artifacts(
+        f"runs:/{run['details']['mlflow_run_id']}/bundle.pt")).read_bytes())
+
+
+def _published_propensities(scorer, network, rows) -> np.ndarray:
+    """A published scorer's calibrated propensities for model-input rows (the network's margin where it is
+    the network)."""
+    with torch.no_grad():
+        margin = network.double()(*(torch.tensor([r[c] for r in rows], dtype=torch.float64)
+                                    for c in ("behaviour", "text", "interest")))[1].numpy()
+    return scorer.probabilities(np.array([r["behaviour"] for r in rows], dtype=np.float64), margin)
 
 
 def _propensities(network, rows) -> np.ndarray:
@@ -257,7 +282,8 @@ def test_metrics_table_is_computed_on_the_held_out_users_with_the_logged_model(t
             if (metric, method) not in (("category_recall_at_10", "gbt"), ("propensity_brier", "rfm_rule")):
                 assert 0.0 <= by[(metric, method)] <= 1.0, (metric, method)
     held = wh.read("training_snapshot").filter("holdout").orderBy("user_id").collect()
-    assert {r["users"] for r in rows if not r["metric"].startswith(("validation_", "champion_"))} == {len(held)}
+    assert {r["users"] for r in rows
+            if not r["metric"].startswith(("validation_", "champion_", "reliability_"))} == {len(held)}
     # 400 demo users leave too few held-out users for any quality bar (model_eval.py measures that on 20,000);
     # what holds at any size is that the stored figures are the logged models' on exactly these users.
     _, network, _ = _logged_model(run, demo_run)
@@ -265,17 +291,9 @@ def test_metrics_table_is_computed_on_the_held_out_users_with_the_logged_model(t
     assert by[("propensity_roc_auc", "network")] == pytest.approx(roc_auc_score(truth, _propensities(network, held)),
                                                                  abs=1e-9)
     # The published model: the logged bundle's propensity scorer (whichever candidate won), calibrated.
-    import mlflow
-    from jobs.model.network import ModelBundle
-
-    bundle = ModelBundle.from_bytes(Path(mlflow.artifacts.download_artifacts(
-        f"runs:/{run['details']['mlflow_run_id']}/bundle.pt")).read_bytes())
-    winner = bundle.scorers["propensity"]
+    winner = _logged_bundle(run).scorers["propensity"]
     assert winner.method == json.loads(run["details"]["published"])["propensity"]
-    with torch.no_grad():
-        margin = network.double()(*(torch.tensor([r[c] for r in held], dtype=torch.float64)
-                                    for c in ("behaviour", "text", "interest")))[1].numpy()
-    published = winner.probabilities(np.array([r["behaviour"] for r in held], dtype=np.float64), margin)
+    published = _published_propensities(winner, network, held)
     assert by[("propensity_roc_auc", "model")] == pytest.approx(roc_auc_score(truth, published), abs=1e-9)
     assert by[("propensity_brier", "model")] == pytest.approx(np.mean((published - np.array(truth)) ** 2), abs=1e-9)
     # The winner led every other candidate on the validation window (never a candidate that lost there).
@@ -290,7 +308,9 @@ def test_mlflow_holds_the_run_and_a_model_that_reproduces_the_stored_scores(tabl
     assert "model/propensity_roc_auc" in logged.data.metrics and "train_loss" in logged.data.metrics
     user = wh.read("profiles").orderBy("user_id").limit(1)
     x = user.transform(model_inputs(spec)).first()
-    assert _propensities(network, [x])[0] == pytest.approx(user.first()["purchase_propensity"], abs=1e-5)
+    scorer = _logged_bundle(run).scorers["propensity"]
+    assert _published_propensities(scorer, network, [x])[0] == pytest.approx(user.first()["purchase_propensity"],
+                                                                             abs=1e-5)
 
 
 # --- lookalikes and exports behind the k-anonymity floor -----------------------------------------------------

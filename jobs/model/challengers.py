@@ -37,7 +37,8 @@ QUINTILE_CUTS = [0.2, 0.4, 0.6, 0.8]
 def reported(method: str, metric: str) -> bool:
     """Whether ``metric`` means something for ``method``: the trees rank no category, and the rule's raw scores
     are no probabilities (no Brier score; published, it is calibrated like any winner)."""
-    return not ((method == TREES and metric.startswith("category")) or (method == REFERENCE and metric.endswith("brier")))
+    return not ((method == TREES and metric.startswith("category"))
+                or (method == REFERENCE and metric.endswith("brier")))
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,8 @@ def _category_labels(n_categories: int) -> Callable[[DataFrame], DataFrame]:
 
 
 def _standardised(train: DataFrame, test: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """``scaled``: the behaviour vector standardised by the training rows. The training rows are cached (every fit reads them once per iteration); the scored rows are read once, so they are not."""
+    """``scaled``: the behaviour vector standardised by the training rows. The training rows are
+    cached (every fit reads them once per iteration); the scored rows are read once, so they are not."""
     scaler = StandardScaler(inputCol="features", outputCol="scaled", withMean=True).fit(
         train.withColumn("features", array_to_vector("behaviour")))
 
