@@ -322,7 +322,7 @@ def test_two_racing_runs_commit_one_step_which_embeds_only_new_texts_and_a_rerun
     # Only families with a window can fold anyone again (users with rows at its edge); every other column slides.
     touched = json.loads(run["details"]["touched_users"])
     refolded = {family for family, users in touched.items() if users}
-    assert {"affinity", "social", "text"} <= set(touched) and refolded <= {"rfm", "activity", "text"}, touched
+    assert {"affinity", "social", "text"} <= set(touched) and refolded <= {"rfm", "activity", "text", "intent"}, touched
     for row in wh.read("profiles").collect():
         was = old_profiles[row.user_id]
         for column in ("days_since_last_event", "recency_days"):
