@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 
 import numpy as np
@@ -54,13 +55,13 @@ class Scorer:
         if self.method == NETWORK:
             return network_margin
         if self.method == LOGISTIC:
-            p = self._linear()
+            p = self._linear
             return _scaled(behaviour, p) @ p["coefficients"] + float(p["intercept"])
         if self.method == REFERENCE:
-            return _rule_margins(behaviour, self._linear())
+            return _rule_margins(behaviour, self._linear)
         import xgboost
 
-        return self._booster().predict(xgboost.DMatrix(behaviour), output_margin=True).astype(np.float64)
+        return self._booster.predict(xgboost.DMatrix(behaviour), output_margin=True).astype(np.float64)
 
     def probabilities(self, behaviour: np.ndarray, network_margin: np.ndarray) -> np.ndarray:
         a, b = self.calibration
@@ -71,19 +72,22 @@ class Scorer:
         if self.method == NETWORK:
             return network_ig()
         if self.method == LOGISTIC:
-            p = self._linear()
+            p = self._linear
             centred = _scaled(behaviour, p)  # already relative to the training mean
             return centred * p["coefficients"]
         if self.method == REFERENCE:
-            return _rule_contributions(behaviour, self._linear())
+            return _rule_contributions(behaviour, self._linear)
         import xgboost
 
-        shap = self._booster().predict(xgboost.DMatrix(behaviour), pred_contribs=True)
+        shap = self._booster.predict(xgboost.DMatrix(behaviour), pred_contribs=True)
         return shap[:, :-1].astype(np.float64)  # the last column is the bias (the average margin)
 
+    # Parsed once per scorer, not once per scored batch.
+    @cached_property
     def _linear(self) -> dict[str, np.ndarray]:
         return dict(np.load(io.BytesIO(self.params)))
 
+    @cached_property
     def _booster(self):
         import xgboost
 

@@ -17,9 +17,6 @@ from pyspark.sql import functions as F
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 
-METHODS = ("model", "network", "mllib", "gbt", "rfm_rule")
-
-
 @dataclass(frozen=True)
 class HeldOut:
     """Held-out truth and one method's scores, row-aligned."""

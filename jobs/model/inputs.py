@@ -7,6 +7,7 @@ the scoring stage feeds to the trained model, so training and scoring cannot dri
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from datetime import date, datetime, timedelta
 from typing import Callable
 
@@ -63,12 +64,17 @@ class InputSpec:
         return set(LOG_COLUMNS) | set(short_window_columns(self.short_windows)) | {
             c for c in self.scalar_columns() if c.startswith(("spend_", "orders_", "events_"))}
 
+    @cached_property
+    def _layout(self) -> tuple[list[str], list[str], set[str]]:
+        """(scalar columns, names, logged scalars), built once: ``describe`` runs per user and input."""
+        return self.scalar_columns(), self.names(), self.logged()
+
     def describe(self, position: int, value: float) -> str:
         """A behaviour input and its value as the profile holds it, for a reason: "carts_1d=3"."""
-        scalars = self.scalar_columns()
-        name = self.names()[position]
+        scalars, names, logged = self._layout
+        name = names[position]
         if position < len(scalars):
-            shown = float(np.expm1(value)) if name in self.logged() else value
+            shown = float(np.expm1(value)) if name in logged else value
             return f"{name}={shown:.0f}" if abs(shown - round(shown)) < 1e-6 else f"{name}={shown:.3g}"
         if position < 2 * len(scalars):
             return f"{scalars[position - len(scalars)]} {'unknown' if value >= 0.5 else 'known'}"
