@@ -29,7 +29,7 @@ from jobs.full import embedded_vectors, open_warehouse, read_and_validate
 from jobs.model.challengers import BINARY_TARGETS, reported
 from jobs.model.evaluate import HeldOut, evaluation_sample, intervals, metrics
 from jobs.model.inputs import users_at
-from jobs.model.selection import (NO_CHOICE, PUBLISHED, Choice, choose, fit_candidates, outcome_rows, published_bundle,
+from jobs.model.selection import (NO_CHOICE, PUBLISHED, Choice, choose, fit_candidates, outcome_rows, scored_bundles,
                                   scored_round)
 from jobs.model.stages import snapshot_stage, train_stage
 from jobs.model.tracking import log_backtest
@@ -120,7 +120,7 @@ def run_backtest(cfg: Config, spark: SparkSession, as_of: datetime | None = None
             found = backtest_round(cfg, spark, wh, tiles, present, vectors, origin, rec, choice)
             if choice is not None:
                 rows += origin_rows(rec.run_id, origin, horizon, found, choice, bootstrap_draws, cfg.model.seed + i)
-            choice = choose({m: h for m, h in found.items() if m != PUBLISHED}) if validating else NO_CHOICE
+            choice = choose(found, cfg.model.seed) if validating else NO_CHOICE
         with rec.stage("write") as st:
             wh.append("backtests", spark.createDataFrame(rows, BACKTESTS), run_id=rec.run_id)
             st.rows_out = len(rows)
@@ -153,9 +153,8 @@ def backtest_round(cfg: Config, spark: SparkSession, wh, tiles: dict[str, DataFr
         users = evaluation_sample(existing.select("user_id"), m.evaluation_users, m.seed)
         known = {**tiles, "users": tiles["users"].join(users, "user_id", "left_semi")}
         profiles = profiles_from_state(cfg, origin.as_of, rec.started_at, present, vectors)(known).cache()
-        published = published_bundle(candidates, choice) if choice is not None else None
         found = scored_round(candidates, outcome_rows(cfg, tiles, profiles, origin.as_of, snap.spec), snap.spec,
-                             published)
+                             scored_bundles(candidates, choice))
         st.rows_out = len(next(iter(found.values())).bought)
         for metric in ("propensity_roc_auc", "churn_pr_auc"):
             rec.console.print(f"  {label} {metric:<20}" + "  ".join(

@@ -3,12 +3,14 @@ objective on the same rows, the trees' margins and SHAP contributions against xg
 the published candidate."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from jobs.model.challengers import Scorer, fit_logistic, fit_trees, platt, select_champions
-from jobs.model.evaluate import category_logistic_scores
+from jobs.model.challengers import Scorer, fit_logistic, fit_trees, platt, select_champions, stacked
+from jobs.model.evaluate import HeldOut, category_logistic_scores
 from tests.helpers import ts
 
 REG = 0.001  # MLlib's regParam in fit_logistic and category_logistic_scores: (1/n) sum(loss) + REG/2 |w|^2 is sklearn's C = 1 / (n * REG)
@@ -108,6 +110,55 @@ def test_the_best_validated_candidate_is_published_and_never_one_that_lost():
     assert select_champions({"propensity_roc_auc": {"network": 0.6, "gbt": 0.6, "mllib": 0.6}}) == {
         "propensity": "mllib", "churn": "network"}
     assert select_champions({"propensity_roc_auc": {"network": 0.6, "rfm_rule": 0.6}})["propensity"] == "rfm_rule"
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-x))
+
+
+def test_the_stack_competes_out_of_fold_and_weighs_the_calibrated_candidates_as_scikit_learn_does():
+    from sklearn.metrics import roc_auc_score
+
+    from jobs.model.selection import choose
+
+    rng = np.random.default_rng(11)
+    n = 3000
+    first, second, noise = rng.normal(size=(3, n))
+    bought = (rng.random(n) < sigmoid(1.5 * first + 1.5 * second)).astype(float)
+    churned = (rng.random(n) < sigmoid(2 * second - 1)).astype(float)
+    # Each learned candidate saw half the propensity signal; the rule a weak share of one half.
+    seen = {"mllib": first, "gbt": second, "network": noise, "rfm_rule": 0.3 * first + rng.normal(size=n)}
+    found = {m: HeldOut(bought, churned, np.zeros((n, 0)), sigmoid(x), sigmoid(x + second), np.zeros((n, 0)))
+             for m, x in seen.items()}
+    # An earlier round's published scores and stack are no candidates, however good.
+    found["model"] = found["stack"] = HeldOut(bought, churned, np.zeros((n, 0)), bought, churned, np.zeros((n, 0)))
+    choice = choose(found, seed=3)
+    figures = choice.validation["propensity_roc_auc"]
+    assert set(figures) == {"mllib", "gbt", "network", "rfm_rule", "stack"}
+    assert choice.winners["propensity"] == "stack"
+    assert figures["stack"] > max(v for m, v in figures.items() if m != "stack") + 0.05
+    parts, weights, intercept = choice.stacks["propensity"]
+    calibrated = np.column_stack([a * seen[m] + b for m in parts for a, b in [platt(seen[m], bought)]])
+    reference = LogisticRegression().fit(calibrated, bought)
+    assert weights == pytest.approx(reference.coef_[0], abs=1e-4) and intercept == pytest.approx(
+        reference.intercept_[0], abs=1e-4)
+    # Out of fold, the figure is below what the weights score on the users they were fitted on.
+    assert figures["stack"] < roc_auc_score(bought, reference.decision_function(calibrated))
+
+
+def test_a_stacked_scorer_is_its_weights_over_its_calibrated_parts(spark):
+    rows = snapshot_rows()
+    training, _ = split(spark, rows)
+    regression = replace(fit_logistic(training, "bought"), calibration=(0.5, 0.2))
+    network = Scorer("network", calibration=(2.0, -1.0))
+    stack = stacked([regression, network], np.array([0.7, -0.4]), 0.3)
+    raw = np.array([r[1] for r in rows])
+    head = np.linspace(-2, 2, len(rows))
+    margin = 0.3 + 0.7 * (0.5 * regression.margins(raw, head) + 0.2) - 0.4 * (2 * head - 1)
+    assert stack.probabilities(raw, head) == pytest.approx(sigmoid(margin))
+    gradients = np.ones_like(raw)
+    assert stack.contributions(raw, lambda: gradients) == pytest.approx(
+        0.7 * 0.5 * regression.contributions(raw, None) - 0.4 * 2 * gradients)
 
 
 def test_platt_calibration_is_scikit_learn_s_and_identity_on_one_class():

@@ -28,7 +28,11 @@ from pyspark.sql import functions as F
 BINARY_TARGETS = {"propensity": ("bought", "propensity_roc_auc"), "churn": ("churned", "churn_pr_auc")}
 NETWORK, LOGISTIC, TREES = "network", "mllib", "gbt"
 REFERENCE = "rfm_rule"  # the rule a team would write without a model: the baseline every candidate must beat
-CANDIDATES = (NETWORK, LOGISTIC, TREES, REFERENCE)
+# A logistic regression over the other candidates' calibrated margins, fitted on the validation users. Its
+# validation figure is out of fold, so it competes with the others on equal terms.
+STACK = "stack"
+CANDIDATES = (NETWORK, LOGISTIC, TREES, REFERENCE, STACK)
+STACK_FOLDS = 5
 # The RFM rule's propensity: (behaviour input, higher is better) quintiles, summed; its churn: days idle.
 RULE_QUINTILES = (("recency_days", False), ("frequency", True), ("monetary", True))
 RULE_IDLE = "days_since_last_event"
@@ -38,7 +42,7 @@ QUINTILE_CUTS = [0.2, 0.4, 0.6, 0.8]
 def reported(method: str, metric: str) -> bool:
     """Whether ``metric`` means something for ``method``: the trees rank no category, and the rule's raw scores
     are no probabilities (no Brier score; published, it is calibrated like any winner)."""
-    return not ((method == TREES and metric.startswith("category"))
+    return not ((method in (TREES, STACK) and metric.startswith("category"))
                 or (method == REFERENCE and metric.endswith("brier")))
 
 
@@ -47,7 +51,8 @@ class Scorer:
     """One target's scorer: ``method``, its fitted parameters and a Platt calibration of its margin."""
 
     method: str
-    params: bytes = b""            # mllib: npz of mean, std, coefficients, intercept; gbt: the booster (UBJSON)
+    params: bytes = b""            # mllib: npz of mean, std, coefficients, intercept; gbt: the booster (UBJSON);
+    #                                stack: npz of its parts (method, params, calibration), weights, intercept
     calibration: tuple[float, float] = (1.0, 0.0)  # p = sigmoid(a * margin + b)
 
     def margins(self, behaviour: np.ndarray, network_margin: np.ndarray) -> np.ndarray:
@@ -59,13 +64,20 @@ class Scorer:
             return _scaled(behaviour, p) @ p["coefficients"] + float(p["intercept"])
         if self.method == REFERENCE:
             return _rule_margins(behaviour, self._linear)
+        if self.method == STACK:
+            weights, intercept = self._stack
+            return intercept + sum(w * part.calibrated_margins(behaviour, network_margin)
+                                   for part, w in zip(self._parts, weights))
         import xgboost
 
         return self._booster.predict(xgboost.DMatrix(behaviour), output_margin=True).astype(np.float64)
 
-    def probabilities(self, behaviour: np.ndarray, network_margin: np.ndarray) -> np.ndarray:
+    def calibrated_margins(self, behaviour: np.ndarray, network_margin: np.ndarray) -> np.ndarray:
         a, b = self.calibration
-        return 1.0 / (1.0 + np.exp(-(a * self.margins(behaviour, network_margin) + b)))
+        return a * self.margins(behaviour, network_margin) + b
+
+    def probabilities(self, behaviour: np.ndarray, network_margin: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-self.calibrated_margins(behaviour, network_margin)))
 
     def contributions(self, behaviour: np.ndarray, network_ig: Callable[[], np.ndarray]) -> np.ndarray:
         """Each behaviour input's push on the margin, per row, against the average training user."""
@@ -77,6 +89,10 @@ class Scorer:
             return centred * p["coefficients"]
         if self.method == REFERENCE:
             return _rule_contributions(behaviour, self._linear)
+        if self.method == STACK:  # each part's pushes, scaled as the stack weighs that part's margin
+            weights, _ = self._stack
+            return sum(w * part.calibration[0] * part.contributions(behaviour, network_ig)
+                       for part, w in zip(self._parts, weights))
         import xgboost
 
         shap = self._booster.predict(xgboost.DMatrix(behaviour), pred_contribs=True)
@@ -86,6 +102,16 @@ class Scorer:
     @cached_property
     def _linear(self) -> dict[str, np.ndarray]:
         return dict(np.load(io.BytesIO(self.params)))
+
+    @cached_property
+    def _parts(self) -> list["Scorer"]:
+        p = self._linear
+        return [Scorer(str(method), p[f"part_{i}"].tobytes(), tuple(float(v) for v in p["calibrations"][i]))
+                for i, method in enumerate(p["methods"])]
+
+    @cached_property
+    def _stack(self) -> tuple[np.ndarray, float]:
+        return self._linear["weights"], float(self._linear["intercept"])
 
     @cached_property
     def _booster(self):
@@ -112,8 +138,9 @@ def _rule_margins(behaviour: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray
     if str(p["target"]) == "propensity":
         return _quintiles(behaviour, p).sum(axis=1)
     idle, missing = int(p["positions"][0]), int(p["missing"][0])
-    # log1p days idle (the input as the vector holds it); never active: longer than any history.
-    return np.where(behaviour[:, missing] < 0.5, behaviour[:, idle], 50.0)
+    # log1p days idle (the input as the vector holds it); never active: longer than any history (log1p of
+    # a century is 10.5), yet a margin whose probability still tells it apart from 1 (the stack reads logits).
+    return np.where(behaviour[:, missing] < 0.5, behaviour[:, idle], 25.0)
 
 
 def _rule_contributions(behaviour: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
@@ -192,6 +219,34 @@ def fit_challengers(train: DataFrame, spec, seed: int) -> dict[str, dict[str, Sc
             for target, (label, _) in BINARY_TARGETS.items()}
 
 
+def stacked(parts: list[Scorer], weights: np.ndarray, intercept: float) -> Scorer:
+    """The stack's scorer over ``parts`` (each fitted and calibrated): p = sigmoid(intercept + sum of weight x
+    the part's calibrated margin). Its own calibration is the identity: the regression's output is one."""
+    buffer = io.BytesIO()
+    np.savez(buffer, methods=np.array([p.method for p in parts]), weights=np.asarray(weights, dtype=np.float64),
+             intercept=np.array(float(intercept)), calibrations=np.array([p.calibration for p in parts]),
+             **{f"part_{i}": np.frombuffer(p.params, dtype=np.uint8) for i, p in enumerate(parts)})
+    return Scorer(STACK, buffer.getvalue())
+
+
+def fit_stack(margins: np.ndarray, labels: np.ndarray, seed: int) -> tuple[np.ndarray, float, np.ndarray] | None:
+    """The stack's weights and intercept over the candidates' calibrated margins (users x candidates), and
+    its out-of-fold probabilities: each user scored by a fit on the other folds, so the validation figure
+    the stack competes with is measured on users its weights never saw. None with one class in any fold's
+    training users."""
+    from sklearn.linear_model import LogisticRegression as Regression
+
+    folds = np.random.default_rng(seed).permutation(len(labels)) % STACK_FOLDS
+    out_of_fold = np.zeros(len(labels))
+    for fold in range(STACK_FOLDS):
+        train = folds != fold
+        if labels[train].min(initial=1) == labels[train].max(initial=0):
+            return None
+        out_of_fold[~train] = Regression().fit(margins[train], labels[train]).predict_proba(margins[~train])[:, 1]
+    fitted = Regression().fit(margins, labels)
+    return fitted.coef_[0], float(fitted.intercept_[0]), out_of_fold
+
+
 def select_champions(validation: dict[str, dict[str, float | None]]) -> dict[str, str]:
     """target -> the candidate with the best validation metric; the network when no candidate has one.
 
@@ -201,8 +256,8 @@ def select_champions(validation: dict[str, dict[str, float | None]]) -> dict[str
     winners = {}
     for target, (_, metric) in BINARY_TARGETS.items():
         found = {m: v for m, v in validation.get(metric, {}).items() if m in CANDIDATES and v is not None}
-        # Ties go to the simplest candidate: the rule, the regression, the trees, then the network.
-        order = (REFERENCE, LOGISTIC, TREES, NETWORK)
+        # Ties go to the simplest candidate: the rule, the regression, the trees, the network, then the stack.
+        order = (REFERENCE, LOGISTIC, TREES, NETWORK, STACK)
         winners[target] = max(found, key=lambda m: (found[m], -order.index(m))) if found else NETWORK
     return winners
 

@@ -8,7 +8,7 @@ rounds at each origin, the previous origin's round choosing.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import numpy as np
@@ -16,8 +16,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from conf import Config
-from jobs.model.challengers import (BINARY_TARGETS, CANDIDATES, NETWORK, REFERENCE, TREES, Scorer, fit_challengers,
-                                    platt, select_champions)
+from jobs.model.challengers import (BINARY_TARGETS, CANDIDATES, NETWORK, REFERENCE, STACK, TREES, Scorer,
+                                    fit_challengers, fit_stack, platt, reported, select_champions, stacked)
 from jobs.model.evaluate import HeldOut, category_logistic_scores, held_out, metrics
 from jobs.model.inputs import InputSpec, horizon_labels, model_inputs
 from jobs.model.network import ModelBundle
@@ -42,9 +42,12 @@ class Choice:
     winners: dict[str, str]
     calibrations: dict[str, dict[str, tuple[float, float]]]   # target -> method -> (a, b)
     validation: dict[str, dict[str, float | None]]            # metric -> method -> value
+    # target -> the stack fitted on validation: (its parts, their weights, the intercept)
+    stacks: dict[str, tuple[tuple[str, ...], np.ndarray, float]] = field(default_factory=dict)
 
 
 NO_CHOICE = Choice({t: NETWORK for t in BINARY_TARGETS}, {}, {})
+STACK_PARTS = tuple(m for m in CANDIDATES if m != STACK)
 
 
 def fit_candidates(network: ModelBundle, train: DataFrame, seed: int, challengers: bool) -> Candidates:
@@ -69,8 +72,9 @@ def _renamed(predictions: DataFrame) -> DataFrame:
 
 
 def candidate_scores(candidates: Candidates, inputs: DataFrame, spec: InputSpec,
-                     published: ModelBundle | None = None) -> dict[str, DataFrame]:
-    """Each method's scores (user_id, propensity, churn, category_scores) for ``inputs`` (model inputs)."""
+                     bundles: dict[str, ModelBundle] | None = None) -> dict[str, DataFrame]:
+    """Each method's scores (user_id, propensity, churn, category_scores) for ``inputs`` (model inputs), and
+    each of ``bundles`` (a name -> a model with its own scorers: the published one, the stack)."""
     n = len(spec.categories)
     found = {NETWORK: _renamed(inputs.transform(predict(candidates.network, with_drivers=False)))}
     methods = sorted({m for by in candidates.challengers.values() for m in by})
@@ -86,17 +90,17 @@ def candidate_scores(candidates: Candidates, inputs: DataFrame, spec: InputSpec,
         else:
             found[method] = scores.drop("category_scores").join(
                 category_logistic_scores(candidates.train, inputs, n), "user_id")
-    if published is not None:
-        found[PUBLISHED] = _renamed(inputs.transform(predict(published, with_drivers=False)))
+    for name, bundle in (bundles or {}).items():
+        found[name] = _renamed(inputs.transform(predict(bundle, with_drivers=False)))
     return found
 
 
 def scored_round(candidates: Candidates, rows: DataFrame, spec: InputSpec,
-                 published: ModelBundle | None = None) -> dict[str, HeldOut]:
+                 bundles: dict[str, ModelBundle] | None = None) -> dict[str, HeldOut]:
     """method -> its scores beside the truth, for the labelled ``rows`` (model inputs and horizon labels)."""
     truth = rows.select("user_id", "bought", "churned", "categories").cache()
     inputs = rows.select("user_id", "behaviour", "text", "interest")
-    scores = candidate_scores(candidates, inputs, spec, published)
+    scores = candidate_scores(candidates, inputs, spec, bundles)
     found = {method: held_out(truth, s, len(spec.categories)) for method, s in scores.items()}
     truth.unpersist()
     return found
@@ -107,26 +111,60 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def choose(found: dict[str, HeldOut]) -> Choice:
-    """Winners by the validation metric of each target, and every candidate's Platt calibration on the same
-    users (the published scorer keeps its own)."""
+def choose(found: dict[str, HeldOut], seed: int = 0) -> Choice:
+    """Winners by the validation metric of each target, every candidate's Platt calibration on the same
+    users (the published scorer keeps its own), and each target's stack over those calibrated margins,
+    whose figure is its out-of-fold one. Only the candidates compete: a published model or stack scored in
+    ``found`` by an earlier choice is left out."""
+    found = {method: held for method, held in found.items() if method in STACK_PARTS}
     validation: dict[str, dict[str, float | None]] = {}
     for method, held in found.items():
         for metric, value in metrics(held).items():
             validation.setdefault(metric, {})[method] = value
-    calibrations = {target: {method: platt(_logit(getattr(found[method], target)), getattr(found[method], label))
-                             for method in CANDIDATES if method in found}
-                    for target, (label, _) in BINARY_TARGETS.items()}
-    return Choice(select_champions(validation), calibrations, validation)
+    calibrations, stacks, out_of_fold = {}, {}, {}
+    for target, (label, _) in BINARY_TARGETS.items():
+        labels = lambda method: getattr(found[method], label)  # noqa: E731
+        logits = {method: _logit(getattr(found[method], target)) for method in STACK_PARTS if method in found}
+        calibrations[target] = {method: platt(v, labels(method)) for method, v in logits.items()}
+        parts = tuple(logits)
+        fitted = fit_stack(np.column_stack([a * logits[m] + b for m in parts for a, b in [calibrations[target][m]]]),
+                           labels(parts[0]), seed) if len(parts) > 1 else None
+        if fitted is not None:
+            weights, intercept, out_of_fold[target] = fitted
+            stacks[target] = (parts, weights, intercept)
+    if len(out_of_fold) == len(BINARY_TARGETS):
+        base = next(iter(found.values()))
+        stack = replace(base, propensity=out_of_fold["propensity"], churn=out_of_fold["churn"])
+        for metric, value in metrics(stack).items():
+            if reported(STACK, metric):
+                validation.setdefault(metric, {})[STACK] = value
+    return Choice(select_champions(validation), calibrations, validation, stacks)
+
+
+def _target_scorer(candidates: Candidates, choice: Choice, target: str, method: str) -> Scorer:
+    """``method``'s scorer for ``target``, fitted on ``candidates``' snapshot and calibrated as on validation."""
+    if method == STACK:
+        parts, weights, intercept = choice.stacks[target]
+        return stacked([_target_scorer(candidates, choice, target, m) for m in parts], weights, intercept)
+    fitted = candidates.challengers.get(target, {}).get(method, Scorer(NETWORK))
+    return replace(fitted, calibration=choice.calibrations.get(target, {}).get(method, (1.0, 0.0)))
 
 
 def published_bundle(candidates: Candidates, choice: Choice) -> ModelBundle:
     """The network with each target's winner as its scorer, calibrated as it was on validation."""
-    scorers = {}
-    for target, method in choice.winners.items():
-        fitted = candidates.challengers.get(target, {}).get(method, Scorer(NETWORK))
-        scorers[target] = replace(fitted, calibration=choice.calibrations.get(target, {}).get(method, (1.0, 0.0)))
-    return replace(candidates.network, scorers=scorers)
+    return replace(candidates.network, scorers={target: _target_scorer(candidates, choice, target, method)
+                                                for target, method in choice.winners.items()})
+
+
+def scored_bundles(candidates: Candidates, choice: Choice | None) -> dict[str, ModelBundle]:
+    """What a round scores beside the candidates: the published model (``choice``'s winners) and, where
+    validation fitted one per target, the stack."""
+    if choice is None:
+        return {}
+    bundles = {PUBLISHED: published_bundle(candidates, choice)}
+    if set(choice.stacks) == set(BINARY_TARGETS):
+        bundles[STACK] = published_bundle(candidates, replace(choice, winners={t: STACK for t in choice.stacks}))
+    return bundles
 
 
 def outcome_rows(cfg: Config, tiles: dict[str, DataFrame], profiles: DataFrame, at: datetime, spec: InputSpec

@@ -27,7 +27,7 @@ from jobs.model.evaluate import evaluation_sample, metrics, reliability
 from jobs.model.inputs import (TEXT_DIM, TEXT_VECTORS, InputSpec, category_vocabulary, holdout_flag, horizon_labels,
                                model_inputs, users_at)
 from jobs.model.selection import (NO_CHOICE, PUBLISHED, Candidates, Choice, choose, fit_candidates, outcome_rows,
-                                  published_bundle, scored_round)
+                                  published_bundle, scored_bundles, scored_round)
 from jobs.model.network import ModelBundle, NetworkShape
 from jobs.model.score import predict, with_model_scores
 from jobs.model.serving import save_serving
@@ -150,7 +150,7 @@ def validation_stage(cfg: Config, spark: SparkSession, wh: Warehouse, tiles: dic
     users = evaluation_sample(snapshot.profiles_at_cutoff.select("user_id"), m.evaluation_users, m.seed)
     profiles = snapshot.profiles_at_cutoff.join(users, "user_id", "left_semi")
     found = scored_round(candidates, outcome_rows(cfg, tiles, profiles, at, early.spec), early.spec)
-    return choose(found), len(next(iter(found.values())).bought)
+    return choose(found, m.seed), len(next(iter(found.values())).bought)
 
 
 def room_to_validate(cfg: Config, tiles: dict[str, DataFrame], snapshot: Snapshot) -> bool:
@@ -165,7 +165,7 @@ def evaluate_stage(cfg: Config, snapshot: Snapshot, candidates: Candidates, trai
     """The published model, every candidate and the RFM rule on the same held-out users; fills
     ``trained.metrics`` and the published scores' reliability curves."""
     held = evaluation_sample(snapshot.table.filter("holdout"), cfg.model.evaluation_users, cfg.model.seed)
-    found = scored_round(candidates, held, snapshot.spec, trained.bundle)
+    found = scored_round(candidates, held, snapshot.spec, scored_bundles(candidates, trained.choice))
     for method, scores in found.items():
         trained.holdout_users = len(scores.bought)
         for metric, value in metrics(scores).items():
