@@ -156,6 +156,9 @@ def test_a_stacked_scorer_is_its_weights_over_its_calibrated_parts(spark):
     head = np.linspace(-2, 2, len(rows))
     margin = 0.3 + 0.7 * (0.5 * regression.margins(raw, head) + 0.2) - 0.4 * (2 * head - 1)
     assert stack.probabilities(raw, head) == pytest.approx(sigmoid(margin))
+    assert stack.describe() == {"method": "stack", "calibration": [1.0, 0.0], "intercept": 0.3, "parts": [
+        {"method": "mllib", "calibration": [0.5, 0.2], "weight": 0.7},
+        {"method": "network", "calibration": [2.0, -1.0], "weight": -0.4}]}
     gradients = np.ones_like(raw)
     assert stack.contributions(raw, lambda: gradients) == pytest.approx(
         0.7 * 0.5 * regression.contributions(raw, None) - 0.4 * 2 * gradients)

@@ -98,6 +98,16 @@ class Scorer:
         shap = self._booster.predict(xgboost.DMatrix(behaviour), pred_contribs=True)
         return shap[:, :-1].astype(np.float64)  # the last column is the bias (the average margin)
 
+    def describe(self) -> dict:
+        """What a reader of the published model needs: the method, its calibration, and a stack's parts with
+        their calibrations and weights."""
+        out = {"method": self.method, "calibration": list(self.calibration)}
+        if self.method == STACK:
+            weights, intercept = self._stack
+            out |= {"intercept": intercept, "parts": [{**part.describe(), "weight": float(w)}
+                                                      for part, w in zip(self._parts, weights)]}
+        return out
+
     # Parsed once per scorer, not once per scored batch.
     @cached_property
     def _linear(self) -> dict[str, np.ndarray]:

@@ -35,8 +35,7 @@ def log_training(cfg: ModelConf, run_name: str, params: Mapping[str, object], hi
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None})
         if bundle is not None:
             mlflow.log_dict(bundle.spec.to_dict(), "input_spec.json")
-            mlflow.log_dict({t: {"method": s.method, "calibration": list(s.calibration)}
-                             for t, s in bundle.scorers.items()}, "published.json")
+            mlflow.log_dict({t: s.describe() for t, s in bundle.scorers.items()}, "published.json")
             mlflow.pytorch.log_model(bundle.network(), name="model", serialization_format="pickle")
             with tempfile.TemporaryDirectory() as directory:  # the whole published model, scorers included
                 path = Path(directory) / "bundle.pt"
