@@ -57,6 +57,7 @@ def backtest_dataset(spark, dataset: str, work: Path, origins: int, embedding: b
             "published_minus_best_other_method": margins(by_origin)}
 
 
+METHODS = ("model", "network", "mllib", "gbt", "stack", "rfm_rule")
 BASELINES = ("mllib", "rfm_rule")  # the issue's baselines: a logistic regression on behaviour counts, the RFM rule
 
 
@@ -66,7 +67,7 @@ def margins(by_origin: dict[str, dict], among: tuple[str, ...] | None = None) ->
     out: dict[str, dict[str, float | None]] = {}
     for when, origin in by_origin.items():
         for metric, methods in origin["metrics"].items():
-            if metric.startswith("category"):
+            if not metric.endswith(("roc_auc", "pr_auc")):  # higher is better (a Brier score is not)
                 continue
             published = [m["value"] for m in methods.values() if m["published"]]
             others = [m["value"] for name, m in methods.items() if not m["published"] and m["value"] is not None
@@ -76,9 +77,29 @@ def margins(by_origin: dict[str, dict], among: tuple[str, ...] | None = None) ->
     return out
 
 
+def table(results: dict, metric: str = "propensity_roc_auc") -> str:
+    """The results as a markdown table: per dataset and origin, each method's ``metric`` with its interval."""
+    target = metric.split("_")[0]
+    lines = [f"| dataset | as_of T | users | published (winner on T - H) | {' | '.join(METHODS)} |",
+             "|" + "---|" * (4 + len(METHODS))]
+    for name, found in results.get("datasets", {}).items():
+        for when, origin in sorted(found["origins"].items()):
+            by = origin["metrics"].get(metric, {})
+            winner = next(iter(origin["metrics"].get(f"champion_{target}", {})), "-")
+            cells = ["n/a" if m not in by or by[m]["value"] is None else
+                     f"{by[m]['value']:.3f} [{by[m]['ci95'][0]:.2f}, {by[m]['ci95'][1]:.2f}]" for m in METHODS]
+            lines.append(f"| {name} | {when} | {origin['users']:,} | {winner} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
 def main(dataset: Optional[list[str]] = typer.Option(None, help="Datasets (default: all four)."),
          origins: int = 2, embedding: bool = True, work: Path = ROOT / "benchmarks" / ".work" / "real_backtest",
-         out: Path = RESULTS) -> None:
+         out: Path = RESULTS, table_only: bool = typer.Option(False, help="Print the tables of ``out``; run nothing.")
+         ) -> None:
+    if table_only:
+        for metric in ("propensity_roc_auc", "churn_pr_auc"):
+            print(f"\n{metric}\n\n" + table(json.loads(out.read_text()), metric))
+        return
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from conf import load_config
     from jobs.spark import spark_session
