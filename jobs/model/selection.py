@@ -120,7 +120,8 @@ def choose(found: dict[str, HeldOut], seed: int = 0) -> Choice:
     validation: dict[str, dict[str, float | None]] = {}
     for method, held in found.items():
         for metric, value in metrics(held).items():
-            validation.setdefault(metric, {})[method] = value
+            if reported(method, metric):
+                validation.setdefault(metric, {})[method] = value
     calibrations, stacks, out_of_fold = {}, {}, {}
     for target, (label, _) in BINARY_TARGETS.items():
         labels = lambda method: getattr(found[method], label)  # noqa: E731
