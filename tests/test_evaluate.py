@@ -116,7 +116,7 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-x))
 
 
-def test_the_stack_competes_out_of_fold_and_weighs_the_calibrated_candidates_as_scikit_learn_does():
+def test_the_stack_competes_out_of_fold_and_weighs_the_standardised_candidates_as_scikit_learn_does():
     from sklearn.metrics import roc_auc_score
 
     from jobs.model.selection import choose
@@ -138,7 +138,8 @@ def test_the_stack_competes_out_of_fold_and_weighs_the_calibrated_candidates_as_
     assert choice.winners["propensity"] == "stack"
     assert figures["stack"] > max(v for m, v in figures.items() if m != "stack") + 0.05
     parts, weights, intercept = choice.stacks["propensity"]
-    calibrated = np.column_stack([a * seen[m] + b for m in parts for a, b in [platt(seen[m], bought)]])
+    # The weights are over each candidate's margin as a z-score over the validation users.
+    calibrated = np.column_stack([(seen[m] - seen[m].mean()) / seen[m].std() for m in parts])
     reference = LogisticRegression().fit(calibrated, bought)
     assert weights == pytest.approx(reference.coef_[0], abs=1e-4) and intercept == pytest.approx(
         reference.intercept_[0], abs=1e-4)

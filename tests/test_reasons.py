@@ -131,3 +131,28 @@ def test_days_of_carts_are_counted_in_local_days(world):
     cfg, spec, profiles, *_ = world
     shopper = profiles.filter(F.col("user_id") == SHOPPER).first()
     assert shopper.days_since_last_cart == pytest.approx((AS_OF - ts(30, 16)) / timedelta(days=1))
+
+
+def test_a_published_stack_weighs_z_scores_over_the_training_rows_and_names_the_carts(world):
+    """The stack's parts carry the z-score of their margins over the training rows (what its weights were
+    fitted on, one refit earlier), and its reason is its parts' pushes: the carts again."""
+    from jobs.model.challengers import fit_rfm_rule
+    from jobs.model.selection import Candidates, Choice, published_bundle
+
+    cfg, spec, profiles, train, directory = world
+    network = network_bundle(spec, train.limit(50), directory / "stack")
+    parts = {"mllib": fit_logistic(train, "bought"), "rfm_rule": fit_rfm_rule(train, spec, "propensity")}
+    candidates = Candidates(network, {"propensity": parts}, train)
+    choice = Choice({"propensity": "stack", "churn": NETWORK}, {}, {},
+                    {"propensity": (("mllib", "rfm_rule"), np.array([1.5, 0.5]), -0.2)})
+    stack = published_bundle(candidates, choice).scorers["propensity"]
+    behaviour = np.array([r.behaviour for r in train.select("behaviour").collect()], dtype=np.float64)
+    for part in stack.describe()["parts"]:
+        margins = parts[part["method"]].margins(behaviour, None)
+        # A margin with no spread (the rule here: nobody has an order) tells no one apart: weighed as 0.
+        expected = (1 / margins.std(), -margins.mean() / margins.std()) if margins.std() > 0 else (0.0, 0.0)
+        assert tuple(part["calibration"]) == pytest.approx(expected, rel=1e-6, abs=1e-9), part
+    scored = profiles.filter(F.col("user_id") == SHOPPER).withColumn("segment_id", F.lit(None).cast("int")) \
+        .transform(model_scores(replace(network, scorers={"propensity": stack}), 3))
+    tag = [t for t in scored.transform(model_labels(cfg, {})).collect() if t.tag == "likely_buyer"][0]
+    assert re.search(r"\bcarts(_\d+d)?=3\b", tag.reason), tag.reason

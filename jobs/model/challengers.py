@@ -28,7 +28,7 @@ from pyspark.sql import functions as F
 BINARY_TARGETS = {"propensity": ("bought", "propensity_roc_auc"), "churn": ("churned", "churn_pr_auc")}
 NETWORK, LOGISTIC, TREES = "network", "mllib", "gbt"
 REFERENCE = "rfm_rule"  # the rule a team would write without a model: the baseline every candidate must beat
-# A logistic regression over the other candidates' calibrated margins, fitted on the validation users. Its
+# A logistic regression over the other candidates' standardised margins, fitted on the validation users. Its
 # validation figure is out of fold, so it competes with the others on equal terms.
 STACK = "stack"
 CANDIDATES = (NETWORK, LOGISTIC, TREES, REFERENCE, STACK)
@@ -230,8 +230,9 @@ def fit_challengers(train: DataFrame, spec, seed: int) -> dict[str, dict[str, Sc
 
 
 def stacked(parts: list[Scorer], weights: np.ndarray, intercept: float) -> Scorer:
-    """The stack's scorer over ``parts`` (each fitted and calibrated): p = sigmoid(intercept + sum of weight x
-    the part's calibrated margin). Its own calibration is the identity: the regression's output is one."""
+    """The stack's scorer over ``parts`` (each fitted, its calibration slot holding the affine map the weights
+    expect: a z-score): p = sigmoid(intercept + sum of weight x the part's mapped margin). Its own calibration
+    is the identity: the regression's output is one."""
     buffer = io.BytesIO()
     np.savez(buffer, methods=np.array([p.method for p in parts]), weights=np.asarray(weights, dtype=np.float64),
              intercept=np.array(float(intercept)), calibrations=np.array([p.calibration for p in parts]),
@@ -240,7 +241,7 @@ def stacked(parts: list[Scorer], weights: np.ndarray, intercept: float) -> Score
 
 
 def fit_stack(margins: np.ndarray, labels: np.ndarray, seed: int) -> tuple[np.ndarray, float, np.ndarray] | None:
-    """The stack's weights and intercept over the candidates' calibrated margins (users x candidates), and
+    """The stack's weights and intercept over the candidates' standardised margins (users x candidates), and
     its out-of-fold probabilities: each user scored by a fit on the other folds, so the validation figure
     the stack competes with is measured on users its weights never saw. None with one class in any fold's
     training users."""

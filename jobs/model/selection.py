@@ -33,6 +33,31 @@ class Candidates:
     network: ModelBundle                         # its own heads score when it wins
     challengers: dict[str, dict[str, Scorer]]    # target -> method -> scorer
     train: DataFrame                             # the training rows (for the category regression)
+    # target -> method -> its margins' standardisation over ``train`` (computed once, when a stack needs it)
+    standardisations: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict, repr=False)
+
+    def fitted(self, target: str, method: str) -> Scorer:
+        """``method``'s scorer for ``target`` as fitted on this snapshot (the network's head: no parameters)."""
+        return self.challengers.get(target, {}).get(method, Scorer(NETWORK))
+
+    def standardisation(self, target: str) -> dict[str, tuple[float, float]]:
+        """method -> (a, b): a x margin + b is the margin's z-score over the training rows. Those rows are the
+        users the validation round scored, one horizon on, so a stack's weights, fitted on z-scores there,
+        weigh the refitted candidates as they weighed the validated ones, whatever scale each refit has."""
+        if not self.standardisations:
+            methods = sorted({NETWORK, *(m for by in self.challengers.values() for m in by)})
+            inputs = self.train.select("user_id", "behaviour", "text", "interest")
+            for method in methods:
+                bundle = replace(self.network, scorers={t: self.fitted(t, method) for t in BINARY_TARGETS})
+                columns = {"propensity": "purchase_propensity", "churn": "churn_risk"}
+                margins = {t: _logit_column(F.col(c)) for t, c in columns.items()}
+                row = inputs.transform(predict(bundle, with_drivers=False)).agg(
+                    *[F.mean(m).alias(f"{t}_mean") for t, m in margins.items()],
+                    *[F.stddev_pop(m).alias(f"{t}_std") for t, m in margins.items()]).first()
+                for each in BINARY_TARGETS:
+                    self.standardisations.setdefault(each, {})[method] = _z_score(row[f"{each}_mean"],
+                                                                                 row[f"{each}_std"])
+        return self.standardisations[target]
 
 
 @dataclass(frozen=True)
@@ -106,9 +131,22 @@ def scored_round(candidates: Candidates, rows: DataFrame, spec: InputSpec,
     return found
 
 
+CLIP = 1e-12  # probabilities this close to 0 or 1 are read back as margins of about -+27.6
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-12, 1 - 1e-12)
+    p = np.clip(p, CLIP, 1 - CLIP)
     return np.log(p / (1 - p))
+
+
+def _logit_column(p: Column) -> Column:
+    clipped = F.least(F.greatest(p, F.lit(CLIP)), F.lit(1 - CLIP))
+    return F.log(clipped / (1 - clipped))
+
+
+def _z_score(mean: float | None, std: float | None) -> tuple[float, float]:
+    """(a, b) with a x margin + b the margin's z-score; (0, 0) for a constant margin (it tells no one apart)."""
+    return (1.0 / std, -mean / std) if mean is not None and std else (0.0, 0.0)
 
 
 def choose(found: dict[str, HeldOut], seed: int = 0) -> Choice:
@@ -128,8 +166,10 @@ def choose(found: dict[str, HeldOut], seed: int = 0) -> Choice:
         logits = {method: _logit(getattr(found[method], target)) for method in STACK_PARTS if method in found}
         calibrations[target] = {method: platt(v, labels(method)) for method, v in logits.items()}
         parts = tuple(logits)
-        fitted = fit_stack(np.column_stack([a * logits[m] + b for m in parts for a, b in [calibrations[target][m]]]),
-                           labels(parts[0]), seed) if len(parts) > 1 else None
+        # The stack weighs z-scores, which a refit's change of scale leaves as they were (see
+        # Candidates.standardisation); a part's Platt calibration would not.
+        z_scores = [a * logits[m] + b for m in parts for a, b in [_z_score(logits[m].mean(), logits[m].std())]]
+        fitted = fit_stack(np.column_stack(z_scores), labels(parts[0]), seed) if len(parts) > 1 else None
         if fitted is not None:
             weights, intercept, out_of_fold[target] = fitted
             stacks[target] = (parts, weights, intercept)
@@ -146,9 +186,11 @@ def _target_scorer(candidates: Candidates, choice: Choice, target: str, method: 
     """``method``'s scorer for ``target``, fitted on ``candidates``' snapshot and calibrated as on validation."""
     if method == STACK:
         parts, weights, intercept = choice.stacks[target]
-        return stacked([_target_scorer(candidates, choice, target, m) for m in parts], weights, intercept)
-    fitted = candidates.challengers.get(target, {}).get(method, Scorer(NETWORK))
-    return replace(fitted, calibration=choice.calibrations.get(target, {}).get(method, (1.0, 0.0)))
+        scales = candidates.standardisation(target)
+        return stacked([replace(candidates.fitted(target, m), calibration=scales[m]) for m in parts], weights,
+                       intercept)
+    return replace(candidates.fitted(target, method),
+                   calibration=choice.calibrations.get(target, {}).get(method, (1.0, 0.0)))
 
 
 def published_bundle(candidates: Candidates, choice: Choice) -> ModelBundle:
