@@ -42,7 +42,7 @@ class Candidates:
 
     def standardisation(self, target: str) -> dict[str, tuple[float, float]]:
         """method -> (a, b): a x margin + b is the margin's z-score over the training rows. Those rows are the
-        users the validation round scored, one horizon on, so a stack's weights, fitted on z-scores there,
+        users the validation round scored, at the same date, so a stack's weights, fitted on z-scores there,
         weigh the refitted candidates as they weighed the validated ones, whatever scale each refit has."""
         if not self.standardisations:
             methods = sorted({NETWORK, *(m for by in self.challengers.values() for m in by)})
