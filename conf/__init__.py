@@ -238,6 +238,7 @@ class ModelConf(_Section):
     tracking_uri: str = "file:./mlruns"         # MLflow; a local file store unless a server is configured
     experiment: str = "portrait"
     baselines: bool = True                      # also fit the RFM rule and MLlib baselines, for the metrics table
+    stack: bool = False                         # also fit the stack of the candidates (off: see README)
     propensity_tag_min: float = Field(0.5, gt=0, lt=1)
     churn_tag_min: float = Field(0.5, gt=0, lt=1)
     segments_k_min: int = Field(5, ge=2)

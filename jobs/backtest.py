@@ -120,7 +120,7 @@ def run_backtest(cfg: Config, spark: SparkSession, as_of: datetime | None = None
             found = backtest_round(cfg, spark, wh, tiles, present, vectors, origin, rec, choice)
             if choice is not None:
                 rows += origin_rows(rec.run_id, origin, horizon, found, choice, bootstrap_draws, cfg.model.seed + i)
-            choice = choose(found, cfg.model.seed) if validating else NO_CHOICE
+            choice = choose(found, cfg.model.seed, cfg.model.stack) if validating else NO_CHOICE
         with rec.stage("write") as st:
             wh.append("backtests", spark.createDataFrame(rows, BACKTESTS), run_id=rec.run_id)
             st.rows_out = len(rows)

@@ -149,11 +149,11 @@ def _z_score(mean: float | None, std: float | None) -> tuple[float, float]:
     return (1.0 / std, -mean / std) if mean is not None and std else (0.0, 0.0)
 
 
-def choose(found: dict[str, HeldOut], seed: int = 0) -> Choice:
+def choose(found: dict[str, HeldOut], seed: int = 0, stack: bool = True) -> Choice:
     """Winners by the validation metric of each target, every candidate's Platt calibration on the same
-    users (the published scorer keeps its own), and each target's stack over those calibrated margins,
-    whose figure is its out-of-fold one. Only the candidates compete: a published model or stack scored in
-    ``found`` by an earlier choice is left out."""
+    users (the published scorer keeps its own), and, with ``stack``, each target's stack over the
+    candidates' standardised margins, whose figure is its out-of-fold one. Only the candidates compete: a
+    published model or stack scored in ``found`` by an earlier choice is left out."""
     found = {method: held for method, held in found.items() if method in STACK_PARTS}
     validation: dict[str, dict[str, float | None]] = {}
     for method, held in found.items():
@@ -169,7 +169,7 @@ def choose(found: dict[str, HeldOut], seed: int = 0) -> Choice:
         # The stack weighs z-scores, which a refit's change of scale leaves as they were (see
         # Candidates.standardisation); a part's Platt calibration would not.
         z_scores = [a * logits[m] + b for m in parts for a, b in [_z_score(logits[m].mean(), logits[m].std())]]
-        fitted = fit_stack(np.column_stack(z_scores), labels(parts[0]), seed) if len(parts) > 1 else None
+        fitted = fit_stack(np.column_stack(z_scores), labels(parts[0]), seed) if stack and len(parts) > 1 else None
         if fitted is not None:
             weights, intercept, out_of_fold[target] = fitted
             stacks[target] = (parts, weights, intercept)

@@ -150,7 +150,7 @@ def validation_stage(cfg: Config, spark: SparkSession, wh: Warehouse, tiles: dic
     users = evaluation_sample(snapshot.profiles_at_cutoff.select("user_id"), m.evaluation_users, m.seed)
     profiles = snapshot.profiles_at_cutoff.join(users, "user_id", "left_semi")
     found = scored_round(candidates, outcome_rows(cfg, tiles, profiles, at, early.spec), early.spec)
-    return choose(found, m.seed), len(next(iter(found.values())).bought)
+    return choose(found, m.seed, m.stack), len(next(iter(found.values())).bought)
 
 
 def room_to_validate(cfg: Config, tiles: dict[str, DataFrame], snapshot: Snapshot) -> bool:
