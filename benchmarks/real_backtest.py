@@ -80,14 +80,16 @@ def margins(by_origin: dict[str, dict], among: tuple[str, ...] | None = None) ->
 def table(results: dict, metric: str = "propensity_roc_auc") -> str:
     """The results as a markdown table: per dataset and origin, each method's ``metric`` with its interval."""
     target = metric.split("_")[0]
-    lines = [f"| dataset | as_of T | users | published (winner on T - H) | {' | '.join(METHODS)} |",
-             "|" + "---|" * (4 + len(METHODS))]
+    origins = [o for found in results.get("datasets", {}).values() for o in found["origins"].values()]
+    methods = [m for m in METHODS if any(m in o["metrics"].get(metric, {}) for o in origins)]
+    lines = [f"| dataset | as_of T | users | published (winner on T - H) | {' | '.join(methods)} |",
+             "|" + "---|" * (4 + len(methods))]
     for name, found in results.get("datasets", {}).items():
         for when, origin in sorted(found["origins"].items()):
             by = origin["metrics"].get(metric, {})
             winner = next(iter(origin["metrics"].get(f"champion_{target}", {})), "-")
             cells = ["n/a" if m not in by or by[m]["value"] is None else
-                     f"{by[m]['value']:.3f} [{by[m]['ci95'][0]:.2f}, {by[m]['ci95'][1]:.2f}]" for m in METHODS]
+                     f"{by[m]['value']:.3f} [{by[m]['ci95'][0]:.2f}, {by[m]['ci95'][1]:.2f}]" for m in methods]
             lines.append(f"| {name} | {when} | {origin['users']:,} | {winner} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
