@@ -47,10 +47,10 @@ class Candidates:
         if not self.standardisations:
             methods = sorted({NETWORK, *(m for by in self.challengers.values() for m in by)})
             inputs = self.train.select("user_id", "behaviour", "text", "interest")
+            columns = {"propensity": "purchase_propensity", "churn": "churn_risk"}
+            margins = {t: _logit_column(F.col(c)) for t, c in columns.items()}
             for method in methods:
                 bundle = replace(self.network, scorers={t: self.fitted(t, method) for t in BINARY_TARGETS})
-                columns = {"propensity": "purchase_propensity", "churn": "churn_risk"}
-                margins = {t: _logit_column(F.col(c)) for t, c in columns.items()}
                 row = inputs.transform(predict(bundle, with_drivers=False)).agg(
                     *[F.mean(m).alias(f"{t}_mean") for t, m in margins.items()],
                     *[F.stddev_pop(m).alias(f"{t}_std") for t, m in margins.items()]).first()
