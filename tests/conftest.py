@@ -14,6 +14,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
 
+# Every test JVM pyspark starts (this process's session, and the ``portrait`` commands the tests run) evaluates
+# expressions interpreted, as Spark's own test suites can: on tables of a few hundred rows, compiling Java for
+# each query costs more than it saves (test_state + test_features: 99 s against 119-148 s; test_validation +
+# test_exactly_once: 149-187 s against 189-198 s). Results are the same by Spark's contract; the spark-submit
+# test, the benchmarks and every real run keep code generation.
+INTERPRETED = ("--conf spark.sql.codegen.wholeStage=false --conf spark.sql.codegen.factoryMode=NO_CODEGEN "
+               "pyspark-shell")
+os.environ.setdefault("PYSPARK_SUBMIT_ARGS", INTERPRETED)
+
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the marks into the node ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

