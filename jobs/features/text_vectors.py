@@ -49,6 +49,14 @@ def texts_to_embed(social: DataFrame, items: DataFrame, which: str = "title") ->
             .filter(F.col("text_sha256").isNotNull()).select("text_sha256", "norm_text"))
 
 
+def tiled_texts(social: DataFrame, texts_tile: DataFrame) -> DataFrame:
+    """The ``social`` rows, of any partition, whose text a ``state_texts`` tile keys: what a step embeds again
+    after the encoder changed, so that every user's text vectors fold from the new encoder's vectors alone."""
+    keys = texts_tile.select("text_sha256").distinct()
+    return (social.transform(with_text_keys()).join(keys, "text_sha256", "left_semi")
+            .drop("norm_text", "text_sha256"))
+
+
 VECTOR_SCHEMA = "user_id string, {name} array<float>"
 TEXT_VECTORS_SCHEMA = "user_id string, text_vector array<float>, recent_text_vector array<float>"
 
