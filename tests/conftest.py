@@ -39,8 +39,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 # Groups by their CI minutes (``--durations``), longest first; the rest follow in file order.
-LONGEST_FIRST = ("demo", "test_real_samples", "test_incremental", "test_embeddings", "test_spark_submit",
-                 "test_backtest", "test_state", "test_mapping", "test_exactly_once", "test_images")
+LONGEST_FIRST = ("test_incremental", "demo", "test_real_samples", "test_backtest", "test_spark_submit", "test_state",
+                 "test_exactly_once", "test_images", "test_embeddings", "test_mapping")
 
 
 @pytest.fixture(scope="session")
