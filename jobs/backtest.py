@@ -152,7 +152,7 @@ def backtest_round(cfg: Config, spark: SparkSession, wh, tiles: dict[str, DataFr
         existing = tiles["users"].transform(users_at(origin.as_of, zone, tiles["state_events"]))
         users = evaluation_sample(existing.select("user_id"), m.evaluation_users, m.seed)
         known = {**tiles, "users": tiles["users"].join(users, "user_id", "left_semi")}
-        profiles = profiles_from_state(cfg, origin.as_of, rec.started_at, present, vectors)(known).cache()
+        profiles = profiles_from_state(cfg, origin.as_of, rec.started_at, present, vectors)(known)
         found = scored_round(candidates, outcome_rows(cfg, tiles, profiles, origin.as_of, snap.spec), snap.spec,
                              scored_bundles(candidates, choice))
         st.rows_out = len(next(iter(found.values())).bought)
@@ -160,7 +160,6 @@ def backtest_round(cfg: Config, spark: SparkSession, wh, tiles: dict[str, DataFr
             rec.console.print(f"  {label} {metric:<20}" + "  ".join(
                 f"{method} {'n/a' if v is None else f'{v:.3f}'}" for method, held in found.items()
                 for v in [metrics(held)[metric]]))
-        profiles.unpersist()
     return found
 
 

@@ -8,6 +8,7 @@ rounds at each origin, the previous origin's round choosing.
 """
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -16,6 +17,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from conf import Config
+from jobs.frames import checkpointed
 from jobs.model.challengers import (BINARY_TARGETS, CANDIDATES, NETWORK, REFERENCE, STACK, TREES, Scorer,
                                     fit_challengers, fit_stack, platt, reported, select_champions, stacked)
 from jobs.model.evaluate import HeldOut, category_logistic_scores, held_out, metrics
@@ -122,13 +124,19 @@ def candidate_scores(candidates: Candidates, inputs: DataFrame, spec: InputSpec,
 
 def scored_round(candidates: Candidates, rows: DataFrame, spec: InputSpec,
                  bundles: dict[str, ModelBundle] | None = None) -> dict[str, HeldOut]:
-    """method -> its scores beside the truth, for the labelled ``rows`` (model inputs and horizon labels)."""
-    truth = rows.select("user_id", "bought", "churned", "categories").cache()
-    inputs = rows.select("user_id", "behaviour", "text", "interest")
-    scores = candidate_scores(candidates, inputs, spec, bundles)
-    found = {method: held_out(truth, s, len(spec.categories)) for method, s in scores.items()}
-    truth.unpersist()
-    return found
+    """method -> its scores beside the truth, for the labelled ``rows`` (model inputs and horizon labels).
+
+    ``rows`` is computed once, here: every method's scores and the truth are read from it, and its plan
+    (profiles folded from the tiles, joined with labels folded from them too) would otherwise be planned and
+    run again for each of the half-dozen methods. It is the evaluation sample (at most
+    ``model.evaluation_users``, whose scores the metrics collect to the driver anyway), kept on the executors.
+    """
+    with ExitStack() as cleanup:
+        rows = checkpointed(rows, cleanup)
+        truth = rows.select("user_id", "bought", "churned", "categories")
+        inputs = rows.select("user_id", "behaviour", "text", "interest")
+        scores = candidate_scores(candidates, inputs, spec, bundles)
+        return {method: held_out(truth, s, len(spec.categories)) for method, s in scores.items()}
 
 
 CLIP = 1e-12  # probabilities this close to 0 or 1 are read back as margins of about -+27.6

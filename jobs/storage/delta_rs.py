@@ -117,8 +117,6 @@ class DeltaRsStore:
     def _stage_files(self, path: str, df: DataFrame, partition_by: list[str]) -> list[AddAction]:
         """Executors write parquet into a staging dir; move the files into the table and describe them."""
         staging = os.path.join(path, STAGING_DIR, uuid.uuid4().hex)
-        if partition_by:  # one file per partition value and task, not one per input split
-            df = df.repartition(*partition_by)
         writer = df.write.mode("errorifexists")
         if partition_by:
             writer = writer.partitionBy(*partition_by)
