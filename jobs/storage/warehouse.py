@@ -128,9 +128,9 @@ class Warehouse:
         df = df.transform(conform(spec.schema, name))
         if spec.partition_by:
             # Each partition value's rows go to one task, so a value is one file per write. The task count is
-            # the session's shuffle partitions, fixed: left to AQE, a small write (a sample's 600 days, a
-            # day of tiles) is coalesced into one task that writes every file in turn (Olist's 600 daily
-            # files: 13.7 s in one task, 6 s in two).
+            # the session's shuffle partitions, fixed: left to AQE, a small write of many days (a sample's
+            # 600, a step's late partitions) is coalesced into one task that writes every file in turn
+            # (Olist's 600 daily files: 13.7 s in one task, 6 s in two).
             df = df.repartition(int(df.sparkSession.conf.get("spark.sql.shuffle.partitions")), *spec.partition_by)
         self.store.write(self.path(name), df, spec.schema, mode, replace, run_id, txn)
 
