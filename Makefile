@@ -4,18 +4,26 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip --disable-pip-version-check -q
+# uv installs the same pinned packages as pip in about a third of the time (38 s against 106 s here, cold
+# caches): it unpacks in parallel and leaves bytecode to the first import. It does not read pip's
+# configuration, so pip's find-links (where this machine keeps torch's CPU wheel) are passed on.
+FIND_LINKS := $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null) $(PIP_FIND_LINKS)
+INSTALL := $(BIN)/uv pip install -q --python $(BIN)/python $(addprefix --find-links ,$(sort $(FIND_LINKS)))
 
 .PHONY: demo test setup setup-test clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: setup.py | $(BIN)/python
-	$(PIP) install -e .
+$(BIN)/uv: | $(BIN)/python
+	$(PIP) install uv==0.13.9
+
+$(VENV)/.installed: setup.py | $(BIN)/uv
+	$(INSTALL) -e .
 	touch $@
 
 $(VENV)/.installed-test: setup.py $(VENV)/.installed
-	$(PIP) install -e ".[test]"
+	$(INSTALL) -e ".[test]"
 	command -v chromium >/dev/null || $(MAKE) chromium
 	touch $@
 
