@@ -51,7 +51,7 @@ def main(users: int = 20_000, days: int = 30, seed: int = 42,
     from jobs.incremental import run_incremental
     from jobs.ingest import run_generate
     from jobs.model.serving import load_serving
-    from jobs.model.stages import rescore
+    from jobs.model.stages import model_labels, rescored
     from jobs.spark import spark_session
     from schemas import INPUT_TABLES
 
@@ -100,11 +100,12 @@ def main(users: int = 20_000, days: int = 30, seed: int = 42,
     # The full recompute's profiles, scored by the model the incremental step scored with.
     model_run = step_wh.read("profiles").select("model_run_id").dropna().first()[0]
     bundle, segments = load_serving(str(work / "models"), model_run)
-    expected_profiles, model_labels = rescore(config("full"), full_wh.read("profiles"), bundle, segments)
+    expected_profiles = full_wh.read("profiles").transform(rescored(config("full"), bundle, segments))
+    expected_model_labels = expected_profiles.transform(model_labels(config("full"), segments.marks))
     differences = {
         "profiles": table_differences(step_wh.read("profiles"), expected_profiles, ("user_id",),
                                       ignore=("updated_at",)),
-        "labels": table_differences(step_wh.read("labels"), full_wh.read("labels").unionByName(model_labels),
+        "labels": table_differences(step_wh.read("labels"), full_wh.read("labels").unionByName(expected_model_labels),
                                     ("user_id", "tag")),
     }
     run = step_wh.read("runs").filter(F.col("run_id") == step.run_id).first()

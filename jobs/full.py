@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import reduce
 from datetime import date, datetime
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -142,15 +143,31 @@ def write_tiles(wh: Warehouse, rec: RunRecorder, plan: StepPlan, clean: dict[str
     return tiles
 
 
-def write_outputs(wh: Warehouse, rec: RunRecorder, plan: StepPlan, profiles: DataFrame, labels: DataFrame,
-                  quarantine: DataFrame, model: ModelOutputs | None, report: ValidationReport) -> None:
-    """The full job's outputs after the tiles (``write_once``), then the ledger."""
-    writes = [("profiles", wh.overwrite, profiles.transform(conform(wh.spec("profiles").schema, "profiles"))),
-              ("labels", wh.overwrite, labels), ("quarantine", wh.append, quarantine)]
+def write_profiles_and_labels(wh: Warehouse, rec: RunRecorder, plan: StepPlan, profiles: DataFrame,
+                              tags: list[Callable[[DataFrame], DataFrame]], more: Sequence[Write] = ()) -> None:
+    """Write ``profiles`` (``write_once``), then the labels: each of ``tags`` applied to the profiles as
+    written, read back; then ``more``.
+
+    The fold (and, in a step, the scoring) runs once, in the profiles write, with nothing profile-sized
+    held in memory; the tags then read their dozen columns from a columnar table, instead of every column
+    of a materialised frame on each of their passes (the spender ranks take three).
+    """
+    write_once(wh, rec, plan, [("profiles", wh.overwrite, profiles.transform(conform(wh.spec("profiles").schema,
+                                                                                   "profiles")))])
+    written = wh.read("profiles")  # after the write: this step's profiles, whichever attempt wrote them
+    labels = reduce(DataFrame.unionByName, [written.transform(t) for t in tags])
+    write_once(wh, rec, plan, [("labels", wh.overwrite, labels), *more])
+
+
+def write_outputs(wh: Warehouse, rec: RunRecorder, plan: StepPlan, profiles: DataFrame,
+                  tags: list[Callable[[DataFrame], DataFrame]], quarantine: DataFrame, model: ModelOutputs | None,
+                  report: ValidationReport) -> None:
+    """The full job's outputs after the tiles, then the ledger."""
+    more: list[Write] = [("quarantine", wh.append, quarantine)]
     if model is not None:
-        writes += [("segments", wh.overwrite, model.segments), ("model_metrics", wh.append, model.metrics)]
+        more += [("segments", wh.overwrite, model.segments), ("model_metrics", wh.append, model.metrics)]
     with rec.stage("write") as st:
-        write_once(wh, rec, plan, writes)
+        write_profiles_and_labels(wh, rec, plan, profiles, tags, more)
         commit_step(wh, plan, rec.run_id, rec.started_at)
         rec.rows_out.update({t: wh.count(t) for t in ("profiles", "labels")})
         rec.rows_out["quarantine"] = sum(report.rows_quarantined.values())
@@ -192,15 +209,18 @@ def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = No
         tiles |= {"users": clean["users"], "items": clean["items"]}
         with rec.stage("features") as st:
             profiles = profiles_from_state(cfg, as_of, rec.started_at, present, vectors)(tiles)
-            # Materialise once: scoring, segments and tags build on it many times.
-            profiles = checkpointed(profiles, cleanup)
-            st.rows_in, st.rows_out = report.rows_clean["users"], profiles.count()
-        labels = profiles.transform(rule_tags(cfg.tags, as_of, cfg.time.zone, gaps))
+            if cfg.model.enabled:
+                # Materialise once: scoring and segments build on it many times. Without the model, the fold
+                # runs in the profiles write.
+                profiles = checkpointed(profiles, cleanup)
+            st.rows_in = st.rows_out = report.rows_clean["users"]  # a profile per clean user
+        tags = [rule_tags(cfg.tags, as_of, cfg.time.zone, gaps)]
         model = None
         if cfg.model.enabled:
             model = model_stages(cfg, spark, wh, tiles, profiles, as_of, present, vectors, rec, cleanup)
-            profiles, labels = model.profiles, labels.unionByName(model.labels)
-        write_outputs(wh, rec, plan, profiles, labels, quarantine, model, report)
+            # The model's tags come from its own stages (segments and their marks): added as they are.
+            profiles, tags = model.profiles, [*tags, lambda _: model.labels]
+        write_outputs(wh, rec, plan, profiles, tags, quarantine, model, report)
         return succeeded(wh, rec, as_of, report)
     except Exception as error:
         write_run(wh, rec, "failed", error)

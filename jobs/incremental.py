@@ -19,14 +19,13 @@ from pyspark.sql import functions as F
 from conf import Config, ValidationConf
 from jobs.clock import aware, is_local_midnight, midnight_after
 from jobs.full import (RunSummary, Write, embedded_vectors, open_warehouse, read_and_validate,
-                       succeeded, write_once)
+                       succeeded, write_once, write_profiles_and_labels)
 from jobs.features.state_profiles import (EVENT_TABLES, CatalogueChange, Family, day_states, fold_key, latest_event, present_sources,
                                           profiles_from_state, refreshed_profiles, rewritten_partitions,
                                           touched_users, updated_state)
 from jobs.features.text_vectors import tiled_texts
-from jobs.frames import checkpointed, conform
 from jobs.model.serving import load_serving
-from jobs.model.stages import rescore
+from jobs.model.stages import model_labels, rescored
 from jobs.ledger import (PROFILES_APP, StepPlan, commit_step, partitions_of, plan_step, processed_version,
                          version_before_step)
 from jobs.runs import RunRecorder, write_run
@@ -225,25 +224,24 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
             else:
                 rec.console.print("  the profiles were folded with other settings or tables: every user is folded")
                 profiles = profiles_from_state(cfg, as_of, rec.started_at, present, vectors)(inputs)
-            profiles = checkpointed(profiles, cleanup)
-            st.rows_out = profiles.count()
-        labels = profiles.transform(rule_tags(cfg.tags, as_of, cfg.time.zone, gaps))
+            st.rows_out = report.rows_clean["users"]  # a profile per clean user
+        tags = [rule_tags(cfg.tags, as_of, cfg.time.zone, gaps)]
         model_run = current_model_run(wh) if cfg.model.enabled else None
         if model_run is not None:
-            with rec.stage("score") as st:
+            with rec.stage("score"):
                 bundle, segments = load_serving(cfg.model.serving_dir, model_run)
-                profiles, tagged = rescore(cfg, profiles, bundle, segments)
-                labels = labels.unionByName(tagged)
+                profiles = profiles.transform(rescored(cfg, bundle, segments))
+                tags.append(model_labels(cfg, segments.marks))
                 rec.details["model_run_id"] = model_run
         elif cfg.model.enabled:
             rec.console.print("  profiles hold no model scores yet (no full run trained one): features and rule "
                               "tags only")
         with rec.stage("write") as st:
-            profiles = profiles.transform(conform(wh.spec("profiles").schema, "profiles"))
             # Every profile is refolded or slid each step, so the tables are replaced whole: executors write the
             # files and one commit swaps them in. (A MERGE would say the same, through a source collected on
             # the driver.) What the step no longer produces (a user erased, a tag no longer earned) is gone.
-            write_once(wh, rec, plan, [("profiles", wh.overwrite, profiles), ("labels", wh.overwrite, labels)])
+            # The fold and the scoring run here, once, in the profiles write.
+            write_profiles_and_labels(wh, rec, plan, profiles, tags)
             commit_step(wh, plan, rec.run_id, rec.started_at)
             rec.rows_out.update({t: wh.count(t) for t in ("profiles", "labels")})
             rec.rows_out["quarantine"] = sum(v for t, v in report.rows_quarantined.items()

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from conf import Config
 from conftest import portrait
 from helpers import assert_same_rows
 
@@ -38,6 +39,8 @@ from jobs.features.text_vectors import texts_to_embed
 from jobs.full import run_full
 from jobs.incremental import OUTPUTS, StateMissing, run_incremental
 from jobs.ledger import LEDGER, PROFILES_APP, plan_step
+from jobs.model.serving import load_serving
+from jobs.model.stages import model_labels, rescored
 from jobs.storage import ConcurrentCommit, Warehouse
 from schemas import INPUT_TABLES, STATE_TABLES
 
@@ -203,34 +206,53 @@ def land_step(wh: Warehouse, inputs: Inputs, days: list[date], first: bool, k: i
     return touched
 
 
-def assert_equal_to_reference(wh: Warehouse, reference: Warehouse) -> None:
-    assert_same_rows(wh.read("profiles"), reference.read("profiles"), ("user_id",), ignore=("updated_at",))
-    assert_same_rows(wh.read("labels"), reference.read("labels"), ("user_id", "tag"))
+def assert_equal_to_reference(wh: Warehouse, reference: Warehouse, cfg: Config | None = None) -> None:
+    """``wh``'s profiles and labels equal the reference's (a full recompute without the model). With ``cfg`` (the
+    model on): the steps scored with the model of ``wh``'s full run, so they equal the reference's profiles
+    scored by that model, and its labels plus that model's tags on them."""
+    expected, labels = reference.read("profiles"), reference.read("labels")
+    if cfg is not None:
+        runs = {r[0] for r in wh.read("profiles").select("model_run_id").distinct().collect()}
+        assert len(runs) == 1 and None not in runs, f"every profile is scored by the one model, not {runs}"
+        bundle, segments = load_serving(cfg.model.serving_dir, runs.pop())
+        expected = expected.transform(rescored(cfg, bundle, segments))
+        labels = labels.unionByName(expected.transform(model_labels(cfg, segments.marks)))
+    assert_same_rows(wh.read("profiles"), expected, ("user_id",), ignore=("updated_at",))
+    assert_same_rows(wh.read("labels"), labels, ("user_id", "tag"))
+
+
+def model_on(root: Path) -> list[str]:
+    """The model, small and quick: the steps score with the network of the full run before them."""
+    return ["model.enabled=true", "model.baselines=false", "model.epochs=2", "model.horizon_days=2",
+            "model.num_processes=1", "model.segments_k_min=2", "model.segments_k_max=3", "model.segments_sample=100",
+            f"model.checkpoint_dir={root / 'checkpoints'}", f"model.serving_dir={root / 'models'}",
+            f"model.tracking_uri=file:{root / 'mlruns'}"]
 
 
 @examples
-# Pinned: two consecutive steps, the first with late rows in processed partitions, an erasure and users who
-# sign up; and a step in which the catalogue changes. Only the partitions with rows of those users, or on
-# the items listed since, are validated again.
-@example(k=4, steps=2, late=True, erase=True, new_users=True, items_change=False)
-@example(k=8, steps=1, late=False, erase=False, new_users=False, items_change=True)
+# Pinned: two consecutive steps with the model on, the first with late rows in processed partitions, an erasure
+# and users who sign up; and a step in which the catalogue changes. Only the partitions with rows of those
+# users, or on the items listed since, are validated again.
+@example(k=4, steps=2, late=True, erase=True, new_users=True, items_change=False, model=True)
+@example(k=8, steps=1, late=False, erase=False, new_users=False, items_change=True, model=False)
 @given(k=st.integers(2, DAYS - 1), steps=st.integers(1, 2), late=st.booleans(), erase=st.booleans(),
-       new_users=st.booleans(), items_change=st.booleans())
+       new_users=st.booleans(), items_change=st.booleans(), model=st.booleans())
 def test_full_then_incremental_steps_equal_a_full_recompute(spark, inputs, cache, reference, tmp_path_factory,
-                                                            k, steps, late, erase, new_users, items_change):
+                                                            k, steps, late, erase, new_users, items_change, model):
     root = tmp_path_factory.mktemp("incremental") / f"k{k}-{next(counter)}"
     wh = warehouse(spark, root)
+    cfg = config(root, *(model_on(root) if model else ()))
     land_first_part(wh, inputs, cache, k, late, erase, new_users, items_change)
-    run_full(config(root), spark)
+    run_full(cfg, spark)
     remaining = later_days(inputs, k)
     chunks = [remaining[i::steps] for i in range(steps)]  # two steps: the second lands days between the first's
     for i, days in enumerate(chunks):
         touched = land_step(wh, inputs, days, i == 0, k, late, erase, new_users, items_change)
-        summary = run_incremental(config(root), spark)
+        summary = run_incremental(cfg, spark)
         read = {date.fromisoformat(d) for d in
                 wh.read("runs").filter(F.col("run_id") == summary.run_id).first()["partitions"]}
         assert read <= touched, f"step {i + 1} read {sorted(read - touched)} that nothing changed"
-    assert_equal_to_reference(wh, reference)
+    assert_equal_to_reference(wh, reference, cfg if model else None)
 
 
 def processed(spark, inputs: Inputs, cache: DataFrame, root: Path) -> Warehouse:

@@ -222,12 +222,10 @@ def model_scores(bundle: ModelBundle, top_k: int) -> Callable[[DataFrame], DataF
     return apply
 
 
-def rescore(cfg: Config, profiles: DataFrame, bundle: ModelBundle, segments: SegmentModel
-            ) -> tuple[DataFrame, DataFrame]:
-    """Profiles scored and segmented by a model trained earlier (the incremental job), and their model tags."""
-    scored = (profiles.transform(model_scores(bundle, cfg.features.top_k)).transform(assign_segments(segments))
-              .persist(StorageLevel.MEMORY_AND_DISK))
-    return scored, scored.transform(model_labels(cfg, segments.marks))
+def rescored(cfg: Config, bundle: ModelBundle, segments: SegmentModel) -> Callable[[DataFrame], DataFrame]:
+    """profiles -> profiles scored and segmented by a model trained earlier (the incremental job)."""
+    return lambda profiles: (profiles.transform(model_scores(bundle, cfg.features.top_k))
+                             .transform(assign_segments(segments)))
 
 
 def model_labels(cfg: Config, marks: dict[int, tuple[str, ...]]) -> Callable[[DataFrame], DataFrame]:
