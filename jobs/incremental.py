@@ -24,6 +24,7 @@ from jobs.features.state_profiles import (EVENT_TABLES, CatalogueChange, Family,
                                           profiles_from_state, refreshed_profiles, rewritten_partitions,
                                           touched_users, updated_state)
 from jobs.features.text_vectors import tiled_texts
+from jobs.frames import checkpointed
 from jobs.model.serving import load_serving
 from jobs.model.stages import model_labels, rescored
 from jobs.ledger import (PROFILES_APP, StepPlan, commit_step, partitions_of, plan_step, processed_version,
@@ -230,7 +231,9 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
         if model_run is not None:
             with rec.stage("score"):
                 bundle, segments = load_serving(cfg.model.serving_dir, model_run)
-                profiles = profiles.transform(rescored(cfg, bundle, segments))
+                # Scoring reads the profiles twice (the network's inputs, and the frame its outputs join to):
+                # folded once, here, rather than twice inside the write.
+                profiles = checkpointed(profiles, cleanup).transform(rescored(cfg, bundle, segments))
                 tags.append(model_labels(cfg, segments.marks))
                 rec.details["model_run_id"] = model_run
         elif cfg.model.enabled:
