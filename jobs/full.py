@@ -148,9 +148,9 @@ def write_profiles_and_labels(wh: Warehouse, rec: RunRecorder, plan: StepPlan, p
     """Write ``profiles`` (``write_once``), then the labels: each of ``tags`` applied to the profiles as
     written, read back; then ``more``.
 
-    The fold (and, in a step, the scoring) runs once, in the profiles write, with nothing profile-sized
-    held in memory; the tags then read their dozen columns from a columnar table, instead of every column
-    of a materialised frame on each of their passes (the spender ranks take three).
+    Without the model, the fold runs once, in the profiles write, with nothing profile-sized held in memory;
+    the tags then read their dozen columns from a columnar table, instead of every column of a materialised
+    frame on each of their passes (the spender ranks take three).
     """
     write_once(wh, rec, plan, [("profiles", wh.overwrite, profiles.transform(conform(wh.spec("profiles").schema,
                                                                                    "profiles")))])
