@@ -243,7 +243,7 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
             # Every profile is refolded or slid each step, so the tables are replaced whole: executors write the
             # files and one commit swaps them in. (A MERGE would say the same, through a source collected on
             # the driver.) What the step no longer produces (a user erased, a tag no longer earned) is gone.
-            # The fold and the scoring run here, once, in the profiles write.
+            # Without the model, the fold runs here, once, in the profiles write.
             write_profiles_and_labels(wh, rec, plan, profiles, tags)
             commit_step(wh, plan, rec.run_id, rec.started_at)
             rec.rows_out.update({t: wh.count(t) for t in ("profiles", "labels")})
