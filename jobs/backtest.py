@@ -98,7 +98,7 @@ def run_backtest(cfg: Config, spark: SparkSession, as_of: datetime | None = None
                                    f"'portrait full' once first: the backtest folds from the tiles it writes")
         zone, horizon = cfg.time.zone, cfg.model.horizon_days
         # Users and items only: every event is in the tiles already.
-        clean, _, _ = read_and_validate(cfg, wh, env, rec, cleanup, partitions={t: [] for t in EVENT_TABLES})
+        clean, _ = read_and_validate(cfg, wh, env, rec, cleanup, partitions={t: [] for t in EVENT_TABLES})
         tiles = {t: wh.read(t) for t in STATE_TABLES}
         first_day, last_ts = tiles["state_events"].agg(F.min("day"), F.max("last_ts")).first()
         if last_ts is None:

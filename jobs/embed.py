@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from conf import EmbeddingConf
@@ -49,12 +49,15 @@ def embed_stage(wh: Warehouse, cfg: EmbeddingConf, social: DataFrame, items: Dat
     texts = texts_to_embed(social, items, cfg.item_text)
     if cfg.dedupe:
         texts = texts.dropDuplicates(["text_sha256"])
-    todo = texts
+    # Counted as the pass that finds the texts to embed reads them, not in a pass of their own.
+    seen = Observation()
+    todo = texts.observe(seen, F.count(F.lit(1)).alias("texts"))
     if cfg.cache:
         cached = wh.read_or_empty("embedding_cache").filter(F.col("model_id") == model_id).select("text_sha256")
-        todo = texts.join(cached, "text_sha256", "left_anti")
+        todo = todo.join(cached, "text_sha256", "left_anti")
     todo = todo.cache()
-    needed, to_embed = texts.count(), todo.count()
+    to_embed = todo.count()
+    needed = seen.get["texts"]
     partitions = max(1, spark.sparkContext.defaultParallelism * cfg.partitions_per_core)
     previous = spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch")
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.arrow_batch_size))

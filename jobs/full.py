@@ -7,7 +7,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import reduce
 from datetime import date, datetime
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Collection, Mapping, Sequence
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -28,12 +28,14 @@ from jobs.ledger import PROFILES_APP, StepPlan, already_committed, commit_step, 
 from jobs.runs import RunRecorder, write_run
 from jobs.storage import Warehouse
 from jobs.tags import DataGaps, rule_tags
-from jobs.validation import (ValidationReport, clean_rows, quarantine_message, quarantine_rows, reason_counts, tag_inputs,
+from jobs.validation import (ValidationReport, clean_rows, quarantine_message, quarantine_rows, tag_inputs,
                              unknown_items_message)
-from schemas import INPUT_TABLES, STATE_TABLES, TableSpec
+from jobs.validation.validate import Counts, ObservedTable, table_reason_counts
+from schemas import INPUT_TABLES, QUARANTINE, STATE_TABLES, TableSpec
 from schemas.profiles import profiles_schema
 
-STEP_OUTPUTS = (*STATE_TABLES, "profiles", "labels", "quarantine", "segments", "model_metrics")  # each commits the step
+# In write order; each commits the step. The quarantine goes first: its write is also validation's count.
+STEP_OUTPUTS = ("quarantine", *STATE_TABLES, "profiles", "labels", "segments", "model_metrics")
 
 
 @dataclass(frozen=True)
@@ -51,24 +53,45 @@ def open_warehouse(cfg: Config, spark: SparkSession) -> Warehouse:
     return Warehouse(cfg.warehouse.path, spark, cfg.warehouse.engine, specs={"profiles": profiles})
 
 
-def validate(tagged: dict[str, DataFrame], cfg: Config, run_id: str, at: datetime
-             ) -> tuple[dict[str, DataFrame], DataFrame, ValidationReport]:
-    """Clean tables, the quarantine rows, and the reconciled counts (one pass over each cached table)."""
-    counts = reason_counts(tagged, cfg.validation)
-    clean = {t: df.transform(clean_rows(t)) for t, df in tagged.items()}
-    quarantined = [df.transform(quarantine_rows(t, run_id, at)) for t, df in tagged.items()]
-    quarantine = quarantined[0]
-    for q in quarantined[1:]:
-        quarantine = quarantine.unionByName(q)
-    return clean, quarantine, ValidationReport.from_counts(counts)
+QuarantineWrite = Callable[[DataFrame], bool]  # writes the quarantine rows; False if an earlier attempt had
+
+
+def validate(tagged: dict[str, DataFrame], cfg: Config, run_id: str, at: datetime,
+             write_quarantine: QuarantineWrite | None = None, quarantined: Collection[str] | None = None
+             ) -> tuple[dict[str, DataFrame], ValidationReport]:
+    """Clean tables and the reconciled counts.
+
+    With ``write_quarantine``, the failed rows of the ``quarantined`` tables (default: all) go through it, and
+    that pass over each cached table also counts its rows (``ObservedTable``). A table it did not read (left
+    out, or written by an earlier attempt of the step), or whose reader gave reasons of its own, is counted in
+    a pass of its own.
+    """
+    observed: dict[str, Counts | None] = {}
+    if write_quarantine is not None:
+        watched = {t: ObservedTable.of(t, df, cfg.validation) for t, df in tagged.items()
+                   if quarantined is None or t in quarantined}
+        failed = [w.rows.transform(quarantine_rows(t, run_id, at)) for t, w in watched.items()]
+        rows = reduce(DataFrame.unionByName, failed) if failed else \
+            next(iter(tagged.values())).sparkSession.createDataFrame([], QUARANTINE)
+        if write_quarantine(rows):
+            observed = {t: w.counts() for t, w in watched.items()}
+    counts = {t: c if (c := observed.get(t)) is not None else table_reason_counts(t, df, cfg.validation)
+              for t, df in tagged.items()}
+    return {t: df.transform(clean_rows(t)) for t, df in tagged.items()}, ValidationReport.from_counts(counts)
+
+
+def quarantine_write(wh: Warehouse, rec: RunRecorder, plan: StepPlan) -> QuarantineWrite:
+    """Append the step's quarantine rows once (``write_once``)."""
+    return lambda rows: bool(write_once(wh, rec, plan, [("quarantine", wh.append, rows)]))
 
 
 def read_and_validate(cfg: Config, wh: Warehouse, env: Mapping[str, str] | None, rec: RunRecorder,
                       cleanup: ExitStack, versions: dict[str, int] | None = None,
-                      partitions: dict[str, list[date]] | None = None
-                      ) -> tuple[dict[str, DataFrame], DataFrame, ValidationReport]:
+                      partitions: dict[str, list[date]] | None = None, write_quarantine: QuarantineWrite | None = None,
+                      quarantined: Collection[str] | None = None) -> tuple[dict[str, DataFrame], ValidationReport]:
     """Read the inputs (at ``versions``; only ``partitions`` of the tables it names), pseudonymise them, and
-    split each into clean rows and quarantine. The validated rows stay cached until ``cleanup`` closes."""
+    split each into clean rows and quarantine (``validate``: written through ``write_quarantine``, if given).
+    The validated rows stay cached until ``cleanup`` closes."""
     private = ingest_privacy(cfg.privacy, env, rec)  # strict mode without a key stops here, first
     with rec.stage("read") as st:
         raw, absent = read_inputs(wh, cfg.inputs, versions, partitions)
@@ -78,7 +101,7 @@ def read_and_validate(cfg: Config, wh: Warehouse, env: Mapping[str, str] | None,
         tagged = {t: df.persist(StorageLevel.MEMORY_AND_DISK) for t, df in tag_inputs(raw, cfg.validation).items()}
         for df in tagged.values():
             cleanup.callback(df.unpersist)
-        clean, quarantine, report = validate(tagged, cfg, rec.run_id, rec.started_at)
+        clean, report = validate(tagged, cfg, rec.run_id, rec.started_at, write_quarantine, quarantined)
         st.rows_in, st.rows_out = sum(report.rows_in.values()), sum(report.rows_clean.values())
         rec.rows_in.update(report.rows_in)
         rec.rows_quarantined.update(report.rows_quarantined)
@@ -90,7 +113,7 @@ def read_and_validate(cfg: Config, wh: Warehouse, env: Mapping[str, str] | None,
             rec.console.print("  " + unknown_items_message(table, n, report.rows_in[table]))
         for table in absent:
             rec.console.print(f"  {table}: table absent; features that need it are null")
-    return clean, quarantine, report
+    return clean, report
 
 
 def embedded_vectors(cfg: Config, wh: Warehouse, clean: dict[str, DataFrame], interactions: DataFrame,
@@ -118,18 +141,22 @@ def embedded_vectors(cfg: Config, wh: Warehouse, clean: dict[str, DataFrame], in
 Write = tuple[str, Callable[..., None], DataFrame]  # (table, Warehouse method, rows)
 
 
-def write_once(wh: Warehouse, rec: RunRecorder, plan: StepPlan, writes: list[Write]) -> None:
-    """One commit per output table, each tagged with the run id and the step (the ledger commit comes after).
+def write_once(wh: Warehouse, rec: RunRecorder, plan: StepPlan, writes: list[Write]) -> list[str]:
+    """One commit per output table, each tagged with the run id and the step (the ledger commit comes after);
+    returns the tables written.
 
     A table that already holds the step (an earlier attempt died after writing it) is skipped, so a
     rerun never appends the step's quarantine rows or metrics twice.
     """
+    written = []
     for table, write, df in writes:
         if already_committed(wh, table, plan):
             rec.console.print(f"  {table}: step {plan.step} was committed by an earlier attempt; skipped")
             continue
         write(table, df, run_id=rec.run_id, txn=plan.txn)
+        written.append(table)
         fault_point(f"after_write:{table}")
+    return written
 
 
 def write_tiles(wh: Warehouse, rec: RunRecorder, plan: StepPlan, clean: dict[str, DataFrame], zone: str
@@ -160,10 +187,10 @@ def write_profiles_and_labels(wh: Warehouse, rec: RunRecorder, plan: StepPlan, p
 
 
 def write_outputs(wh: Warehouse, rec: RunRecorder, plan: StepPlan, profiles: DataFrame,
-                  tags: list[Callable[[DataFrame], DataFrame]], quarantine: DataFrame, model: ModelOutputs | None,
+                  tags: list[Callable[[DataFrame], DataFrame]], model: ModelOutputs | None,
                   report: ValidationReport) -> None:
-    """The full job's outputs after the tiles, then the ledger."""
-    more: list[Write] = [("quarantine", wh.append, quarantine)]
+    """The full job's outputs after the quarantine and the tiles, then the ledger."""
+    more: list[Write] = []
     if model is not None:
         more += [("segments", wh.overwrite, model.segments), ("model_metrics", wh.append, model.metrics)]
     with rec.stage("write") as st:
@@ -197,7 +224,8 @@ def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = No
         if plan.resumed:
             rec.console.print(f"  step {plan.step}: resuming an attempt that died after writing some outputs; "
                               f"reading the input versions it read ({plan.txn.inputs})")
-        clean, quarantine, report = read_and_validate(cfg, wh, env, rec, cleanup, plan.versions)
+        clean, report = read_and_validate(cfg, wh, env, rec, cleanup, plan.versions,
+                                          write_quarantine=quarantine_write(wh, rec, plan))
         tiles = write_tiles(wh, rec, plan, clean, cfg.time.zone)
         as_of = cfg.as_of or midnight_after(latest_event(tiles["state_events"]), cfg.time.zone)
         rec.details["as_of"] = as_of.isoformat()
@@ -220,7 +248,7 @@ def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = No
             model = model_stages(cfg, spark, wh, tiles, profiles, as_of, present, vectors, rec, cleanup)
             # The model's tags come from its own stages (segments and their marks): added as they are.
             profiles, tags = model.profiles, [*tags, lambda _: model.labels]
-        write_outputs(wh, rec, plan, profiles, tags, quarantine, model, report)
+        write_outputs(wh, rec, plan, profiles, tags, model, report)
         return succeeded(wh, rec, as_of, report)
     except Exception as error:
         write_run(wh, rec, "failed", error)

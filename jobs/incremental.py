@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 
 from conf import Config, ValidationConf
 from jobs.clock import aware, is_local_midnight, midnight_after
-from jobs.full import (RunSummary, Write, embedded_vectors, open_warehouse, read_and_validate,
+from jobs.full import (RunSummary, Write, embedded_vectors, open_warehouse, quarantine_write, read_and_validate,
                        succeeded, write_once, write_profiles_and_labels)
 from jobs.features.state_profiles import (EVENT_TABLES, CatalogueChange, Family, day_states, fold_key, latest_event, present_sources,
                                           profiles_from_state, refreshed_profiles, rewritten_partitions,
@@ -37,7 +37,7 @@ from jobs.validation.validate import tag_table
 from schemas import INPUT_TABLES, STATE_TABLES
 
 REFERENCE_TABLES = ("users", "items")
-OUTPUTS = (*STATE_TABLES, "quarantine", "profiles", "labels")  # in write order; each commits the step
+OUTPUTS = ("quarantine", *STATE_TABLES, "profiles", "labels")  # in write order; each commits the step
 
 
 class StateMissing(RuntimeError):
@@ -177,9 +177,10 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
         if why:
             rec.console.print(f"  {why}")
         rec.partitions = sorted({str(dt) for dts in partitions.values() for dt in dts})
-        clean, quarantine, report = read_and_validate(cfg, wh, env, rec, cleanup, plan.versions, partitions)
         # Unchanged users and items are read only to validate against: their bad rows are in quarantine already.
-        quarantine = quarantine.filter(~F.col("source_table").isin([t for t in REFERENCE_TABLES if t not in again]))
+        clean, report = read_and_validate(cfg, wh, env, rec, cleanup, plan.versions, partitions,
+                                          write_quarantine=quarantine_write(wh, rec, plan),
+                                          quarantined=[t for t in INPUT_TABLES if t not in REFERENCE_TABLES or t in again])
         with rec.stage("state") as st:
             fresh = day_states(clean, cfg.time.zone)
             # The state this step starts from (an earlier attempt may have written some tables already).
@@ -188,7 +189,7 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
             writes: list[Write] = [(t, partial(wh.overwrite_partitions, partitions=rewritten_partitions(t, partitions)),
                                     wh.read(t).transform(updated_state(t, fresh[t], partitions)))
                                    for t in STATE_TABLES]
-            write_once(wh, rec, plan, writes + [("quarantine", wh.append, quarantine)])
+            write_once(wh, rec, plan, writes)
             state = {t: wh.read(t) for t in STATE_TABLES}
             st.rows_out = sum(report.rows_clean.get(t, 0) for t in EVENT_TABLES)
         as_of = cfg.as_of or midnight_after(latest_event(state["state_events"]), cfg.time.zone)

@@ -18,7 +18,7 @@ from schemas import INPUT_TABLES
 from tests.test_validation import (BAD_ROWS, CFG_SETTINGS, GOOD_TX, bad_warehouse, cfg_for,  # noqa: F401
                                    frame, replace)
 
-OUTPUTS = ("profiles", "labels", "quarantine")
+OUTPUTS = ("quarantine", "profiles", "labels")  # in write order
 
 
 def _copy_inputs(source: Warehouse, root: str) -> Warehouse:
@@ -34,17 +34,17 @@ def test_runs_killed_between_writes_resume_to_the_uninterrupted_tables(spark, ba
     run_full(cfg_for(reference), spark)
     cfg = cfg_for(bad_warehouse)
 
-    # 1. The real command, SIGKILLed after profiles and labels: no handler runs, no `runs` row is written.
-    monkeypatch.setenv(FAULT_ENV, "after_write:labels:kill")
+    # 1. The real command, SIGKILLed after the quarantine: no handler runs, no `runs` row is written.
+    monkeypatch.setenv(FAULT_ENV, "after_write:quarantine:kill")
     settings = [x for s in CFG_SETTINGS + [f"warehouse.path={bad_warehouse.root}",
                                             f"privacy.key_file={Path(cfg.privacy.key_file).resolve()}"]
                 for x in ("--set", s)]
     killed = portrait("full", *settings, cwd=tmp_path)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    assert [bad_warehouse.committed_version(t, PROFILES_APP) for t in OUTPUTS] == [1, 1, None]
+    assert [bad_warehouse.committed_version(t, PROFILES_APP) for t in OUTPUTS] == [1, None, None]
 
-    # 2. The rerun skips profiles and labels, appends quarantine, then dies before the ledger.
-    monkeypatch.setenv(FAULT_ENV, "after_write:quarantine")
+    # 2. The rerun skips the quarantine, writes profiles and labels, then dies before the ledger.
+    monkeypatch.setenv(FAULT_ENV, "after_write:labels")
     with pytest.raises(InjectedFault):
         run_full(cfg, spark)
     assert all(bad_warehouse.committed_version(t, PROFILES_APP) == 1 for t in OUTPUTS)
@@ -57,8 +57,11 @@ def test_runs_killed_between_writes_resume_to_the_uninterrupted_tables(spark, ba
     # 3. The same step once more: every output is there, only the ledger commit is missing. It reads
     # the input versions the first attempt read, so the late order waits for the next step.
     monkeypatch.delenv(FAULT_ENV)
-    run_full(cfg, spark)
+    summary = run_full(cfg, spark)
     assert bad_warehouse.committed_version(LEDGER, PROFILES_APP) == 1
+    # The quarantine was written by the first attempt, so this one counted the reasons in a pass of its own.
+    assert {t: r for t, r in summary.report.by_reason.items() if r} == {
+        t: {reason: len(rows) for reason, rows in by.items()} for t, by in BAD_ROWS.items()}
     assert {r.table_version for r in bad_warehouse.read(LEDGER).filter("source_table = 'transactions'").collect()} \
         == {read_version}
     late = plan_step(bad_warehouse, PROFILES_APP, ["transactions"])

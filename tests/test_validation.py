@@ -7,6 +7,7 @@ from collections import Counter
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from conf import load_config
@@ -14,6 +15,7 @@ from jobs.full import run_full
 from jobs.privacy import load_key, pseudonym
 from jobs.storage import SchemaMismatch, TableNotFound
 from jobs.validation import REASON, tag_inputs
+from jobs.validation.validate import PARSE_ERROR, ObservedTable, table_reason_counts
 from schemas import INPUT_TABLES
 from tests.helpers import padded, ts
 
@@ -185,6 +187,27 @@ def test_a_user_over_the_rows_per_partition_cap_is_quarantined_there_and_named(s
         "browse: 3 of 6 rows belong to a user with more than 2 rows in one dt partition (a bot or a replay; "
         "validation.max_user_rows_per_partition) (column user_id); moved to quarantine with reason "
         "too_many_rows_for_user")
+
+
+@pytest.mark.parametrize("code, in_the_same_pass", [("unparseable_amount", True), ("vendor_code_7", False)])
+def test_reasons_are_counted_by_the_pass_that_reads_the_rows_unless_a_reader_gave_its_own(spark, code,
+                                                                                         in_the_same_pass):
+    """The quarantine write counts the rows by reason as it reads them; a code no check or reader of the
+    table's columns gives (an adapter's own) is not among those counted, and the table is counted apart."""
+    rows = GOOD["transactions"] + BAD_ROWS["transactions"]["negative_amount"] + [replace(GOOD_TX, 0, "o9")]
+    raw = {"users": frame(spark, "users", GOOD["users"]), "items": frame(spark, "items", GOOD["items"]),
+           "transactions": frame(spark, "transactions", rows).withColumn(
+               PARSE_ERROR, F.when(F.col("order_id") == "o9", F.lit(code)))}
+    tagged = tag_inputs(raw, CFG.validation)["transactions"]
+    observed = ObservedTable.of("transactions", tagged, CFG.validation)
+    observed.rows.write.format("noop").mode("overwrite").save()
+    # o1 and o2 clean, the unlisted item's line kept and counted, one negative amount, o9 failed to parse.
+    expected = {(None, False): 2, (None, True): 1, ("negative_amount", False): 1, (code, False): 1}
+    if in_the_same_pass:
+        assert observed.counts() == expected
+    else:
+        assert observed.counts() is None
+        assert table_reason_counts("transactions", tagged, CFG.validation) == expected
 
 
 def test_quarantine_keeps_the_raw_row(validated):

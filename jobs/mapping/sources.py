@@ -11,6 +11,7 @@ from pyspark.sql.types import DataType, StringType, StructField, StructType
 from jobs.clock import instant_from_local
 from jobs.mapping.spec import Source, SourceColumn
 from jobs.privacy import PseudonymKey, row_json
+from jobs.validation.checks import MALFORMED_ROW, unparseable
 from jobs.validation.validate import PARSE_ERROR, RAW_JSON
 
 CORRUPT = "_corrupt_record"
@@ -129,8 +130,8 @@ def parse_source(source: Source, zone: str, key: PseudonymKey | None) -> callabl
         kept = F.when(F.col(CORRUPT).isNotNull(), malformed if key is not None else F.col(CORRUPT))
         out = raw.withColumn(RAW_JSON, F.coalesce(kept, row_json(fields, ids, key)))
         parsed = {c: column_parser(c, spec, types[c], spec.zone or zone) for c, spec in source.columns.items()}
-        failures = [F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed_row"))] + [
-            F.when(F.col(f"_parsed_{c}").isNull() & _given(c, source.columns[c]), F.lit(f"unparseable_{c}"))
+        failures = [F.when(F.col(CORRUPT).isNotNull(), F.lit(MALFORMED_ROW))] + [
+            F.when(F.col(f"_parsed_{c}").isNull() & _given(c, source.columns[c]), F.lit(unparseable(c)))
             for c in parsed]
         out = out.withColumns({f"_parsed_{c}": p for c, p in parsed.items()}).withColumn(PARSE_ERROR,
                                                                                         F.coalesce(*failures))

@@ -1,7 +1,7 @@
 """Validation: every input row ends up clean or in quarantine with a reason."""
 from jobs.validation.checks import Check, table_checks
 from jobs.validation.validate import (REASON, ValidationReport, clean_rows, quarantine_message, quarantine_rows,
-                                      reason_counts, tag_inputs, unknown_items_message)
+                                      tag_inputs, unknown_items_message)
 
 __all__ = ["Check", "table_checks", "REASON", "tag_inputs", "clean_rows", "quarantine_rows",
-           "quarantine_message", "ValidationReport", "reason_counts", "unknown_items_message"]
+           "quarantine_message", "ValidationReport", "unknown_items_message"]

@@ -142,11 +142,30 @@ def describe(table: str, reason: str, cfg: ValidationConf) -> tuple[str, str]:
     return parse_failure(reason)
 
 
+# The reasons a reader gives a row it could not parse (a mapping's source, an adapter).
+MALFORMED_ROW = "malformed_row"
+UNPARSEABLE = "unparseable_"
+
+
+def unparseable(column: str) -> str:
+    return UNPARSEABLE + column
+
+
+def known_reasons(table: str, cfg: ValidationConf) -> list[str]:
+    """Every reason a row of ``table`` can get from its checks, its key, or a reader of its columns.
+
+    A reader of a source with other column names can give others; ``validate`` counts those apart.
+    """
+    checks = table_checks(table, cfg) + ([KEY_CONFLICTS[table]] if table in KEY_CONFLICTS else [])
+    read = [MALFORMED_ROW, *[unparseable(c) for c in INPUT_TABLES[table].schema.fieldNames()]]
+    return list(dict.fromkeys([c.reason for c in checks] + read))
+
+
 def parse_failure(reason: str) -> tuple[str, str]:
     """(column, description) of a reason given while reading a source (a mapping's, or an adapter's)."""
-    if reason.startswith("unparseable_"):
-        column = reason.removeprefix("unparseable_")
+    if reason.startswith(UNPARSEABLE):
+        column = reason.removeprefix(UNPARSEABLE)
         return column, f"have a {column} that cannot be parsed"
-    if reason == "malformed_row":
+    if reason == MALFORMED_ROW:
         return "*", "are malformed (wrong number of fields, or truncated)"
     return "*", f"failed check {reason}"

@@ -5,13 +5,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Observation, Window
 from pyspark.sql import functions as F
 
 from conf import ValidationConf
 from jobs.privacy import redacted_struct
 from jobs.validation.checks import (DUPLICATE, EVENT_TABLES, ITEM_KNOWN, KEY_CONFLICTS, KEY_DUPLICATE, OVER_VOLUME,
-                                    USER_KNOWN, describe, table_checks, unknown_item)
+                                    USER_KNOWN, describe, known_reasons, table_checks, unknown_item)
 from schemas import INPUT_TABLES
 
 REASON = "_reason"
@@ -137,14 +137,46 @@ def tag_inputs(raw: dict[str, DataFrame], cfg: ValidationConf) -> dict[str, Data
     return tagged
 
 
-def reason_counts(tagged: dict[str, DataFrame], cfg: ValidationConf) -> dict[str, dict[tuple[str | None, bool], int]]:
-    """Per table, rows by (reason or None, kept although its item is not in the catalogue): one pass each."""
-    counts = {}
-    for table, df in tagged.items():
-        unknown = unknown_item(table, cfg) if "item_id" in df.columns else F.lit(False)
-        rows = df.groupBy(REASON, (F.col(REASON).isNull() & unknown).alias("_unknown")).count().collect()
-        counts[table] = {(r[REASON], r["_unknown"]): r["count"] for r in rows}
-    return counts
+Counts = dict[tuple[str | None, bool], int]  # rows by (reason or None, kept although its item is unknown)
+
+
+def _kept_unknown(table: str, tagged: DataFrame, cfg: ValidationConf) -> Column:
+    return F.col(REASON).isNull() & (unknown_item(table, cfg) if "item_id" in tagged.columns else F.lit(False))
+
+
+def table_reason_counts(table: str, tagged: DataFrame, cfg: ValidationConf) -> Counts:
+    """One table's rows by reason, in a pass of their own."""
+    rows = tagged.groupBy(REASON, _kept_unknown(table, tagged, cfg).alias("_unknown")).count().collect()
+    return {(r[REASON], r["_unknown"]): r["count"] for r in rows}
+
+
+@dataclass(frozen=True)
+class ObservedTable:
+    """A tagged table whose counts by reason Spark gathers while an action reads ``rows`` (an ``Observation``):
+    the quarantine write, which reads every row anyway, counts them, and no pass of their own is needed."""
+
+    rows: DataFrame
+    observation: Observation
+    reasons: tuple[str, ...]
+
+    @classmethod
+    def of(cls, table: str, tagged: DataFrame, cfg: ValidationConf) -> "ObservedTable":
+        reasons, reason, observation = tuple(known_reasons(table, cfg)), F.col(REASON), Observation()
+        counts = [F.count_if(reason == F.lit(r)).alias(f"reason_{i}") for i, r in enumerate(reasons)]
+        rows = tagged.observe(observation, F.count(F.lit(1)).alias("rows"),
+                              F.count_if(_kept_unknown(table, tagged, cfg)).alias("unknown"),
+                              F.count_if(reason.isNotNull() & ~reason.isin(*reasons)).alias("unforeseen"), *counts)
+        return cls(rows, observation, reasons)
+
+    def counts(self) -> Counts | None:
+        """The counts, once an action has read ``rows``; None if a reason outside ``known_reasons`` occurred
+        (a reader's own codes): then the table needs a pass of its own."""
+        got = self.observation.get
+        if got["unforeseen"]:
+            return None
+        failed = {(r, False): got[f"reason_{i}"] for i, r in enumerate(self.reasons) if got[f"reason_{i}"]}
+        clean = got["rows"] - sum(failed.values())
+        return {**failed, (None, False): clean - got["unknown"], (None, True): got["unknown"]}
 
 
 @dataclass
@@ -168,8 +200,8 @@ class ValidationReport:
         return all(self.rows_in[t] == self.rows_clean[t] + self.rows_quarantined.get(t, 0) for t in self.rows_in)
 
     @classmethod
-    def from_counts(cls, counts: dict[str, dict[tuple[str | None, bool], int]]) -> "ValidationReport":
-        """From per-table ``{(reason or None, unknown item kept): rows}`` counts (``reason_counts``)."""
+    def from_counts(cls, counts: dict[str, Counts]) -> "ValidationReport":
+        """From per-table ``{(reason or None, unknown item kept): rows}`` counts."""
         report = cls()
         for table, by in counts.items():
             by_reason: dict[str | None, int] = {}
