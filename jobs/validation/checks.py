@@ -134,9 +134,14 @@ def _over_volume(cfg: ValidationConf) -> Check:
                  f"validation.max_user_rows_per_partition)", lambda: F.col(OVER_VOLUME))
 
 
+def every_check(table: str, cfg: ValidationConf) -> list[Check]:
+    """The table's checks and, for users and items, the key conflict that runs after them."""
+    return table_checks(table, cfg) + ([KEY_CONFLICTS[table]] if table in KEY_CONFLICTS else [])
+
+
 def describe(table: str, reason: str, cfg: ValidationConf) -> tuple[str, str]:
     """(column, description) for a reason code, for messages."""
-    for check in table_checks(table, cfg) + ([KEY_CONFLICTS[table]] if table in KEY_CONFLICTS else []):
+    for check in every_check(table, cfg):
         if check.reason == reason:
             return check.column, check.description
     return parse_failure(reason)
@@ -156,9 +161,8 @@ def known_reasons(table: str, cfg: ValidationConf) -> list[str]:
 
     A reader of a source with other column names can give others; ``validate`` counts those apart.
     """
-    checks = table_checks(table, cfg) + ([KEY_CONFLICTS[table]] if table in KEY_CONFLICTS else [])
     read = [MALFORMED_ROW, *[unparseable(c) for c in INPUT_TABLES[table].schema.fieldNames()]]
-    return list(dict.fromkeys([c.reason for c in checks] + read))
+    return list(dict.fromkeys([c.reason for c in every_check(table, cfg)] + read))
 
 
 def parse_failure(reason: str) -> tuple[str, str]:
