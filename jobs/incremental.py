@@ -20,9 +20,9 @@ from conf import Config, ValidationConf
 from jobs.clock import aware, is_local_midnight, midnight_after
 from jobs.full import (RunSummary, Write, embedded_vectors, open_warehouse, quarantine_write, read_and_validate,
                        succeeded, write_once, write_profiles_and_labels)
-from jobs.features.state_profiles import (EVENT_TABLES, CatalogueChange, Family, day_states, fold_key, latest_event, present_sources,
-                                          profiles_from_state, refreshed_profiles, rewritten_partitions,
-                                          touched_users, updated_state)
+from jobs.features.state_profiles import (EVENT_TABLES, CatalogueChange, Family, day_states, feature_families, fold_key,
+                                          latest_event, present_sources, profiles_from_state, refolded_users,
+                                          refreshed_profiles, rewritten_partitions, touched_users, updated_state)
 from jobs.features.text_vectors import tiled_texts
 from jobs.frames import checkpointed
 from jobs.model.serving import load_serving
@@ -210,19 +210,21 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
             inputs = {**state, "users": clean["users"], "items": clean["items"]}
             if folded_alike:
                 rewritten = {t: rewritten_partitions(t, partitions) for t in STATE_TABLES}
-                counts: dict[str, int] = {}
                 found: dict[tuple, DataFrame] = {}  # families on the same tables and windows touch the same users
 
                 def touched(family: Family) -> DataFrame:
                     key = (family.tables, family.windows, family.item_columns, family.catalogue_columns)
                     if key not in found:
-                        found[key] = touched_users(family, state, before, rewritten, was, as_of,
-                                                   cfg.time.zone, catalogue).localCheckpoint(eager=True)
-                    counts[family.name] = found[key].count()
+                        found[key] = touched_users(family, state, before, rewritten, was, as_of, cfg.time.zone,
+                                                   catalogue)
                     return found[key]
-                profiles = refreshed_profiles(cfg, as_of, rec.started_at, present, wh.read("profiles"), touched,
-                                              vectors)(inputs)
-                rec.details["touched_users"] = json.dumps(counts, sort_keys=True)
+                old = wh.read("profiles")
+                families = feature_families(cfg, as_of, inputs["items"], vectors)
+                refolded = checkpointed(refolded_users(families, touched, inputs["users"], old), cleanup)
+                counts = {r["family"]: r["count"] for r in refolded.groupBy("family").count().collect()}
+                rec.details["touched_users"] = json.dumps({f.name: counts.get(f.name, 0) for f in families},
+                                                          sort_keys=True)
+                profiles = refreshed_profiles(cfg, as_of, rec.started_at, present, old, refolded, vectors)(inputs)
             else:
                 rec.console.print("  the profiles were folded with other settings or tables: every user is folded")
                 profiles = profiles_from_state(cfg, as_of, rec.started_at, present, vectors)(inputs)

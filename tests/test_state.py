@@ -17,7 +17,7 @@ from jobs.features.conversion import browse_day_state, conversion_from_state
 from jobs.features.rfm import order_day_state, rfm_from_state
 from jobs.features.social import social_day_state, social_from_state
 from jobs.features.state import replace_partitions
-from jobs.features.state_profiles import CatalogueChange, Family, touched_users
+from jobs.features.state_profiles import CatalogueChange, Family, refolded_users, touched_users
 from jobs.features.text_vectors import weighted_item_means
 from jobs.features.time_patterns import time_patterns_from_state
 from schemas.events import BROWSE, TRANSACTIONS
@@ -251,6 +251,23 @@ def test_a_step_refolds_a_family_only_for_users_in_a_rewritten_partition_or_at_a
     back = touched_users(family, {"state_orders": after}, {"state_orders": before}, {}, AS_OF + day, AS_OF, "UTC")
     assert sorted(r.user_id for r in back.collect()) == ["u1", "u3"]
     assert touched_users(family, {"state_orders": after}, {"state_orders": before}, {}, AS_OF, AS_OF, "UTC").count() == 0
+
+
+def test_each_family_refolds_its_touched_users_and_every_sign_up(spark):
+    """One frame of (family, user): a family's touched users, plus the users the old profiles lack, in every family."""
+    orders = Family("rfm", ("state_orders",), fold=lambda s: s)
+    events = Family("activity", ("state_events",), fold=lambda s: s)
+    quiet = Family("social", ("state_social",), fold=lambda s: s)
+    touched = {"rfm": ["u1", "u2"], "activity": ["u2", "u9"], "social": []}
+    users = spark.createDataFrame([(u,) for u in ("u1", "u2", "u3", "u9")], "user_id string")
+    old = spark.createDataFrame([(u,) for u in ("u1", "u2", "u9")], "user_id string")  # u3 signed up since
+
+    def touched_by(family: Family):
+        return spark.createDataFrame([(u,) for u in touched[family.name]], "user_id string")
+    found = refolded_users([orders, events, quiet], touched_by, users, old)
+    assert sorted((r.family, r.user_id) for r in found.collect()) == [
+        ("activity", "u2"), ("activity", "u3"), ("activity", "u9"),
+        ("rfm", "u1"), ("rfm", "u2"), ("rfm", "u3"), ("social", "u3")]
 
 
 def test_a_catalogue_change_refolds_users_with_rows_on_changed_items_or_everyone_for_catalogue_wide_columns(spark):

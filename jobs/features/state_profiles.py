@@ -273,21 +273,34 @@ def _as_in(folded: DataFrame, old: DataFrame, column: str) -> F.Column:
         F.col(column).cast(want)
 
 
+def refolded_users(families: list[Family], touched: Callable[[Family], DataFrame], users: DataFrame,
+                   old: DataFrame) -> DataFrame:
+    """(family, user_id) for every user each family folds again: its ``touched`` users, and every user not in
+    ``old`` (new sign-ups), in one frame.
+
+    One frame, so that a step finds every family's users in one job and keeps them in one checkpoint that
+    the job releases, rather than a checkpoint and a count per family, held to the end of the session
+    (a 2,000-user step ran 179 Spark jobs instead of 236). Families on the same tables and windows find the
+    same users; the incremental job's ``touched`` builds that frame once for them.
+    """
+    names = users.sparkSession.createDataFrame([(f.name,) for f in families], "family string")
+    unknown = users.select("user_id").join(old.select("user_id"), "user_id", "left_anti").crossJoin(names)
+    found = [touched(f).select(F.lit(f.name).alias("family"), "user_id") for f in families]
+    return reduce(DataFrame.unionByName, found, unknown.select("family", "user_id")).distinct()
+
+
 def refreshed_profiles(cfg: Config, as_of: datetime, updated_at: datetime, present: set[str],
-                       old: DataFrame, touched: Callable[[Family], DataFrame], vectors: Vectors = NO_VECTORS,
+                       old: DataFrame, refolded: DataFrame, vectors: Vectors = NO_VECTORS,
                        ) -> Callable[[dict[str, DataFrame]], DataFrame]:
-    """Like ``profiles_from_state``, folding each family only for its ``touched`` users.
+    """Like ``profiles_from_state``, folding each family only for its ``refolded`` users (``refolded_users``).
 
     Every other user keeps their columns from ``old`` (the profiles as of an earlier date, folded with
-    the same configuration and present tables), with ``slide`` applied. Users not in ``old`` (new
-    sign-ups) are folded in every family.
+    the same configuration and present tables), with ``slide`` applied.
     """
     def apply(state: dict[str, DataFrame]) -> DataFrame:
-        unknown = (state["users"].select("user_id").join(old.select("user_id"), "user_id", "left_anti")
-                   .localCheckpoint(eager=True))  # once, not once per family
         features = []
         for family in feature_families(cfg, as_of, state["items"], vectors):
-            users = touched(family).unionByName(unknown).distinct().localCheckpoint(eager=True)
+            users = refolded.filter(F.col("family") == F.lit(family.name)).select("user_id")
             folded = family.fold({**state, **{t: state[t].join(users, "user_id", "left_semi") for t in family.tables}})
             columns = [c for c in folded.columns if c != "user_id"]
             kept = old.join(users, "user_id", "left_anti").select("user_id", *[_as_in(folded, old, c) for c in columns])
