@@ -23,6 +23,8 @@ import typer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.results_file import write_result  # noqa: E402  (after the path)
+
 RESULTS = ROOT / "benchmarks" / "results" / "fold_families.json"
 
 
@@ -82,9 +84,7 @@ def main(warehouse: Path = ROOT / "benchmarks" / ".work" / "scale" / "n30", out:
         "share_of_all": {k: round(v / measured["all"], 3) for k, v in measured.items() if k != "all"},
         "conditions": "each family folded alone to Spark's no-op sink, then all together; the last round",
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    print(json.dumps(result, indent=2, sort_keys=True))
+    write_result(out, result)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ import typer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.results_file import write_result  # noqa: E402  (after the path)
+
 RESULTS = ROOT / "benchmarks" / "results" / "scale.json"
 EVENT_TABLES = ("transactions", "browse", "social")
 
@@ -180,9 +182,7 @@ def main(users: int = 20_000, histories: str = "30,90,180", seed: int = 42,
         "bytes_read_by_run": read,
         "model": "off; every text already in the embedding cache",
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    print(json.dumps(result, indent=2, sort_keys=True))
+    write_result(out, result)
 
 
 if __name__ == "__main__":
