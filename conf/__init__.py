@@ -107,6 +107,11 @@ class ValidationConf(_Section):
     # A user with more rows than this in one input partition (a day) is a bot or a replay: its rows there go to
     # quarantine, rather than one task receiving millions of one user's rows in every per-user aggregate.
     max_user_rows_per_partition: int = Field(1_000_000, ge=1)
+    # A row's local day may lie at most this many days after its ``dt`` partition (clock skew, a file filed
+    # a day early); later rows go to quarantine. Late rows (a day before ``dt``) are fine. The bound lets
+    # a step find the rows a window can see in the partitions from (window start - this) on, not in all
+    # history. Lowering it needs a full recompute: rows kept under the old bound stay in their partitions.
+    max_days_after_partition: int = Field(1, ge=0)
     event_types: list[str] = ["view", "click", "cart", "fav"]
     social_kinds: list[str] = ["review", "comment", "like", "share", "follow"]
     # Per event table: an item_id that is not in the clean catalogue is quarantined, or kept with null

@@ -216,7 +216,7 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
                     key = (family.tables, family.windows, family.item_columns, family.catalogue_columns)
                     if key not in found:
                         found[key] = touched_users(family, state, before, rewritten, was, as_of, cfg.time.zone,
-                                                   catalogue)
+                                                   cfg.validation.max_days_after_partition, catalogue)
                     return found[key]
                 old = wh.read("profiles")
                 families = feature_families(cfg, as_of, inputs["items"], vectors)

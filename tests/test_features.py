@@ -82,7 +82,7 @@ def test_intent_counts_the_last_days_and_the_items_left_open(spark):
                ("u2", "i1", "view", ts(28), 0, "s5"))
     t = tx(spark, ("o1", "u1", "i3", 1, 5.0, ts(29, 21)),    # bought the same day it was carted: closed
            ("o2", "u1", "i2", 1, 5.0, ts(27)))               # bought before it was favourited (and the window)
-    got = by_user(interaction_day_state(b, t, "UTC").transform(intent_counts([1, 3], AS_OF, "UTC")))
+    got = by_user(interaction_day_state(b, t, "UTC").transform(intent_counts([1, 3], AS_OF, "UTC", 1)))
     assert got["u1"] == {"user_id": "u1", "views_1d": 1, "carts_1d": 2, "favs_1d": 0, "buys_1d": 0,
                          "views_3d": 1, "carts_3d": 3, "favs_3d": 1, "buys_3d": 1, "open_intent_items": 2}
     assert got["u2"] == {"user_id": "u2", "views_1d": 0, "carts_1d": 0, "favs_1d": 0, "buys_1d": 0,

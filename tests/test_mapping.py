@@ -207,7 +207,8 @@ def test_fuzzed_source_rows_are_never_lost(spark, tmp_path_factory, lines):
     n_rejected = rejected.count() if rejected is not None else 0
     # Every parsed row goes to exactly one of browse or transactions (buy or not), or is rejected.
     assert rows_in == unparsed + n_rejected + tables["browse"].count() + tables["transactions"].count()
-    tagged = tag_inputs(tables, load_config(overrides=["time.zone=Asia/Shanghai"]).validation)
+    china = load_config(overrides=["time.zone=Asia/Shanghai"])
+    tagged = tag_inputs(tables, china.validation, china.time.zone)
     for name in ("browse", "transactions"):
         reasons = [r[REASON] for r in tagged[name].collect()]
         assert len(reasons) == tables[name].count()  # validation: every row clean or quarantined, none dropped

@@ -245,12 +245,12 @@ def test_a_step_refolds_a_family_only_for_users_in_a_rewritten_partition_or_at_a
     before = tx(spark, kept + erased).transform(order_day_state("UTC"))
     after = tx(spark, kept).transform(order_day_state("UTC"))
     touched = touched_users(family, {"state_orders": after}, {"state_orders": before},
-                            {"state_orders": [dt.date(2025, 1, 10)]}, AS_OF, AS_OF + day, "UTC")
+                            {"state_orders": [dt.date(2025, 1, 10)]}, AS_OF, AS_OF + day, "UTC", 1)
     assert sorted(r.user_id for r in touched.collect()) == ["u1", "u3", "u4", "u5"]
     # as_of moving back crosses the same edges; not moving crosses none.
-    back = touched_users(family, {"state_orders": after}, {"state_orders": before}, {}, AS_OF + day, AS_OF, "UTC")
+    back = touched_users(family, {"state_orders": after}, {"state_orders": before}, {}, AS_OF + day, AS_OF, "UTC", 1)
     assert sorted(r.user_id for r in back.collect()) == ["u1", "u3"]
-    assert touched_users(family, {"state_orders": after}, {"state_orders": before}, {}, AS_OF, AS_OF, "UTC").count() == 0
+    assert touched_users(family, {"state_orders": after}, {"state_orders": before}, {}, AS_OF, AS_OF, "UTC", 1).count() == 0
 
 
 def test_each_family_refolds_its_touched_users_and_every_sign_up(spark):
@@ -290,7 +290,7 @@ def test_a_catalogue_change_refolds_users_with_rows_on_changed_items_or_everyone
     price = Family("price", ("state_prices",), fold=lambda s: s, catalogue_columns=("price",))
 
     def touched(family, change):
-        return sorted(r.user_id for r in touched_users(family, state, state, {}, AS_OF, AS_OF, "UTC", change).collect())
+        return sorted(r.user_id for r in touched_users(family, state, state, {}, AS_OF, AS_OF, "UTC", 1, change).collect())
 
     # A category changed: only the users with rows on that item, and only where the fold reads it.
     renaming = CatalogueChange(then, renamed)

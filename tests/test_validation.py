@@ -71,6 +71,7 @@ BAD_ROWS = {
         "absurd_amount": [replace(GOOD_TX, 4, 1e9)],
         "bad_quantity": [replace(GOOD_TX, 3, 0)],
         "ts_out_of_range": [replace(GOOD_TX, 5, ts(1, year=1999)), replace(GOOD_TX, 5, ts(1, month=3))],
+        "ts_after_partition": [replace(GOOD_TX, 5, ts(12))],  # the 12th, filed under the 10th
         "duplicate_row": [GOOD_TX],
     },
     "browse": {
@@ -84,6 +85,7 @@ BAD_ROWS = {
         "unknown_item_id": [replace(GOOD_BROWSE, 1, "ghost")],
         "negative_dwell": [replace(GOOD_BROWSE, 4, -1)],
         "ts_out_of_range": [replace(GOOD_BROWSE, 3, ts(1, year=2031))],
+        "ts_after_partition": [replace(GOOD_BROWSE, 3, ts(20))],
         "duplicate_row": [GOOD_BROWSE, GOOD_BROWSE],
     },
     "social": {
@@ -96,6 +98,7 @@ BAD_ROWS = {
         "unknown_item_id": [replace(GOOD_SOCIAL, 1, "ghost")],
         "rating_out_of_range": [replace(GOOD_SOCIAL, 4, 6)],
         "ts_out_of_range": [replace(GOOD_SOCIAL, 5, ts(31, month=12, year=2024))],
+        "ts_after_partition": [replace(GOOD_SOCIAL, 5, ts(12))],
         "duplicate_row": [GOOD_SOCIAL],
     },
 }
@@ -165,9 +168,9 @@ def test_the_quarantine_policy_quarantines_events_on_unlisted_items(spark):
     strict = CFG.validation.model_copy(update={"unknown_items": {"transactions": "quarantine"}})
     raw = {"users": frame(spark, "users", GOOD["users"]), "items": frame(spark, "items", GOOD["items"]),
            "transactions": frame(spark, "transactions", GOOD["transactions"])}
-    reasons = sorted(str(r[REASON]) for r in tag_inputs(raw, strict)["transactions"].collect())
+    reasons = sorted(str(r[REASON]) for r in tag_inputs(raw, strict, CFG.time.zone)["transactions"].collect())
     assert reasons == ["None", "None", "unknown_item_id"]
-    kept = sorted(str(r[REASON]) for r in tag_inputs(raw, CFG.validation)["transactions"].collect())
+    kept = sorted(str(r[REASON]) for r in tag_inputs(raw, CFG.validation, CFG.time.zone)["transactions"].collect())
     assert kept == ["None", "None", "None"]
 
 
@@ -181,12 +184,34 @@ def test_a_user_over_the_rows_per_partition_cap_is_quarantined_there_and_named(s
             + [replace(replace(replace(GOOD_BROWSE, 0, "u2"), 3, ts(11)), 6, other_day)])         # 1 the next day
     raw = {"users": frame(spark, "users", GOOD["users"]), "items": frame(spark, "items", GOOD["items"]),
            "browse": frame(spark, "browse", rows)}
-    got = Counter((r.user_id, r.dt, r[REASON]) for r in tag_inputs(raw, capped)["browse"].collect())
+    got = Counter((r.user_id, r.dt, r[REASON]) for r in tag_inputs(raw, capped, CFG.time.zone)["browse"].collect())
     assert got == Counter({("u2", D, "too_many_rows_for_user"): 3, ("u1", D, None): 2, ("u2", other_day, None): 1})
     assert quarantine_message("browse", "too_many_rows_for_user", 3, 6, capped) == (
         "browse: 3 of 6 rows belong to a user with more than 2 rows in one dt partition (a bot or a replay; "
         "validation.max_user_rows_per_partition) (column user_id); moved to quarantine with reason "
         "too_many_rows_for_user")
+
+
+def test_a_row_filed_more_than_a_day_before_its_local_day_is_quarantined(spark):
+    from jobs.validation import quarantine_message
+
+    china = CFG.model_copy(update={"time": CFG.time.model_copy(update={"zone": "Asia/Shanghai"})})
+    utc = dt.timezone.utc
+    at = {  # all filed under D, the 10th; China is UTC+8
+        "late": dt.datetime(2025, 1, 7, 12, tzinfo=utc),          # the 7th: late data, clean
+        "next day": dt.datetime(2025, 1, 11, 15, 59, tzinfo=utc),  # 23:59 on the 11th in China: D + 1, clean
+        "early": dt.datetime(2025, 1, 11, 16, tzinfo=utc),         # 00:00 on the 12th in China: D + 2
+    }
+    rows = [replace(replace(GOOD_BROWSE, 5, name), 3, when) for name, when in at.items()]
+    raw = {"users": frame(spark, "users", GOOD["users"]), "items": frame(spark, "items", GOOD["items"]),
+           "browse": frame(spark, "browse", rows)}
+    got = {r.session_id: r[REASON] for r in tag_inputs(raw, china.validation, china.time.zone)["browse"].collect()}
+    assert got == {"late": None, "next day": None, "early": "ts_after_partition"}
+    # In UTC the same instant is on the 11th: D + 1, clean.
+    assert {r[REASON] for r in tag_inputs(raw, CFG.validation, "UTC")["browse"].collect()} == {None}
+    assert quarantine_message("browse", "ts_after_partition", 1, 3, china.validation) == (
+        "browse: 1 of 3 rows have a local day more than 1 day after their dt partition (filed early; "
+        "validation.max_days_after_partition) (column ts); moved to quarantine with reason ts_after_partition")
 
 
 @pytest.mark.parametrize("code, in_the_same_pass", [("unparseable_amount", True), ("vendor_code_7", False)])
@@ -198,7 +223,7 @@ def test_reasons_are_counted_by_the_pass_that_reads_the_rows_unless_a_reader_gav
     raw = {"users": frame(spark, "users", GOOD["users"]), "items": frame(spark, "items", GOOD["items"]),
            "transactions": frame(spark, "transactions", rows).withColumn(
                PARSE_ERROR, F.when(F.col("order_id") == "o9", F.lit(code)))}
-    tagged = tag_inputs(raw, CFG.validation)["transactions"]
+    tagged = tag_inputs(raw, CFG.validation, CFG.time.zone)["transactions"]
     observed = ObservedTable.of("transactions", tagged, CFG.validation)
     observed.rows.write.format("noop").mode("overwrite").save()
     # o1 and o2 clean, the unlisted item's line kept and counted, one negative amount, o9 failed to parse.
@@ -258,7 +283,7 @@ TX_ROWS = st.lists(st.tuples(st.sampled_from(["o1", "o2", None]), st.sampled_fro
 def test_fuzzed_transactions_reconcile_and_clean_rows_are_valid(spark, rows):
     raw = {"users": frame(spark, "users", GOOD["users"]), "items": frame(spark, "items", GOOD["items"]),
            "transactions": frame(spark, "transactions", [(*r, r[5].date() if r[5] else D) for r in rows])}
-    tagged = tag_inputs(raw, CFG.validation)["transactions"].collect()
+    tagged = tag_inputs(raw, CFG.validation, CFG.time.zone)["transactions"].collect()
     assert len(tagged) == len(rows)  # nothing dropped, nothing invented
     v = CFG.validation
     for r in tagged:

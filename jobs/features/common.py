@@ -1,7 +1,7 @@
 """Small column helpers shared by the feature functions."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 from pyspark.sql import Column
 from pyspark.sql import functions as F
@@ -19,6 +19,13 @@ def before(as_of: datetime, column: str = "ts") -> Column:
 def within_days(as_of: datetime, days: int, zone: str, column: str = "ts") -> Column:
     """The window [as_of - days, as_of), ``days`` counted as local days in ``zone``."""
     return (F.col(column) >= F.lit(add_days(as_of, -days, zone))) & before(as_of, column)
+
+
+def from_partition(day: date, lead: int) -> Column:
+    """Tiles in the ``dt`` partitions that can hold a row of local day ``day`` or later: validation quarantines a
+    row more than ``lead`` days after its partition (``validation.max_days_after_partition``). A filter on the
+    partition column, so Spark reads those partitions only, not all history."""
+    return F.col("dt") >= F.lit(day - timedelta(days=lead))
 
 
 def days_between(as_of: datetime | Column, column: Column) -> Column:

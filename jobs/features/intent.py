@@ -14,7 +14,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from jobs.clock import local_midnight_date
-from jobs.features.common import days_between
+from jobs.features.common import days_between, from_partition
 
 # Interaction kind -> the name its short-window counts take ("carts_1d").
 KIND_COUNTS = {"view": "views", "cart": "carts", "fav": "favs", "buy": "buys"}
@@ -25,15 +25,19 @@ def short_window_columns(windows: list[int] | tuple[int, ...]) -> list[str]:
     return [f"{name}_{w}d" for w in windows for name in KIND_COUNTS.values()]
 
 
-def intent_counts(windows: list[int], as_of: datetime, zone: str) -> Callable[[DataFrame], DataFrame]:
+def intent_counts(windows: list[int], as_of: datetime, zone: str, lead: int) -> Callable[[DataFrame], DataFrame]:
     """``INTERACTION_DAY_STATE`` tiles -> per user: events of each kind in each of the last ``windows`` local
     days, and ``open_intent_items``: items carted or favourited in the longest of them and not bought on that
-    day or after (a purchase the same day closes it: the tiles keep days, not times)."""
+    day or after (a purchase the same day closes it: the tiles keep days, not times).
+
+    Nothing before the longest window counts, so only the partitions that can hold its days are read
+    (``from_partition``): a user with no row in it gets no row here, and zeros in the profile."""
     today = local_midnight_date(as_of, zone)
     longest = today - timedelta(days=max(windows))
 
     def apply(tiles: DataFrame) -> DataFrame:
-        past = tiles.filter(F.col("day") < F.lit(today))
+        past = tiles.filter(from_partition(longest, lead) & (F.col("day") >= F.lit(longest))
+                            & (F.col("day") < F.lit(today)))
         counts = [F.coalesce(F.sum(F.when((F.col("kind") == kind) & (F.col("day") >= F.lit(today - timedelta(days=w))),
                                           F.col("events"))), F.lit(0)).cast("long").alias(f"{name}_{w}d")
                   for w in windows for kind, name in KIND_COUNTS.items()]

@@ -23,7 +23,7 @@ from jobs.clock import local_day, local_midnight_date
 from jobs.features.activity import activity_from_state, all_events, event_day_state
 from jobs.features.affinity import (affinity_features, interaction_day_state, interactions_from_state, price_day_state,
                                     price_from_state)
-from jobs.features.common import days_between
+from jobs.features.common import days_between, from_partition
 from jobs.features.conversion import browse_day_state, conversion_from_state
 from jobs.features.intent import intent_counts, intent_recency, last_intent_times
 from jobs.features.profiles import profiles_from_features
@@ -166,6 +166,7 @@ def feature_families(cfg: Config, as_of: datetime, items: DataFrame, vectors: Ve
     """Every family of profile columns, each folded from its state tables as of ``as_of``."""
     f, e, zone = cfg.features, cfg.embedding, cfg.time.zone
     recent = cfg.tags.active_window_days
+    lead = cfg.validation.max_days_after_partition
 
     def weighted(state: dict[str, DataFrame], weights: dict[str, float]) -> DataFrame:
         return state["state_interactions"].transform(interactions_from_state(weights, as_of, zone, items))
@@ -187,7 +188,7 @@ def feature_families(cfg: Config, as_of: datetime, items: DataFrame, vectors: Ve
                lambda s: s["state_events"].transform(time_patterns_from_state(as_of, f.night_hours, zone))),
         Family("social", ("state_social",), lambda s: s["state_social"].transform(social_from_state(as_of, zone))),
         Family("intent", ("state_interactions",),
-               lambda s: s["state_interactions"].transform(intent_counts(f.short_windows, as_of, zone)),
+               lambda s: s["state_interactions"].transform(intent_counts(f.short_windows, as_of, zone, lead)),
                tuple(f.short_windows)),
         Family("intent_recency", ("state_browse",),
                lambda s: s["state_browse"].transform(last_intent_times(as_of, zone)), slide=intent_recency(as_of)),
@@ -229,20 +230,23 @@ def profiles_from_state(cfg: Config, as_of: datetime, updated_at: datetime, pres
     return apply
 
 
-def crossing_rows(family: Family, was: datetime, now: datetime, zone: str) -> Callable[[DataFrame], DataFrame]:
-    """A state table -> its rows whose (local) day as_of moved past, or past by one of the family's windows."""
+def crossing_rows(family: Family, was: datetime, now: datetime, zone: str, lead: int
+                  ) -> Callable[[DataFrame], DataFrame]:
+    """A state table -> its rows whose (local) day as_of moved past, or past by one of the family's windows.
+
+    Found in the partitions from the longest window's edge on (``from_partition``), not in all history."""
     low, high = sorted((local_midnight_date(was, zone), local_midnight_date(now, zone)))
 
     def apply(state: DataFrame) -> DataFrame:
         day = F.col("day") if "day" in state.columns else local_day("ts", zone)
         edges = [(day >= F.lit(low - timedelta(days=w))) & (day < F.lit(high - timedelta(days=w)))
                  for w in (0, *family.windows)]
-        return state.filter(reduce(or_, edges))
+        return state.filter(from_partition(low - timedelta(days=max((0, *family.windows))), lead) & reduce(or_, edges))
     return apply
 
 
 def touched_users(family: Family, state: dict[str, DataFrame], before: dict[str, DataFrame],
-                  rewritten: dict[str, list[date]], was: datetime, now: datetime, zone: str,
+                  rewritten: dict[str, list[date]], was: datetime, now: datetime, zone: str, lead: int,
                   catalogue: CatalogueChange | None = None) -> DataFrame:
     """user_id of every user whose ``family`` columns may differ from their profile as of ``was``.
 
@@ -258,7 +262,7 @@ def touched_users(family: Family, state: dict[str, DataFrame], before: dict[str,
     for table in family.tables:
         in_rewritten = F.col("dt").isin(rewritten.get(table, []))
         found += [state[table].filter(in_rewritten), before[table].filter(in_rewritten),
-                  state[table].transform(crossing_rows(family, was, now, zone))]
+                  state[table].transform(crossing_rows(family, was, now, zone, lead))]
         if items is not None:
             found.append(state[table].join(items, "item_id", "left_semi"))
         if everyone:

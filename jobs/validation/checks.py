@@ -20,6 +20,7 @@ ITEM_KNOWN = "_item_known"
 DUPLICATE = "_duplicate"
 KEY_DUPLICATE = "_key_duplicate"
 OVER_VOLUME = "_over_volume"
+FILED_EARLY = "_filed_early"
 
 
 @dataclass(frozen=True)
@@ -120,11 +121,18 @@ def table_checks(table: str, cfg: ValidationConf) -> list[Check]:
     else:
         raise KeyError(f"no checks for table {table!r}")
     if table in EVENT_TABLES:
-        specific.append(_over_volume(cfg))
+        specific += [_filed_early(cfg), _over_volume(cfg)]
     return nulls + specific + [DUPLICATE_ROW]
 
 
 EVENT_TABLES = ("transactions", "browse", "social")
+
+
+def _filed_early(cfg: ValidationConf) -> Check:
+    lead = cfg.max_days_after_partition
+    return Check("ts_after_partition", "ts",
+                 f"have a local day more than {lead} day{'s' * (lead != 1)} after their dt partition (filed early; "
+                 f"validation.max_days_after_partition)", lambda: F.col(FILED_EARLY))
 
 
 def _over_volume(cfg: ValidationConf) -> Check:

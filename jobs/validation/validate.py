@@ -9,9 +9,10 @@ from pyspark.sql import Column, DataFrame, Observation, Window
 from pyspark.sql import functions as F
 
 from conf import ValidationConf
+from jobs.clock import local_day
 from jobs.privacy import redacted_struct
-from jobs.validation.checks import (DUPLICATE, EVENT_TABLES, ITEM_KNOWN, KEY_CONFLICTS, KEY_DUPLICATE, OVER_VOLUME,
-                                    USER_KNOWN, describe, known_reasons, table_checks, unknown_item)
+from jobs.validation.checks import (DUPLICATE, EVENT_TABLES, FILED_EARLY, ITEM_KNOWN, KEY_CONFLICTS, KEY_DUPLICATE,
+                                    OVER_VOLUME, USER_KNOWN, describe, known_reasons, table_checks, unknown_item)
 from schemas import INPUT_TABLES
 
 REASON = "_reason"
@@ -55,6 +56,13 @@ def with_volume_flags(cap: int) -> Callable[[DataFrame], DataFrame]:
     return apply
 
 
+def with_filing_flags(lead: int, zone: str) -> Callable[[DataFrame], DataFrame]:
+    """Flag the rows whose local day in ``zone`` lies more than ``lead`` days after their ``dt`` partition."""
+    def apply(df: DataFrame) -> DataFrame:
+        return df.withColumn(FILED_EARLY, F.coalesce(local_day("ts", zone) > F.date_add("dt", lead), F.lit(False)))
+    return apply
+
+
 def with_known_ids(users: DataFrame | None, items: DataFrame | None) -> Callable[[DataFrame], DataFrame]:
     """Add flags saying whether the row's user_id / item_id exist in the clean users / items."""
     def flag(df: DataFrame, ids: DataFrame | None, column: str, name: str) -> DataFrame:
@@ -81,14 +89,18 @@ def with_reasons(table: str, cfg: ValidationConf) -> Callable[[DataFrame], DataF
 
 
 def tag_table(table: str, cfg: ValidationConf, users: DataFrame | None = None,
-              items: DataFrame | None = None) -> Callable[[DataFrame], DataFrame]:
-    """All of one table's checks: reference flags, duplicate flags, then reasons."""
+              items: DataFrame | None = None, zone: str | None = None) -> Callable[[DataFrame], DataFrame]:
+    """All of one table's checks: reference flags, duplicate flags, then reasons. ``zone`` (``time.zone``):
+    what an event table's rows' local days are, against their partitions."""
+    if table in EVENT_TABLES and zone is None:
+        raise ValueError(f"{table}: an event table's checks need the time zone its rows' days are in")
     columns = INPUT_TABLES[table].schema.fieldNames()
     key = {"users": "user_id", "items": "item_id"}.get(table)
 
     def apply(df: DataFrame) -> DataFrame:
         if table in EVENT_TABLES:
-            df = df.transform(with_volume_flags(cfg.max_user_rows_per_partition))
+            df = (df.transform(with_volume_flags(cfg.max_user_rows_per_partition))
+                  .transform(with_filing_flags(cfg.max_days_after_partition, zone)))
         tagged = (df.transform(with_known_ids(users, items))
                   .transform(with_duplicate_flags(columns))
                   .transform(with_reasons(table, cfg)))
@@ -125,15 +137,16 @@ def quarantine_rows(table: str, run_id: str, at: datetime) -> Callable[[DataFram
     return apply
 
 
-def tag_inputs(raw: dict[str, DataFrame], cfg: ValidationConf) -> dict[str, DataFrame]:
-    """Tag every input table. Event tables are checked against the *clean* users and items."""
+def tag_inputs(raw: dict[str, DataFrame], cfg: ValidationConf, zone: str) -> dict[str, DataFrame]:
+    """Tag every input table. Event tables are checked against the *clean* users and items, and their rows'
+    local days in ``zone`` against their partitions."""
     users = raw["users"].transform(tag_table("users", cfg))
     items = raw["items"].transform(tag_table("items", cfg))
     clean_users, clean_items = users.transform(clean_rows("users")), items.transform(clean_rows("items"))
     tagged = {"users": users, "items": items}
     for table in ("transactions", "browse", "social"):
         if table in raw:
-            tagged[table] = raw[table].transform(tag_table(table, cfg, clean_users, clean_items))
+            tagged[table] = raw[table].transform(tag_table(table, cfg, clean_users, clean_items, zone))
     return tagged
 
 
