@@ -98,7 +98,8 @@ def read_and_validate(cfg: Config, wh: Warehouse, env: Mapping[str, str] | None,
         raw = {t: df.transform(private) for t, df in raw.items()}
         st.rows_out = len(raw)
     with rec.stage("validate") as st:
-        tagged = {t: df.persist(StorageLevel.MEMORY_AND_DISK) for t, df in tag_inputs(raw, cfg.validation, cfg.time.zone).items()}
+        tagged = {t: df.persist(StorageLevel.MEMORY_AND_DISK)
+                  for t, df in tag_inputs(raw, cfg.validation, cfg.time.zone).items()}
         for df in tagged.values():
             cleanup.callback(df.unpersist)
         clean, report = validate(tagged, cfg, rec.run_id, rec.started_at, write_quarantine, quarantined)

@@ -224,7 +224,7 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
                 counts = {r["family"]: r["count"] for r in refolded.groupBy("family").count().collect()}
                 rec.details["touched_users"] = json.dumps({f.name: counts.get(f.name, 0) for f in families},
                                                           sort_keys=True)
-                profiles = refreshed_profiles(cfg, as_of, rec.started_at, present, old, refolded, vectors)(inputs)
+                profiles = refreshed_profiles(cfg, as_of, rec.started_at, present, old, refolded, families)(inputs)
             else:
                 rec.console.print("  the profiles were folded with other settings or tables: every user is folded")
                 profiles = profiles_from_state(cfg, as_of, rec.started_at, present, vectors)(inputs)

@@ -239,9 +239,9 @@ def crossing_rows(family: Family, was: datetime, now: datetime, zone: str, lead:
 
     def apply(state: DataFrame) -> DataFrame:
         day = F.col("day") if "day" in state.columns else local_day("ts", zone)
-        edges = [(day >= F.lit(low - timedelta(days=w))) & (day < F.lit(high - timedelta(days=w)))
-                 for w in (0, *family.windows)]
-        return state.filter(from_partition(low - timedelta(days=max((0, *family.windows))), lead) & reduce(or_, edges))
+        windows = (0, *family.windows)
+        edges = [(day >= F.lit(low - timedelta(days=w))) & (day < F.lit(high - timedelta(days=w))) for w in windows]
+        return state.filter(from_partition(low - timedelta(days=max(windows)), lead) & reduce(or_, edges))
     return apply
 
 
@@ -294,16 +294,17 @@ def refolded_users(families: list[Family], touched: Callable[[Family], DataFrame
 
 
 def refreshed_profiles(cfg: Config, as_of: datetime, updated_at: datetime, present: set[str],
-                       old: DataFrame, refolded: DataFrame, vectors: Vectors = NO_VECTORS,
+                       old: DataFrame, refolded: DataFrame, families: list[Family],
                        ) -> Callable[[dict[str, DataFrame]], DataFrame]:
-    """Like ``profiles_from_state``, folding each family only for its ``refolded`` users (``refolded_users``).
+    """Like ``profiles_from_state``, folding each of ``families`` (``feature_families`` as of ``as_of``, the ones
+    ``refolded`` was found for) only for its ``refolded`` users (``refolded_users``).
 
     Every other user keeps their columns from ``old`` (the profiles as of an earlier date, folded with
     the same configuration and present tables), with ``slide`` applied.
     """
     def apply(state: dict[str, DataFrame]) -> DataFrame:
         features = []
-        for family in feature_families(cfg, as_of, state["items"], vectors):
+        for family in families:
             users = refolded.filter(F.col("family") == F.lit(family.name)).select("user_id")
             folded = family.fold({**state, **{t: state[t].join(users, "user_id", "left_semi") for t in family.tables}})
             columns = [c for c in folded.columns if c != "user_id"]
