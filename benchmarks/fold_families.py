@@ -37,7 +37,7 @@ def main(warehouse: Path = ROOT / "benchmarks" / ".work" / "scale" / "n30", out:
     from conf import load_config
     from jobs.clock import midnight_after
     from jobs.features.state_profiles import (Vectors, feature_families, latest_event, present_sources,
-                                              profiles_from_state)
+                                              profiles_from_state, settled_tables)
     from jobs.features.text_vectors import title_vectors
     from jobs.full import open_warehouse
     from jobs.spark import spark_session
@@ -62,7 +62,7 @@ def main(warehouse: Path = ROOT / "benchmarks" / ".work" / "scale" / "n30", out:
     vectors = Vectors(texts, title_vectors(items, texts, cfg.embedding.item_text), None)
     as_of = midnight_after(latest_event(state["state_events"]), cfg.time.zone)
     present = present_sources(state["state_events"])
-    inputs = {**state, "users": users, "items": items}
+    inputs = {**state, **settled_tables(cfg, as_of)(state), "users": users, "items": items}
 
     def seconds(df: DataFrame) -> float:
         started = time.perf_counter()

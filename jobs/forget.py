@@ -25,12 +25,12 @@ from jobs.ledger import partitions_of, reprocessed_in_place
 from jobs.privacy import privacy_key, pseudonym
 from jobs.runs import RunRecorder, write_run
 from jobs.storage import Warehouse
-from schemas import STATE_TABLES
+from schemas import SETTLED_TABLES, STATE_TABLES
 
 INPUT_TABLES = ("users", "transactions", "browse", "social")   # raw source ids
 # Pseudonyms (raw ids when pseudonymisation is off), including the incremental job's feature state.
 DERIVED_TABLES = ("profiles", "labels", "training_snapshot", "validation_snapshot", "backtest_snapshot", "ground_truth",
-                  *STATE_TABLES)
+                  *STATE_TABLES, *SETTLED_TABLES)
 
 
 @dataclass(frozen=True)

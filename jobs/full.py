@@ -17,7 +17,7 @@ from jobs.embed import embed_stage
 from jobs.images import failed_images_message, image_stage
 from jobs.faults import fault_point
 from jobs.features.state_profiles import (Vectors, day_states, fold_key, latest_event, present_sources,
-                                          profiles_from_state)
+                                          profiles_from_state, settled_tables)
 from jobs.privacy import ingest_privacy
 from jobs.frames import checkpointed, conform
 from jobs.model.stages import ModelOutputs, model_stages
@@ -31,11 +31,11 @@ from jobs.tags import DataGaps, rule_tags
 from jobs.validation import (ValidationReport, clean_rows, quarantine_message, quarantine_rows, tag_inputs,
                              unknown_items_message)
 from jobs.validation.validate import Counts, ObservedTable, table_reason_counts
-from schemas import INPUT_TABLES, QUARANTINE, STATE_TABLES, TableSpec
+from schemas import INPUT_TABLES, QUARANTINE, SETTLED_TABLES, STATE_TABLES, TableSpec
 from schemas.profiles import profiles_schema
 
 # In write order; each commits the step. The quarantine goes first: its write is also validation's count.
-STEP_OUTPUTS = ("quarantine", *STATE_TABLES, "profiles", "labels", "segments", "model_metrics")
+STEP_OUTPUTS = ("quarantine", *STATE_TABLES, *SETTLED_TABLES, "profiles", "labels", "segments", "model_metrics")
 
 
 @dataclass(frozen=True)
@@ -171,6 +171,14 @@ def write_tiles(wh: Warehouse, rec: RunRecorder, plan: StepPlan, clean: dict[str
     return tiles
 
 
+def write_settled(wh: Warehouse, rec: RunRecorder, plan: StepPlan, settled: dict[str, DataFrame]) -> dict[str, DataFrame]:
+    """Replace each settled table (``write_once``: one row per user, so written whole), then read them back."""
+    with rec.stage("settle") as st:
+        write_once(wh, rec, plan, [(table, wh.overwrite, rows) for table, rows in settled.items()])
+        st.rows_out = sum(wh.count(table) for table in settled)
+    return {table: wh.read(table) for table in settled}
+
+
 def write_profiles_and_labels(wh: Warehouse, rec: RunRecorder, plan: StepPlan, profiles: DataFrame,
                               tags: list[Callable[[DataFrame], DataFrame]], more: Sequence[Write] = ()) -> None:
     """Write ``profiles`` (``write_once``), then the labels: each of ``tags`` applied to the profiles as
@@ -230,6 +238,7 @@ def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = No
         tiles = write_tiles(wh, rec, plan, clean, cfg.time.zone)
         as_of = cfg.as_of or midnight_after(latest_event(tiles["state_events"]), cfg.time.zone)
         rec.details["as_of"] = as_of.isoformat()
+        tiles |= write_settled(wh, rec, plan, settled_tables(cfg, as_of)(tiles))
         rec.partitions = sorted({str(r[0]) for r in tiles["state_events"].select("dt").distinct().collect()})
         present = present_sources(tiles["state_events"])
         gaps = DataGaps(browse_missing="browse" not in present, social_missing="social" not in present)

@@ -19,10 +19,11 @@ from pyspark.sql import functions as F
 from conf import Config, ValidationConf
 from jobs.clock import aware, is_local_midnight, midnight_after
 from jobs.full import (RunSummary, Write, embedded_vectors, open_warehouse, quarantine_write, read_and_validate,
-                       succeeded, write_once, write_profiles_and_labels)
+                       succeeded, write_once, write_profiles_and_labels, write_settled)
 from jobs.features.state_profiles import (EVENT_TABLES, CatalogueChange, Family, day_states, feature_families, fold_key,
-                                          latest_event, present_sources, profiles_from_state, refolded_users,
-                                          refreshed_profiles, rewritten_partitions, touched_users, updated_state)
+                                          latest_event, moved_settled_tables, present_sources, profiles_from_state,
+                                          refolded_users, refreshed_profiles, rewritten_partitions, touched_users,
+                                          updated_state)
 from jobs.features.text_vectors import tiled_texts
 from jobs.frames import checkpointed
 from jobs.model.serving import load_serving
@@ -34,10 +35,10 @@ from jobs.storage import Warehouse
 from jobs.tags import DataGaps, rule_tags
 from jobs.validation import ValidationReport, clean_rows
 from jobs.validation.validate import tag_table
-from schemas import INPUT_TABLES, STATE_TABLES
+from schemas import INPUT_TABLES, SETTLED_TABLES, STATE_TABLES
 
 REFERENCE_TABLES = ("users", "items")
-OUTPUTS = ("quarantine", *STATE_TABLES, "profiles", "labels")  # in write order; each commits the step
+OUTPUTS = ("quarantine", *STATE_TABLES, *SETTLED_TABLES, "profiles", "labels")  # in write order; each commits the step
 
 
 class StateMissing(RuntimeError):
@@ -157,7 +158,7 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
     rec.details["engine"] = wh.engine
     cleanup = ExitStack()  # cached frames, released when the run ends, however it ends
     try:
-        missing = [t for t in STATE_TABLES if not wh.exists(t)]
+        missing = [t for t in (*STATE_TABLES, *SETTLED_TABLES) if not wh.exists(t)]
         if missing:
             raise StateMissing(f"incremental: no feature state under {wh.root} ({', '.join(missing)}); run "
                                f"'portrait full' once first: it writes the state this job continues from")
@@ -194,6 +195,12 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
             st.rows_out = sum(report.rows_clean.get(t, 0) for t in EVENT_TABLES)
         as_of = cfg.as_of or midnight_after(latest_event(state["state_events"]), cfg.time.zone)
         rec.details["as_of"] = as_of.isoformat()
+        # The settled tables as the step found them, and the partition each was settled before.
+        found_settled = {t: wh.read(t, version=version_before_step(wh, t, plan)) for t in SETTLED_TABLES}
+        settled_before = {t: df.agg(F.max("settled_before")).first()[0] for t, df in found_settled.items()}
+        rewritten = {t: rewritten_partitions(t, partitions) for t in STATE_TABLES}
+        state |= write_settled(wh, rec, plan, moved_settled_tables(cfg, as_of, found_settled, settled_before, state,
+                                                                   before, rewritten))
         present = present_sources(state["state_events"])
         gaps = DataGaps(browse_missing="browse" not in present, social_missing="social" not in present)
         key, was = fold_key(cfg, present), profiles_as_of(wh)
@@ -209,7 +216,6 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
         with rec.stage("features") as st:
             inputs = {**state, "users": clean["users"], "items": clean["items"]}
             if folded_alike:
-                rewritten = {t: rewritten_partitions(t, partitions) for t in STATE_TABLES}
                 found: dict[tuple, DataFrame] = {}  # families on the same tables and windows touch the same users
 
                 def touched(family: Family) -> DataFrame:

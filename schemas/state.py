@@ -23,6 +23,10 @@ ORDER_DAY_STATE = StructType([
     StructField("last_ts", TimestampType(), False),
 ])
 
+# The ``state_orders`` tiles before ``settled_before``, merged per user: the same parts, without dt and day.
+ORDER_SUMMARY = StructType([f for f in ORDER_DAY_STATE.fields if f.name not in ("dt", "day")])
+SETTLED_ORDERS = StructType([*ORDER_SUMMARY.fields, StructField("settled_before", DateType(), False)])
+
 EVENT_DAY_STATE = StructType([
     StructField("user_id", StringType(), False),
     StructField("source", StringType(), False),  # browse, transaction, social: each table's partitions move alone
@@ -31,6 +35,26 @@ EVENT_DAY_STATE = StructType([
     StructField("hour_counts", ArrayType(LongType(), False), False),  # 24 counts, local hours; their sum is the events
     StructField("last_ts", TimestampType(), False),
 ])
+
+# The ``state_events`` tiles of every partition before ``settled_before``, merged: one row per user. A step
+# folds these and the tiles from ``settled_before`` on, so its cost does not grow with the days behind it.
+# Every part merges exactly: a set of days, integer counts, a latest time.
+EVENT_SUMMARY = StructType([
+    StructField("user_id", StringType(), False),
+    StructField("days", ArrayType(DateType()), False),            # distinct local days with an event, sorted
+    StructField("hour_counts", ArrayType(LongType()), False),     # 24 counts, local hours
+    StructField("weekday_counts", ArrayType(LongType()), False),  # 7 counts, ISO weekdays, Monday first
+    StructField("last_ts", TimestampType(), False),
+])
+SETTLED_EVENTS = StructType([*EVENT_SUMMARY.fields, StructField("settled_before", DateType(), False)])
+
+# The ``state_browse`` tiles before ``settled_before``, merged per user: the last cart and favourite (null: none).
+BROWSE_SUMMARY = StructType([
+    StructField("user_id", StringType(), False),
+    StructField("last_cart_ts", TimestampType()),
+    StructField("last_fav_ts", TimestampType()),
+])
+SETTLED_BROWSE = StructType([*BROWSE_SUMMARY.fields, StructField("settled_before", DateType(), False)])
 
 SOCIAL_DAY_STATE = StructType([
     StructField("user_id", StringType(), False),

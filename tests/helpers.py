@@ -76,3 +76,13 @@ def tiles_of(clean: dict[str, DataFrame], zone: str = "UTC") -> dict[str, DataFr
     from jobs.features.state_profiles import day_states
 
     return {**day_states(clean, zone), "users": clean["users"], "items": clean["items"]}
+
+
+def settled_fold(fold_of, *args, before: dt.date, summarize=None):
+    """tiles -> the fold ``fold_of(*args, before)`` over them, with the tiles of the partitions before ``before``
+    settled into one summary per user (``summarize``; default: the ``state_events`` one), as the jobs keep them."""
+    from jobs.features.activity import event_summaries
+    from jobs.features.state import settled
+
+    fold = fold_of(*args, before)
+    return lambda tiles: fold(tiles, tiles.transform(settled(before, summarize or event_summaries)))

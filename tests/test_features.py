@@ -5,20 +5,23 @@ the tiles from the rows and folds them, as the full and incremental jobs do.
 """
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from jobs.features.activity import activity_from_state, all_events, event_day_state
 from jobs.features.affinity import (affinity_features, interaction_day_state, interactions_from_state, price_day_state,
                                     price_from_state, top_k_shares)
 from jobs.features.conversion import browse_day_state, conversion_from_state, sessionize
-from jobs.features.intent import intent_counts, last_intent_times
-from jobs.features.rfm import order_day_state, rfm_from_state
+from jobs.features.intent import intent_counts, intent_summaries, last_intent_times
+from jobs.features.rfm import order_day_state, order_totals, rfm_from_state
+from jobs.features.state import settled
 from jobs.features.social import social_day_state, social_from_state
 from jobs.features.time_patterns import time_patterns_from_state
 from schemas.events import BROWSE, TRANSACTIONS
 from schemas.items import ITEMS
 from schemas.social import SOCIAL
-from tests.helpers import AS_OF, by_user, naive, rows, ts, padded
+from tests.helpers import AS_OF, by_user, naive, rows, settled_fold, ts, padded
 
 
 def tx(spark, *lines):
@@ -37,12 +40,17 @@ def social(spark, *events):
 
 
 def rfm(df, windows):
-    return df.transform(order_day_state("UTC")).transform(rfm_from_state(windows, AS_OF, "UTC"))
+    """RFM with the orders of the partitions before the longest window (less a day's filing bound) settled."""
+    before = AS_OF.date() - dt.timedelta(days=max(windows) + 1)
+    return df.transform(order_day_state("UTC")).transform(
+        settled_fold(rfm_from_state, windows, AS_OF, "UTC", before=before, summarize=order_totals))
 
 
 def conversion(b, t):
-    return conversion_from_state(AS_OF, 30, "UTC")(b.transform(browse_day_state("UTC")),
-                                                   t.transform(order_day_state("UTC")))
+    """Conversion with the orders of the partitions before the 20th settled (the purchases it counts)."""
+    orders, before = t.transform(order_day_state("UTC")), dt.date(2025, 1, 20)
+    return conversion_from_state(AS_OF, 30, "UTC", before)(b.transform(browse_day_state("UTC")), orders,
+                                                           orders.transform(settled(before, order_totals)))
 
 
 @pytest.fixture
@@ -87,7 +95,9 @@ def test_intent_counts_the_last_days_and_the_items_left_open(spark):
                          "views_3d": 1, "carts_3d": 3, "favs_3d": 1, "buys_3d": 1, "open_intent_items": 2}
     assert got["u2"] == {"user_id": "u2", "views_1d": 0, "carts_1d": 0, "favs_1d": 0, "buys_1d": 0,
                          "views_3d": 1, "carts_3d": 0, "favs_3d": 0, "buys_3d": 0, "open_intent_items": 0}
-    last = by_user(b.transform(browse_day_state("UTC")).transform(last_intent_times(AS_OF, "UTC")))
+    # Settled before the 30th: the 20th's and 29th's sessions come from the per-user summary, the 30th's from its tile.
+    last = by_user(b.transform(browse_day_state("UTC")).transform(
+        settled_fold(last_intent_times, AS_OF, "UTC", before=dt.date(2025, 1, 30), summarize=intent_summaries)))
     # Session s1's last event (the view at 11:00) stands for the carts in it.
     assert last["u1"]["last_cart_ts"] == naive(ts(30, 11)) and last["u1"]["last_fav_ts"] == naive(ts(29, 20))
     assert last["u1"]["days_since_last_cart"] == pytest.approx(13 / 24)
@@ -165,8 +175,11 @@ def test_activity_counts_days_recent_events_and_idle_time(spark):
     b = browse(spark, ("u1", "i1", "view", ts(3), None, "s"), ("u1", "i1", "view", ts(3, 13), None, "s"))
     t = tx(spark, ("o1", "u1", "i1", 1, 1.0, ts(29, 0)))
     s = social(spark, ("u1", "i1", "like", None, None, ts(30, 6)))
-    u1 = by_user(all_events(b, t, s).transform(event_day_state("UTC")).transform(activity_from_state(AS_OF, 7, "UTC")))["u1"]
-    assert (u1["active_days"], u1["events_7d"], u1["days_since_last_event"]) == (3, 2, 0.75)
+    tiles = all_events(b, t, s).transform(event_day_state("UTC"))
+    # Settled before the 10th: the 3rd's events come from the per-user summary, the others from their tiles.
+    for before in (dt.date(2025, 1, 1), dt.date(2025, 1, 10)):
+        u1 = by_user(tiles.transform(settled_fold(activity_from_state, AS_OF, 7, "UTC", before=before)))["u1"]
+        assert (u1["active_days"], u1["events_7d"], u1["days_since_last_event"]) == (3, 2, 0.75)
 
 
 def test_time_patterns_histograms_and_peaks(spark):
@@ -174,8 +187,9 @@ def test_time_patterns_histograms_and_peaks(spark):
     b = browse(spark, ("u1", "i1", "view", ts(4, 2), None, "s"), ("u1", "i1", "view", ts(4, 20), None, "s"),
                ("u1", "i1", "view", ts(6, 20), None, "s"), ("u1", "i1", "view", ts(6, 21), None, "s"))
     events = all_events(b, tx(spark), social(spark))
+    # Settled before the 5th: Saturday's events come from the per-user summary, Monday's from their tiles.
     u1 = by_user(events.transform(event_day_state("UTC")).transform(
-        time_patterns_from_state(AS_OF, [0, 1, 2, 3, 4, 5], "UTC")))["u1"]
+        settled_fold(time_patterns_from_state, AS_OF, [0, 1, 2, 3, 4, 5], "UTC", before=dt.date(2025, 1, 5))))["u1"]
     assert u1["hour_hist"][20] == 0.5 and u1["hour_hist"][2] == 0.25 and sum(u1["hour_hist"]) == 1.0
     assert u1["weekday_hist"] == [0.5, 0.0, 0.0, 0.0, 0.0, 0.5, 0.0]
     assert (u1["peak_hour"], u1["peak_weekday"], u1["weekend_share"], u1["night_share"]) == (20, 1, 0.5, 0.25)

@@ -8,22 +8,24 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, StringType, StructField, StructType, TimestampType
 
-from jobs.features.activity import activity_from_state, all_events, event_day_state
+from jobs.features.activity import (activity_from_state, all_events, event_day_state, event_summaries,
+                                    merged_event_summaries)
 from jobs.features.affinity import (affinity_features, interaction_day_state, interactions_from_state, price_day_state,
                                     price_from_state)
 from jobs.features.conversion import browse_day_state, conversion_from_state
-from jobs.features.rfm import order_day_state, rfm_from_state
+from jobs.features.rfm import order_day_state, order_totals, rfm_from_state
 from jobs.features.social import social_day_state, social_from_state
-from jobs.features.state import replace_partitions
+from jobs.features.state import replace_partitions, resettled, settled
 from jobs.features.state_profiles import CatalogueChange, Family, refolded_users, touched_users
 from jobs.features.text_vectors import weighted_item_means
 from jobs.features.time_patterns import time_patterns_from_state
 from schemas.events import BROWSE, TRANSACTIONS
 from schemas.items import ITEMS
 from schemas.social import SOCIAL, SOCIAL_KINDS
-from tests.helpers import AS_OF, by_user, rows, ts, padded
+from tests.helpers import AS_OF, by_user, naive, rows, settled_fold, ts, padded
 
 WINDOWS = [1, 3, 7]
 RFM_COLUMNS = [c for w in WINDOWS for c in (f"orders_{w}d", f"spend_{w}d")] + [
@@ -34,6 +36,11 @@ def tx(spark, lines):
     """(order_id, user_id, amount, ts[, dt]); dt defaults to the date of ts."""
     return spark.createDataFrame([(o, u, "i1", 1, a, t, rest[0] if rest else t.date()) for o, u, a, t, *rest in lines],
                                  TRANSACTIONS)
+
+
+# The RFM fold with the tiles of the partitions before the longest window (7 days before AS_OF), less a day's
+# filing bound, settled per user: the 20th's orders come from the summary.
+RFM_SETTLED = settled_fold(rfm_from_state, WINDOWS, AS_OF, "UTC", before=dt.date(2025, 1, 23), summarize=order_totals)
 
 
 def assert_same_rfm(from_state, from_lines):
@@ -52,33 +59,32 @@ def test_an_order_straddling_midnight_counts_once_and_late_lines_replace_their_p
              ("o2", "u1", None, ts(30, 9)), ("o3", "u2", None, ts(20)),
              ("o9", "u1", 99.0, ts(31, 1))]                                          # at or after as_of: ignored
     state = tx(spark, lines).transform(order_day_state("UTC"))
-    u1 = by_user(state.transform(rfm_from_state(WINDOWS, AS_OF, "UTC")))["u1"]
+    u1 = by_user(state.transform(RFM_SETTLED))["u1"]
     assert (u1["orders_1d"], u1["spend_1d"], u1["orders_3d"], u1["spend_3d"]) == (2, 5.0, 2, 15.0)
     assert (u1["frequency"], u1["monetary"], u1["avg_order_value"]) == (2, 15.0, 7.5)
-    u2 = by_user(state.transform(rfm_from_state(WINDOWS, AS_OF, "UTC")))["u2"]
+    u2 = by_user(state.transform(RFM_SETTLED))["u2"]
     assert (u2["orders_7d"], u2["spend_7d"], u2["frequency"], u2["monetary"]) == (0, None, 1, None)
 
     # A late line filed under dt=2025-01-20, for a day already folded: the partition is rebuilt from all its rows.
     late = lines + [("o4", "u2", 8.0, ts(20, 18))]
     day_20 = [line for line in late if line[3].date() == dt.date(2025, 1, 20)]
     partition = tx(spark, day_20).transform(order_day_state("UTC"))
-    u2 = by_user(state.transform(replace_partitions(partition)).transform(rfm_from_state(WINDOWS, AS_OF, "UTC")))["u2"]
+    u2 = by_user(state.transform(replace_partitions(partition)).transform(RFM_SETTLED))["u2"]
     assert (u2["frequency"], u2["monetary"], u2["spend_7d"]) == (2, 8.0, 0.0)
 
     # The partition erased to nothing: naming it as replaced drops its old rows, though nothing fresh covers it.
     erased = partition.limit(0)
     replaced = spark.createDataFrame([(dt.date(2025, 1, 20),)], "dt date")
-    folded = by_user(state.transform(replace_partitions(erased, replaced=replaced)).transform(
-        rfm_from_state(WINDOWS, AS_OF, "UTC")))
+    folded = by_user(state.transform(replace_partitions(erased, replaced=replaced)).transform(RFM_SETTLED))
     assert "u2" not in folded and folded["u1"]["frequency"] == 2
-    assert "u2" in by_user(state.transform(replace_partitions(erased)).transform(rfm_from_state(WINDOWS, AS_OF, "UTC")))
+    assert "u2" in by_user(state.transform(replace_partitions(erased)).transform(RFM_SETTLED))
 
 
 def test_as_of_must_be_a_local_midnight():
     with pytest.raises(ValueError, match="not a midnight in UTC"):
-        rfm_from_state(WINDOWS, AS_OF + dt.timedelta(hours=6), "UTC")
+        rfm_from_state(WINDOWS, AS_OF + dt.timedelta(hours=6), "UTC", AS_OF.date())
     with pytest.raises(ValueError, match="no time zone"):
-        rfm_from_state(WINDOWS, AS_OF.replace(tzinfo=None), "UTC")
+        rfm_from_state(WINDOWS, AS_OF.replace(tzinfo=None), "UTC", AS_OF.date())
 
 
 START = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
@@ -116,8 +122,11 @@ def folded_in_steps(state_of, lines, late, k, partition_of, keys=("dt",)):
 def test_folding_partitions_after_day_k_with_late_data_equals_rfm_over_every_line(spark, lines, k, as_of, late):
     tiles = lambda x: tx(spark, x).transform(order_day_state("UTC"))  # noqa: E731
     state, every = folded_in_steps(tiles, lines, late, k, lambda line: (line[4],))
-    assert_same_rfm(by_user(state.transform(rfm_from_state(WINDOWS, as_of, "UTC"))),
-                    by_user(tiles(every).transform(rfm_from_state(WINDOWS, as_of, "UTC"))))
+    # Settled before the first partition holding a day of the longest window (the rows here are filed anywhere).
+    window_from = as_of.date() - dt.timedelta(days=max(WINDOWS))
+    before = min([line[4] for line in every if line[3].date() >= window_from], default=as_of.date())
+    fold = lambda b: settled_fold(rfm_from_state, WINDOWS, as_of, "UTC", before=b, summarize=order_totals)  # noqa: E731
+    assert_same_rfm(by_user(state.transform(fold(before))), by_user(tiles(every).transform(fold(START.date()))))
 
 
 EVENTS = StructType([StructField("user_id", StringType(), False), StructField("ts", TimestampType(), False),
@@ -140,14 +149,44 @@ def test_folding_event_partitions_equals_activity_and_time_patterns_over_every_e
     tiles = lambda x: spark.createDataFrame(x, EVENTS).transform(event_day_state("UTC"))  # noqa: E731
     state, every = folded_in_steps(tiles, lines, late, k, lambda line: (line[2], line[3]), keys=("source", "dt"))
     night = [23, 0, 1]
+    # Settled before the first partition holding a day of the 2-day window (the rows here are filed anywhere):
+    # the summaries of the partitions before it, merged with the tiles after it, give what all the tiles give.
+    window_from = as_of.date() - dt.timedelta(days=2)
+    settled_before = min([line[3] for line in every if line[1].date() >= window_from], default=as_of.date())
 
-    def fold(state):
-        return by_user(state.transform(activity_from_state(as_of, 2, "UTC"))
-                       .join(state.transform(time_patterns_from_state(as_of, night, "UTC")), "user_id"))
-    folded, expected = fold(state), fold(tiles(every))
+    def fold(state, before):
+        return by_user(state.transform(settled_fold(activity_from_state, as_of, 2, "UTC", before=before))
+                       .join(state.transform(settled_fold(time_patterns_from_state, as_of, night, "UTC", before=before)),
+                             "user_id"))
+    folded, expected = fold(state, settled_before), fold(tiles(every), START.date())
     assert folded.keys() == expected.keys()
     for user in expected:
         assert {c: folded[user][c] for c in ACTIVITY_COLUMNS} == {c: expected[user][c] for c in ACTIVITY_COLUMNS}, user
+
+
+def test_moving_the_settled_boundary_merges_the_crossing_partitions_and_settles_rewritten_users_again(spark):
+    def tiles(events):
+        return spark.createDataFrame(events, EVENTS).transform(event_day_state("UTC"))
+    d = lambda day: dt.date(2025, 1, day)  # noqa: E731
+    u1 = [("u1", ts(1, 10), "browse", d(1)), ("u1", ts(3, 11), "browse", d(3)), ("u1", ts(5, 8), "social", d(5))]
+    found = tiles(u1 + [("u2", ts(2, 9), "browse", d(2)), ("u3", ts(2, 7), "browse", d(2))])
+    # The step rewrote partition 2: a late row for u2, and u3's row gone (erased, or its user left).
+    now = tiles(u1 + [("u2", ts(2, 9), "browse", d(2)), ("u2", ts(2, 20), "browse", d(2))])
+    old = found.transform(settled(d(3), event_summaries))
+    changed = now.filter(F.col("dt") == d(2)).unionByName(found.filter(F.col("dt") == d(2))).select("user_id").distinct()
+
+    moved = resettled(old, d(3), now, changed, d(5), event_summaries, merged_event_summaries)
+
+    hours = lambda *hs: [sum(h == x for h in hs) for x in range(24)]  # noqa: E731
+    weekdays = lambda *ws: [sum(w == x for w in ws) for x in range(1, 8)]  # noqa: E731 (1 = Monday)
+    # 2025-01-01 is a Wednesday, the 2nd a Thursday, the 3rd a Friday; the 5th's partition stays a tile.
+    assert sorted((r.user_id, r.days, r.hour_counts, r.weekday_counts, r.last_ts, r.settled_before)
+                  for r in moved.collect()) == [
+        ("u1", [d(1), d(3)], hours(10, 11), weekdays(3, 5), naive(ts(3, 11)), d(5)),
+        ("u2", [d(2)], hours(9, 20), weekdays(4, 4), naive(ts(2, 20)), d(5))]
+    # An as_of moved back, or nothing settled yet: everyone is settled again from the tiles.
+    again = resettled(old, d(3), now, changed.limit(0), d(2), event_summaries, merged_event_summaries)
+    assert sorted((r.user_id, r.days, r.settled_before) for r in again.collect()) == [("u1", [d(1)], d(2))]
 
 
 SOCIAL_LINE = st.tuples(st.sampled_from(["u1", "u2"]), st.sampled_from(SOCIAL_KINDS),
@@ -215,7 +254,8 @@ def test_a_gap_session_across_midnight_and_two_partitions_stays_one_session(spar
     state = day_parts[0]
     for part in day_parts[1:]:
         state = state.unionByName(part)
-    folded = by_user(conversion_from_state(AS_OF, 30, "UTC")(state, lines.transform(order_day_state("UTC"))))
+    orders = lines.transform(order_day_state("UTC"))
+    folded = by_user(conversion_from_state(AS_OF, 30, "UTC", START.date())(state, orders, orders.limit(0)))
     u1 = folded["u1"]
     assert (u1["views"], u1["carts"], u1["favs"], u1["sessions"]) == (3, 1, 1, 3)
     assert (u1["avg_session_events"], u1["avg_session_minutes"]) == (5 / 3, (15 + 0 + 90) / 3)

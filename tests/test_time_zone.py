@@ -9,11 +9,11 @@ import pytest
 
 from jobs.clock import add_days, local_day, midnight_after
 from jobs.features.activity import activity_from_state, all_events, event_day_state
-from jobs.features.rfm import order_day_state, rfm_from_state
+from jobs.features.rfm import order_day_state, order_totals, rfm_from_state
 from jobs.features.time_patterns import time_patterns_from_state
 from schemas.events import BROWSE, TRANSACTIONS
 from schemas.social import SOCIAL
-from tests.helpers import by_user
+from tests.helpers import by_user, settled_fold
 
 UTC = dt.timezone.utc
 
@@ -45,9 +45,14 @@ def features(spark, instants, zone, as_of, window_days):
     tx = orders(spark, instants, zone)
     events = events_of(spark, tx)
     state, order_state = events.transform(event_day_state(zone)), tx.transform(order_day_state(zone))
-    from_state = by_user(order_state.transform(rfm_from_state([window_days], as_of, zone))
-                         .join(state.transform(activity_from_state(as_of, window_days, zone)), "user_id")
-                         .join(state.transform(time_patterns_from_state(as_of, [0, 1, 2], zone)), "user_id"))["u1"]
+    # What the jobs settle before: no partition before it holds a day of the window (rows filed a day early at most).
+    settled_before = as_of.astimezone(ZoneInfo(zone)).date() - dt.timedelta(days=window_days + 1)
+    from_state = by_user(order_state.transform(settled_fold(rfm_from_state, [window_days], as_of, zone,
+                                                            before=settled_before, summarize=order_totals))
+                         .join(state.transform(settled_fold(activity_from_state, as_of, window_days, zone,
+                                                            before=settled_before)), "user_id")
+                         .join(state.transform(settled_fold(time_patterns_from_state, as_of, [0, 1, 2], zone,
+                                                            before=settled_before)), "user_id"))["u1"]
     return from_state, sorted(r.day for r in order_state.collect() for _ in range(r.lines))
 
 
@@ -117,4 +122,4 @@ def test_the_spring_change_in_london_has_a_23_hour_day_and_no_one_oclock(spark):
 
 def test_as_of_must_be_a_local_midnight_for_the_state(spark):
     with pytest.raises(ValueError, match="not a midnight in Asia/Shanghai"):
-        rfm_from_state([7], dt.datetime(2025, 1, 11, 0, tzinfo=UTC), SHANGHAI)
+        rfm_from_state([7], dt.datetime(2025, 1, 11, 0, tzinfo=UTC), SHANGHAI, dt.date(2025, 1, 1))

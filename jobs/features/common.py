@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from typing import Callable
 
-from pyspark.sql import Column
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from jobs.clock import add_days
+from jobs.clock import add_days, local_midnight_date
 
 SECONDS_PER_DAY = 86_400.0
 
@@ -21,11 +22,23 @@ def within_days(as_of: datetime, days: int, zone: str, column: str = "ts") -> Co
     return (F.col(column) >= F.lit(add_days(as_of, -days, zone))) & before(as_of, column)
 
 
+def first_partition(day: date, lead: int) -> date:
+    """The first ``dt`` partition that can hold a row of local day ``day`` or later: validation quarantines a row
+    more than ``lead`` days after its partition (``validation.max_days_after_partition``)."""
+    return day - timedelta(days=lead)
+
+
 def from_partition(day: date, lead: int) -> Column:
-    """Tiles in the ``dt`` partitions that can hold a row of local day ``day`` or later: validation quarantines a
-    row more than ``lead`` days after its partition (``validation.max_days_after_partition``). A filter on the
-    partition column, so Spark reads those partitions only, not all history."""
-    return F.col("dt") >= F.lit(day - timedelta(days=lead))
+    """Tiles in the partitions that can hold a row of local day ``day`` or later (``first_partition``). A filter on
+    the partition column, so Spark reads those partitions only, not all history."""
+    return F.col("dt") >= F.lit(first_partition(day, lead))
+
+
+def unsettled(as_of: datetime, zone: str, settled_before: date) -> Callable[[DataFrame], DataFrame]:
+    """tiles -> those a fold reads beside a summary settled before ``settled_before``: the tiles of the partitions
+    from it on (the summary stands for the others), of days before ``as_of``'s."""
+    today = local_midnight_date(as_of, zone)
+    return lambda tiles: tiles.filter((F.col("dt") >= F.lit(settled_before)) & (F.col("day") < F.lit(today)))
 
 
 def days_between(as_of: datetime | Column, column: Column) -> Column:

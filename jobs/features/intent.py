@@ -7,14 +7,15 @@ tiles (whose sessions keep their last event's time).
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Callable
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from jobs.clock import local_midnight_date
-from jobs.features.common import days_between, from_partition
+from jobs.features.common import days_between, from_partition, unsettled
+from schemas.state import BROWSE_SUMMARY
 
 # Interaction kind -> the name its short-window counts take ("carts_1d").
 KIND_COUNTS = {"view": "views", "cart": "carts", "fav": "favs", "buy": "buys"}
@@ -52,18 +53,30 @@ def intent_counts(windows: list[int], as_of: datetime, zone: str, lead: int) -> 
     return apply
 
 
-def last_intent_times(as_of: datetime, zone: str) -> Callable[[DataFrame], DataFrame]:
-    """``BROWSE_DAY_STATE`` tiles -> per user: when they last carted and favourited (the last event of a session,
-    or of a day's unsessionised events, that held one), and the days since."""
-    today = local_midnight_date(as_of, zone)
+def intent_summaries(tiles: DataFrame) -> DataFrame:
+    """``BROWSE_DAY_STATE`` tiles -> one ``BROWSE_SUMMARY`` row per user: when they last carted and favourited (the last
+    event of a session, or of a day's unsessionised events, that held one)."""
+    return (tiles.groupBy("user_id")
+            .agg(F.max(F.when(F.col("carts") > 0, F.col("last_ts"))).alias("last_cart_ts"),
+                 F.max(F.when(F.col("favs") > 0, F.col("last_ts"))).alias("last_fav_ts"))
+            .select(*BROWSE_SUMMARY.fieldNames()))
 
-    def apply(tiles: DataFrame) -> DataFrame:
-        past = tiles.filter(F.col("day") < F.lit(today))
-        return (past.groupBy("user_id")
-                .agg(F.max(F.when(F.col("carts") > 0, F.col("last_ts"))).alias("last_cart_ts"),
-                     F.max(F.when(F.col("favs") > 0, F.col("last_ts"))).alias("last_fav_ts"))
-                .transform(intent_recency(as_of)))
-    return apply
+
+def merged_intent_summaries(summaries: DataFrame) -> DataFrame:
+    """``BROWSE_SUMMARY`` rows -> one per user: the latest of each time."""
+    return (summaries.groupBy("user_id").agg(F.max("last_cart_ts").alias("last_cart_ts"),
+                                             F.max("last_fav_ts").alias("last_fav_ts"))
+            .select(*BROWSE_SUMMARY.fieldNames()))
+
+
+def last_intent_times(as_of: datetime, zone: str, settled_before: date) -> Callable[[DataFrame, DataFrame], DataFrame]:
+    """(``BROWSE_DAY_STATE`` tiles, ``SETTLED_BROWSE`` settled before ``settled_before``) -> per user, before ``as_of``:
+    when they last carted and favourited, and the days since. The tiles read are those of the partitions from
+    ``settled_before`` on; the settled summary stands for the others."""
+    return lambda tiles, settled: (
+        settled.select(*BROWSE_SUMMARY.fieldNames())
+        .unionByName(tiles.transform(unsettled(as_of, zone, settled_before)).transform(intent_summaries))
+        .transform(merged_intent_summaries).transform(intent_recency(as_of)))
 
 
 def intent_recency(as_of: datetime) -> Callable[[DataFrame], DataFrame]:

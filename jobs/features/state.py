@@ -1,4 +1,5 @@
-"""Replacing a tile table's partitions: what keeps the daily tiles equal to a rebuild from every row.
+"""Replacing a tile table's partitions, and settling the old ones: what keeps the daily tiles, and the settled
+summaries of the days behind every window, equal to a rebuild from every row.
 
 Each feature family defines its tile (a ``*_day_state`` function: one row per user, input partition ``dt``
 and local ``day``) and its fold (a ``*_from_state`` function) in its own module; ``jobs.features.state_profiles``
@@ -6,9 +7,11 @@ assembles them into profiles (docs/incremental-design.md).
 """
 from __future__ import annotations
 
+from datetime import date
 from typing import Callable
 
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 
 def replace_partitions(fresh: DataFrame, keys: tuple[str, ...] = ("dt",),
@@ -25,3 +28,35 @@ def replace_partitions(fresh: DataFrame, keys: tuple[str, ...] = ("dt",),
         kept = state.join(gone, list(keys), "left_anti")
         return kept.select(*state.columns).unionByName(fresh.select(*state.columns))
     return apply
+
+
+# A summary of tiles: tiles -> one row per user (without ``settled_before``); merging summaries -> one row per user.
+Summarize = Callable[[DataFrame], DataFrame]
+
+
+def settled(before: date, summarize: Summarize) -> Callable[[DataFrame], DataFrame]:
+    """tiles -> one summary row per user of their tiles in the partitions before ``before``, marked with it.
+
+    Those partitions hold no row of a day any window reaches (``settle_date``), so the folds read this
+    instead of them, and the tiles from ``before`` on."""
+    return lambda tiles: (tiles.filter(F.col("dt") < F.lit(before)).transform(summarize)
+                          .withColumn("settled_before", F.lit(before)))
+
+
+def resettled(old: DataFrame, old_before: date | None, tiles: DataFrame, changed: DataFrame, before: date,
+              summarize: Summarize, merge: Summarize) -> DataFrame:
+    """The settled rows of ``old`` (settled before ``old_before``) moved to ``before``: what ``settled(before)``
+    gives over ``tiles``, without reading the partitions ``old`` already holds.
+
+    Each user's row merges their tiles in the partitions that crossed the boundary. ``changed`` (user_id):
+    users with rows in a partition before ``old_before`` that the step rewrote (late data, users or items
+    that changed, as the tiles were before the rewrite or after); theirs are settled again from all their
+    tiles. A boundary that moved back (an earlier as_of), or none, settles everyone again.
+    """
+    if old_before is None or old_before > before:
+        return tiles.transform(settled(before, summarize))
+    crossing = tiles.filter((F.col("dt") >= F.lit(old_before)) & (F.col("dt") < F.lit(before)))
+    kept = old.join(changed, "user_id", "left_anti").drop("settled_before")
+    moved = kept.unionByName(crossing.join(changed, "user_id", "left_anti").transform(summarize)).transform(merge)
+    again = tiles.join(changed, "user_id", "left_semi").transform(settled(before, summarize)).drop("settled_before")
+    return moved.unionByName(again).withColumn("settled_before", F.lit(before))

@@ -20,16 +20,18 @@ from pyspark.sql import functions as F
 
 from conf import Config
 from jobs.clock import local_day, local_midnight_date
-from jobs.features.activity import activity_from_state, all_events, event_day_state
+from jobs.features.activity import (activity_from_state, all_events, event_day_state, event_summaries,
+                                    merged_event_summaries)
 from jobs.features.affinity import (affinity_features, interaction_day_state, interactions_from_state, price_day_state,
                                     price_from_state)
-from jobs.features.common import days_between, from_partition
+from jobs.features.common import days_between, first_partition, from_partition
 from jobs.features.conversion import browse_day_state, conversion_from_state
-from jobs.features.intent import intent_counts, intent_recency, last_intent_times
+from jobs.features.intent import (intent_counts, intent_recency, intent_summaries, last_intent_times,
+                                  merged_intent_summaries)
 from jobs.features.profiles import profiles_from_features
-from jobs.features.rfm import order_day_state, rfm_from_state
+from jobs.features.rfm import order_day_state, order_totals, rfm_from_state
 from jobs.features.social import social_day_state, social_from_state
-from jobs.features.state import replace_partitions
+from jobs.features.state import Summarize, replace_partitions, resettled, settled
 from jobs.features.text_vectors import ITEM_TEXTS, text_means, weighted_item_means, written_texts
 from jobs.features.time_patterns import time_patterns_from_state
 
@@ -118,6 +120,8 @@ class Family:
     item_columns: tuple[str, ...] = ()
     # Catalogue columns the fold reads over every item (the price bands' quantiles): a change moves everyone.
     catalogue_columns: tuple[str, ...] = ()
+    # Settled tables (``SETTLED_TABLES``: one row per user) the fold reads beside the recent tiles of ``tables``.
+    summaries: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -162,18 +166,71 @@ class Vectors:
 NO_VECTORS = Vectors()
 
 
+@dataclass(frozen=True)
+class SettledTable:
+    """A ``SETTLED_TABLES`` table: the summaries (``summarize``, merged by ``merge``) of a tile table's partitions
+    before the first that can hold a day of ``window(cfg)`` days before as_of (the longest window of the folds
+    that read it; 0: none), so none of those days is in any window."""
+
+    tiles: str
+    summarize: Summarize
+    merge: Summarize
+    window: Callable[[Config], int] = lambda cfg: 0
+
+
+SETTLED_OF = {
+    "settled_events": SettledTable("state_events", event_summaries, merged_event_summaries,
+                                   lambda cfg: cfg.tags.active_window_days),  # activity's events_{n}d
+    "settled_browse": SettledTable("state_browse", intent_summaries, merged_intent_summaries),
+    "settled_orders": SettledTable("state_orders", order_totals, order_totals, lambda cfg: max(cfg.features.rfm_windows)),
+}
+
+
+def settled_before(cfg: Config, as_of: datetime, table: str) -> date:
+    """The partition ``table`` (a settled table) holds the tiles before, as of ``as_of``."""
+    today = local_midnight_date(as_of, cfg.time.zone)
+    return first_partition(today - timedelta(days=SETTLED_OF[table].window(cfg)), cfg.validation.max_days_after_partition)
+
+
+def settled_tables(cfg: Config, as_of: datetime) -> Callable[[dict[str, DataFrame]], dict[str, DataFrame]]:
+    """{tile table: frame} -> every settled table as of ``as_of``, settled from all the tiles: what the full job
+    writes, and what the model's snapshots and the backtests fold with at their own dates."""
+    return lambda tiles: {name: tiles[t.tiles].transform(settled(settled_before(cfg, as_of, name), t.summarize))
+                          for name, t in SETTLED_OF.items()}
+
+
+def moved_settled_tables(cfg: Config, as_of: datetime, old: dict[str, DataFrame], old_before: dict[str, date | None],
+                         tiles: dict[str, DataFrame], before: dict[str, DataFrame], rewritten: dict[str, list[date]]
+                         ) -> dict[str, DataFrame]:
+    """Every settled table moved from ``old`` (settled before ``old_before``) to ``as_of`` (``resettled``): equal to
+    ``settled_tables`` over ``tiles``, the tile tables after the step; ``before``: as the step found them;
+    ``rewritten``: the partitions the step rewrote in each."""
+    moved = {}
+    for name, t in SETTLED_OF.items():
+        was = old_before[name]
+        again = F.col("dt").isin([dt for dt in rewritten[t.tiles] if was is not None and dt < was])
+        changed = tiles[t.tiles].filter(again).select("user_id").unionByName(
+            before[t.tiles].filter(again).select("user_id")).distinct()
+        moved[name] = resettled(old[name], was, tiles[t.tiles], changed, settled_before(cfg, as_of, name), t.summarize,
+                                t.merge)
+    return moved
+
+
 def feature_families(cfg: Config, as_of: datetime, items: DataFrame, vectors: Vectors = NO_VECTORS) -> list[Family]:
-    """Every family of profile columns, each folded from its state tables as of ``as_of``."""
+    """Every family of profile columns, each folded from its state tables (and settled tables) as of ``as_of``."""
     f, e, zone = cfg.features, cfg.embedding, cfg.time.zone
     recent = cfg.tags.active_window_days
     lead = cfg.validation.max_days_after_partition
+    events_from, browse_from, orders_from = (settled_before(cfg, as_of, t)
+                                             for t in ("settled_events", "settled_browse", "settled_orders"))
 
     def weighted(state: dict[str, DataFrame], weights: dict[str, float]) -> DataFrame:
         return state["state_interactions"].transform(interactions_from_state(weights, as_of, zone, items))
 
     families = [
-        Family("rfm", ("state_orders",), lambda s: s["state_orders"].transform(rfm_from_state(f.rfm_windows, as_of, zone)),
-               tuple(f.rfm_windows), slide=recency(as_of, "recency_days", "last_order_ts")),
+        Family("rfm", ("state_orders",),
+               lambda s: rfm_from_state(f.rfm_windows, as_of, zone, orders_from)(s["state_orders"], s["settled_orders"]),
+               tuple(f.rfm_windows), slide=recency(as_of, "recency_days", "last_order_ts"), summaries=("settled_orders",)),
         Family("affinity", ("state_interactions",),
                lambda s: weighted(s, f.affinity_weights).transform(affinity_features(f.top_k)),
                item_columns=("category", "brand")),
@@ -181,17 +238,20 @@ def feature_families(cfg: Config, as_of: datetime, items: DataFrame, vectors: Ve
                lambda s: s["state_prices"].transform(price_from_state(f.price_band_quantiles, as_of, zone, items)),
                catalogue_columns=("price",)),
         Family("conversion", ("state_browse", "state_orders"),
-               lambda s: conversion_from_state(as_of, f.session_gap_minutes, zone)(s["state_browse"], s["state_orders"])),
-        Family("activity", ("state_events",), lambda s: s["state_events"].transform(activity_from_state(as_of, recent, zone)),
-               (recent,), slide=recency(as_of, "days_since_last_event", "last_event_ts")),
-        Family("time_patterns", ("state_events",),
-               lambda s: s["state_events"].transform(time_patterns_from_state(as_of, f.night_hours, zone))),
+               lambda s: conversion_from_state(as_of, f.session_gap_minutes, zone, orders_from)(
+                   s["state_browse"], s["state_orders"], s["settled_orders"]), summaries=("settled_orders",)),
+        Family("activity", ("state_events",),
+               lambda s: activity_from_state(as_of, recent, zone, events_from)(s["state_events"], s["settled_events"]),
+               (recent,), slide=recency(as_of, "days_since_last_event", "last_event_ts"), summaries=("settled_events",)),
+        Family("time_patterns", ("state_events",), lambda s: time_patterns_from_state(as_of, f.night_hours, zone, events_from)(
+            s["state_events"], s["settled_events"]), summaries=("settled_events",)),
         Family("social", ("state_social",), lambda s: s["state_social"].transform(social_from_state(as_of, zone))),
         Family("intent", ("state_interactions",),
                lambda s: s["state_interactions"].transform(intent_counts(f.short_windows, as_of, zone, lead)),
                tuple(f.short_windows)),
         Family("intent_recency", ("state_browse",),
-               lambda s: s["state_browse"].transform(last_intent_times(as_of, zone)), slide=intent_recency(as_of)),
+               lambda s: last_intent_times(as_of, zone, browse_from)(s["state_browse"], s["settled_browse"]),
+               slide=intent_recency(as_of), summaries=("settled_browse",)),
     ]
     if vectors.texts is not None:
         families += [
@@ -222,7 +282,8 @@ def fold_key(cfg: Config, present: set[str]) -> str:
 
 def profiles_from_state(cfg: Config, as_of: datetime, updated_at: datetime, present: set[str],
                         vectors: Vectors = NO_VECTORS) -> Callable[[dict[str, DataFrame]], DataFrame]:
-    """{tile table: frame, plus clean ``users`` and ``items``} -> profiles: every family folded for every user."""
+    """{tile table: frame, settled table: frame (``settled_tables`` as of ``as_of``), plus clean ``users`` and ``items``}
+    -> profiles: every family folded for every user."""
     def apply(state: dict[str, DataFrame]) -> DataFrame:
         families = feature_families(cfg, as_of, state["items"], vectors)
         features = [family.fold(state) for family in families]
@@ -306,7 +367,8 @@ def refreshed_profiles(cfg: Config, as_of: datetime, updated_at: datetime, prese
         features = []
         for family in families:
             users = refolded.filter(F.col("family") == F.lit(family.name)).select("user_id")
-            folded = family.fold({**state, **{t: state[t].join(users, "user_id", "left_semi") for t in family.tables}})
+            mine = (*family.tables, *family.summaries)
+            folded = family.fold({**state, **{t: state[t].join(users, "user_id", "left_semi") for t in mine}})
             columns = [c for c in folded.columns if c != "user_id"]
             kept = old.join(users, "user_id", "left_anti").select("user_id", *[_as_in(folded, old, c) for c in columns])
             if family.slide is not None:

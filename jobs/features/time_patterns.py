@@ -2,14 +2,13 @@
 the ``state_events`` tile (``jobs.features.activity.event_day_state``)."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Callable
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.clock import iso_weekday, local_midnight_date
-from jobs.features.activity import day_events, sum_arrays
+from jobs.features.activity import day_events, summary_before
 
 
 def pattern_summaries(counts: DataFrame) -> DataFrame:
@@ -26,19 +25,14 @@ def pattern_summaries(counts: DataFrame) -> DataFrame:
     )
 
 
-def time_patterns_from_state(as_of: datetime, night_hours: list[int], zone: str) -> Callable[[DataFrame], DataFrame]:
-    """``EVENT_DAY_STATE`` tiles -> per user, before ``as_of``: the share of events in each local hour (24) and ISO
-    weekday (7, Monday first), the peaks (earliest on ties), and the weekend and night shares."""
-    today = local_midnight_date(as_of, zone)
-
-    def apply(state: DataFrame) -> DataFrame:
-        weekday = iso_weekday("day")
-        counts = (state.filter(F.col("day") < F.lit(today)).groupBy("user_id")
-                  .agg(F.sum(day_events()).alias("_n"),
-                       F.array(*sum_arrays("hour_counts", 24)).alias("_hours"),
-                       F.array(*[F.coalesce(F.sum(F.when(weekday == d, day_events())), F.lit(0)) for d in range(1, 8)])
-                       .alias("_days"),
-                       F.sum(sum(F.col("hour_counts")[h] for h in night_hours) if night_hours else F.lit(0))
-                       .alias("_night")))
+def time_patterns_from_state(as_of: datetime, night_hours: list[int], zone: str, settled_before: date
+                             ) -> Callable[[DataFrame, DataFrame], DataFrame]:
+    """(``EVENT_DAY_STATE`` tiles, ``SETTLED_EVENTS``) -> per user, before ``as_of``: the share of events in each local
+    hour (24) and ISO weekday (7, Monday first), the peaks (earliest on ties), and the weekend and night shares."""
+    def apply(tiles: DataFrame, settled: DataFrame) -> DataFrame:
+        counts = summary_before(as_of, zone, settled_before)(tiles, settled).select(
+            "user_id", day_events().alias("_n"), F.col("hour_counts").alias("_hours"),
+            F.col("weekday_counts").alias("_days"),
+            (sum(F.col("hour_counts")[h] for h in night_hours) if night_hours else F.lit(0)).alias("_night"))
         return counts.transform(pattern_summaries)
     return apply
