@@ -21,7 +21,7 @@ from schemas.events import BROWSE, TRANSACTIONS
 from schemas.items import ITEMS
 from schemas.social import SOCIAL
 from schemas.users import USERS
-from tests.helpers import padded, tiles_of, ts
+from tests.helpers import fold_inputs, padded, tiles_of, ts
 
 
 # --- point in time -------------------------------------------------------------------------------------------
@@ -45,7 +45,7 @@ def _features_at(cfg, clean, cutoff, spark):
         "text_sha256", F.transform(F.sequence(F.lit(1), F.lit(384)),
                                    lambda i: (F.abs(F.hash("text_sha256", i)) % 1000 / 1000.0).cast("float"))
         .alias("embedding")).distinct()  # one vector per text, as the embed stage produces
-    tiles = tiles_of(clean)
+    tiles = fold_inputs(cfg, cutoff, clean)
     tiles["users"] = clean["users"].transform(users_at(cutoff, "UTC", tiles["state_events"]))
     profiles = profiles_from_state(cfg, cutoff, cutoff, {"transactions", "browse", "social"},
                                    Vectors(embeddings, title_vectors(clean["items"], embeddings)))(tiles)

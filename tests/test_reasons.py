@@ -23,7 +23,7 @@ from schemas.events import BROWSE, TRANSACTIONS
 from schemas.items import ITEMS
 from schemas.social import SOCIAL
 from schemas.users import USERS
-from tests.helpers import padded, tiles_of, ts
+from tests.helpers import fold_inputs, padded, ts
 
 AS_OF = ts(31, 0)
 SHOPPER = "three-carts-yesterday"
@@ -67,7 +67,8 @@ def world(spark, tmp_path_factory):
              "browse": spark.createDataFrame([(*e, e[3].date()) for e in events], BROWSE),
              "transactions": spark.createDataFrame([], TRANSACTIONS),
              "social": spark.createDataFrame([], SOCIAL)}
-    profiles = profiles_from_state(cfg, AS_OF, AS_OF, {"browse"})(tiles_of(clean)).localCheckpoint(eager=True)
+    profiles = profiles_from_state(cfg, AS_OF, AS_OF, {"browse"})(fold_inputs(cfg, AS_OF, clean))
+    profiles = profiles.localCheckpoint(eager=True)
     spec = InputSpec(tuple(cfg.features.rfm_windows), (), cfg.tags.active_window_days, 0,
                      tuple(cfg.features.short_windows))
     labels = spark.createDataFrame(list(bought.items()), "user_id string, bought double")

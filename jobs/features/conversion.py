@@ -100,7 +100,7 @@ def conversion_from_state(as_of: datetime, gap_minutes: int, zone: str, orders_s
         past = browse_state.filter(F.col("day") < F.lit(today))
         # The funnel and the named sessions come from one aggregate, so the tiles are read whole once (Spark prunes
         # a shared aggregate per branch, and two branches read them twice). The unsessionised times are read
-        # apart: their filter on session_id skips most of the files.
+        # apart: Spark pushes their filter on session_id into the Parquet reader, which then reads a fraction.
         named = F.col("session_id").isNotNull()
         per_session = (past.groupBy("user_id", "session_id")
                        .agg(F.sum("events").alias("n"), session_micros(F.min("first_ts"), F.max("last_ts")),

@@ -243,8 +243,10 @@ def feature_families(cfg: Config, as_of: datetime, items: DataFrame, vectors: Ve
         Family("activity", ("state_events",),
                lambda s: activity_from_state(as_of, recent, zone, events_from)(s["state_events"], s["settled_events"]),
                (recent,), slide=recency(as_of, "days_since_last_event", "last_event_ts"), summaries=("settled_events",)),
-        Family("time_patterns", ("state_events",), lambda s: time_patterns_from_state(as_of, f.night_hours, zone, events_from)(
-            s["state_events"], s["settled_events"]), summaries=("settled_events",)),
+        Family("time_patterns", ("state_events",),
+               lambda s: time_patterns_from_state(as_of, f.night_hours, zone, events_from)(s["state_events"],
+                                                                                           s["settled_events"]),
+               summaries=("settled_events",)),
         Family("social", ("state_social",), lambda s: s["state_social"].transform(social_from_state(as_of, zone))),
         Family("intent", ("state_interactions",),
                lambda s: s["state_interactions"].transform(intent_counts(f.short_windows, as_of, zone, lead)),
