@@ -37,8 +37,8 @@ Summarize = Callable[[DataFrame], DataFrame]
 def settled(before: date, summarize: Summarize) -> Callable[[DataFrame], DataFrame]:
     """tiles -> one summary row per user of their tiles in the partitions before ``before``, marked with it.
 
-    Those partitions hold no row of a day any window reaches (``settle_date``), so the folds read this
-    instead of them, and the tiles from ``before`` on."""
+    Those partitions hold no row of a day any window reaches (``state_profiles.settled_before``), so the folds
+    read this instead of them, and the tiles from ``before`` on."""
     return lambda tiles: (tiles.filter(F.col("dt") < F.lit(before)).transform(summarize)
                           .withColumn("settled_before", F.lit(before)))
 
