@@ -37,6 +37,11 @@ def spark_session(conf: SparkConf) -> SparkSession:
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.maxResultSize", "4g")
         .config("spark.executorEnv.TZ", "UTC")
+        # PySpark 4 records the Python call site of every DataFrame and Column call (four more JVM round trips
+        # each) for its error context. The product builds plans of thousands of calls, so that was a tenth of
+        # a small full run; its errors name the table and the column themselves (docs/incremental-design.md,
+        # "Fixed costs").
+        .config("spark.python.sql.dataFrameDebugging.enabled", "false")
     )
     # Under spark-submit the JVM already runs with the submitted master and memory.
     if "PYSPARK_GATEWAY_PORT" not in os.environ:

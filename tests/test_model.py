@@ -307,6 +307,12 @@ def test_mlflow_holds_the_run_and_a_model_that_reproduces_the_stored_scores(tabl
     logged, network, spec = _logged_model(run, demo_run)
     assert logged.data.params["num_processes"] == "2"
     assert "model/propensity_roc_auc" in logged.data.metrics and "train_loss" in logged.data.metrics
+    # The requirements are named, not inferred: what loading the pickled network needs, at the installed versions.
+    import mlflow
+    from importlib.metadata import version
+
+    requirements = mlflow.artifacts.load_text(f"runs:/{logged.info.run_id}/model/requirements.txt").split()
+    assert {f"{p}=={version(p)}" for p in ("torch", "cloudpickle", "portrait")} <= set(requirements), requirements
     user = wh.read("profiles").orderBy("user_id").limit(1)
     x = user.transform(model_inputs(spec)).first()
     scorer = _logged_bundle(run).scorers["propensity"]
