@@ -18,8 +18,8 @@ from schemas.operations import PROCESSED_PARTITIONS, QUARANTINE, RUNS
 from schemas.profiles import LABELS, PROFILES, profiles_schema
 from schemas.social import SOCIAL
 from schemas.state import (BROWSE_DAY_STATE, EVENT_DAY_STATE, INTERACTION_DAY_STATE, ORDER_DAY_STATE,
-                           PRICE_DAY_STATE, SETTLED_BROWSE, SETTLED_EVENTS, SETTLED_ORDERS, SOCIAL_DAY_STATE,
-                           TEXT_STATE)
+                           PRICE_DAY_STATE, SETTLED_BROWSE, SETTLED_EVENTS, SETTLED_ORDERS, SETTLED_SOCIAL,
+                           SOCIAL_DAY_STATE, TEXT_STATE)
 from schemas.truth import GROUND_TRUTH
 from schemas.users import USERS
 
@@ -83,6 +83,7 @@ SETTLED_TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (
     TableSpec("settled_events", SETTLED_EVENTS, ("user_id",)),
     TableSpec("settled_browse", SETTLED_BROWSE, ("user_id",)),
     TableSpec("settled_orders", SETTLED_ORDERS, ("user_id",)),
+    TableSpec("settled_social", SETTLED_SOCIAL, ("user_id",)),
 )}
 
 TABLES: dict[str, TableSpec] = {**INPUT_TABLES, **OUTPUT_TABLES, **STATE_TABLES, **SETTLED_TABLES}

@@ -65,6 +65,15 @@ SOCIAL_DAY_STATE = StructType([
     StructField("ratings_known", LongType(), False),
 ])
 
+# The ``state_social`` tiles before ``settled_before``, merged per user: the same sums, without dt and day.
+SOCIAL_SUMMARY = StructType([
+    StructField("user_id", StringType(), False),
+    StructField("kind_counts", ArrayType(LongType()), False),
+    StructField("rating_sum", LongType()),
+    StructField("ratings_known", LongType(), False),
+])
+SETTLED_SOCIAL = StructType([*SOCIAL_SUMMARY.fields, StructField("settled_before", DateType(), False)])
+
 INTERACTION_DAY_STATE = StructType([
     StructField("user_id", StringType(), False),
     StructField("source", StringType(), False),  # browse or transaction

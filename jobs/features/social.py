@@ -2,17 +2,17 @@
 and its fold."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Callable
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.clock import local_day, local_midnight_date
+from jobs.clock import local_day
 from jobs.features.activity import sum_arrays
-from jobs.features.common import ratio
+from jobs.features.common import ratio, unsettled
 from schemas.social import SOCIAL_KINDS
-from schemas.state import SOCIAL_DAY_STATE
+from schemas.state import SOCIAL_DAY_STATE, SOCIAL_SUMMARY
 
 
 def social_day_state(zone: str) -> Callable[[DataFrame], DataFrame]:
@@ -28,14 +28,25 @@ def social_day_state(zone: str) -> Callable[[DataFrame], DataFrame]:
     return apply
 
 
-def social_from_state(as_of: datetime, zone: str) -> Callable[[DataFrame], DataFrame]:
-    """``SOCIAL_DAY_STATE`` tiles -> per user, before ``as_of``: counts per kind and the mean rating of their reviews."""
-    today = local_midnight_date(as_of, zone)
+def social_totals(rows: DataFrame) -> DataFrame:
+    """``SOCIAL_DAY_STATE`` tiles or ``SOCIAL_SUMMARY`` rows -> one ``SOCIAL_SUMMARY`` row per user: the counts per kind
+    and the rating sums added up (whole numbers, so the merge is exact in any order)."""
+    return (rows.groupBy("user_id")
+            .agg(F.array(*sum_arrays("kind_counts", len(SOCIAL_KINDS))).alias("kind_counts"),
+                 F.sum("rating_sum").alias("rating_sum"), F.sum("ratings_known").alias("ratings_known"))
+            .select(*SOCIAL_SUMMARY.fieldNames()))
 
-    def apply(state: DataFrame) -> DataFrame:
-        counts = dict(zip(SOCIAL_KINDS, sum_arrays("kind_counts", len(SOCIAL_KINDS))))
-        return (state.filter(F.col("day") < F.lit(today)).groupBy("user_id")
-                .agg(counts["review"].alias("review_count"),
-                     ratio(F.sum("rating_sum"), F.sum("ratings_known")).alias("mean_rating"),
-                     *[counts[k].alias(f"{k}_count") for k in SOCIAL_KINDS if k != "review"]))
+
+def social_from_state(as_of: datetime, zone: str, settled_before: date) -> Callable[[DataFrame, DataFrame], DataFrame]:
+    """(``SOCIAL_DAY_STATE`` tiles, ``SETTLED_SOCIAL`` settled before ``settled_before``) -> per user, before ``as_of``:
+    counts per kind and the mean rating of their reviews. The tiles read are those of the partitions from
+    ``settled_before`` on; the settled summary stands for the others."""
+    def apply(tiles: DataFrame, settled: DataFrame) -> DataFrame:
+        totals = (settled.select(*SOCIAL_SUMMARY.fieldNames())
+                  .unionByName(tiles.transform(unsettled(as_of, zone, settled_before)).transform(social_totals))
+                  .transform(social_totals))
+        return totals.select("user_id", F.col("kind_counts")[SOCIAL_KINDS.index("review")].alias("review_count"),
+                             ratio(F.col("rating_sum"), F.col("ratings_known")).alias("mean_rating"),
+                             *[F.col("kind_counts")[i].alias(f"{k}_count") for i, k in enumerate(SOCIAL_KINDS)
+                               if k != "review"])
     return apply

@@ -30,7 +30,7 @@ from jobs.features.intent import (intent_counts, intent_recency, intent_summarie
                                   merged_intent_summaries)
 from jobs.features.profiles import profiles_from_features
 from jobs.features.rfm import order_day_state, order_totals, rfm_from_state
-from jobs.features.social import social_day_state, social_from_state
+from jobs.features.social import social_day_state, social_from_state, social_totals
 from jobs.features.state import Summarize, replace_partitions, resettled, settled
 from jobs.features.text_vectors import ITEM_TEXTS, text_means, weighted_item_means, written_texts
 from jobs.features.time_patterns import time_patterns_from_state
@@ -183,6 +183,7 @@ SETTLED_OF = {
                                    lambda cfg: cfg.tags.active_window_days),  # activity's events_{n}d
     "settled_browse": SettledTable("state_browse", intent_summaries, merged_intent_summaries),
     "settled_orders": SettledTable("state_orders", order_totals, order_totals, lambda cfg: max(cfg.features.rfm_windows)),
+    "settled_social": SettledTable("state_social", social_totals, social_totals),
 }
 
 
@@ -221,8 +222,8 @@ def feature_families(cfg: Config, as_of: datetime, items: DataFrame, vectors: Ve
     f, e, zone = cfg.features, cfg.embedding, cfg.time.zone
     recent = cfg.tags.active_window_days
     lead = cfg.validation.max_days_after_partition
-    events_from, browse_from, orders_from = (settled_before(cfg, as_of, t)
-                                             for t in ("settled_events", "settled_browse", "settled_orders"))
+    events_from, browse_from, orders_from, social_from = (
+        settled_before(cfg, as_of, t) for t in ("settled_events", "settled_browse", "settled_orders", "settled_social"))
 
     def weighted(state: dict[str, DataFrame], weights: dict[str, float]) -> DataFrame:
         return state["state_interactions"].transform(interactions_from_state(weights, as_of, zone, items))
@@ -247,7 +248,9 @@ def feature_families(cfg: Config, as_of: datetime, items: DataFrame, vectors: Ve
                lambda s: time_patterns_from_state(as_of, f.night_hours, zone, events_from)(s["state_events"],
                                                                                            s["settled_events"]),
                summaries=("settled_events",)),
-        Family("social", ("state_social",), lambda s: s["state_social"].transform(social_from_state(as_of, zone))),
+        Family("social", ("state_social",),
+               lambda s: social_from_state(as_of, zone, social_from)(s["state_social"], s["settled_social"]),
+               summaries=("settled_social",)),
         Family("intent", ("state_interactions",),
                lambda s: s["state_interactions"].transform(intent_counts(f.short_windows, as_of, zone, lead)),
                tuple(f.short_windows)),
