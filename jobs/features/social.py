@@ -42,8 +42,10 @@ def social_from_state(as_of: datetime, zone: str, settled_before: date) -> Calla
     counts per kind and the mean rating of their reviews. The tiles read are those of the partitions from
     ``settled_before`` on; the settled summary stands for the others."""
     def apply(tiles: DataFrame, settled: DataFrame) -> DataFrame:
-        totals = (settled.select(*SOCIAL_SUMMARY.fieldNames())
-                  .unionByName(tiles.transform(unsettled(as_of, zone, settled_before)).transform(social_totals))
+        # The recent tiles carry the summary's sums per day: one aggregate over both rows gives the totals.
+        parts = SOCIAL_SUMMARY.fieldNames()
+        totals = (settled.select(*parts)
+                  .unionByName(tiles.transform(unsettled(as_of, zone, settled_before)).select(*parts))
                   .transform(social_totals))
         return totals.select("user_id", F.col("kind_counts")[SOCIAL_KINDS.index("review")].alias("review_count"),
                              ratio(F.col("rating_sum"), F.col("ratings_known")).alias("mean_rating"),
