@@ -62,7 +62,7 @@ def main(warehouse: Path = ROOT / "benchmarks" / ".work" / "scale" / "n30", out:
     vectors = Vectors(texts, title_vectors(items, texts, cfg.embedding.item_text), None)
     as_of = midnight_after(latest_event(state["state_events"]), cfg.time.zone)
     present = present_sources(state["state_events"])
-    inputs = {**state, **settled_tables(cfg, as_of)(state), "users": users, "items": items}
+    inputs = {**state, **settled_tables(cfg, as_of, vectors)({**state, "items": items}), "users": users, "items": items}
 
     def seconds(df: DataFrame) -> float:
         started = time.perf_counter()

@@ -151,7 +151,7 @@ def backtest_round(cfg: Config, spark: SparkSession, wh, tiles: dict[str, DataFr
     with rec.stage(f"score {label}") as st:
         existing = tiles["users"].transform(users_at(origin.as_of, zone, tiles["state_events"]))
         users = evaluation_sample(existing.select("user_id"), m.evaluation_users, m.seed)
-        known = {**tiles, **settled_tables(cfg, origin.as_of)(tiles),
+        known = {**tiles, **settled_tables(cfg, origin.as_of, vectors)(tiles),
                  "users": tiles["users"].join(users, "user_id", "left_semi")}
         profiles = profiles_from_state(cfg, origin.as_of, rec.started_at, present, vectors)(known)
         found = scored_round(candidates, outcome_rows(cfg, tiles, profiles, origin.as_of, snap.spec), snap.spec,

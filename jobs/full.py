@@ -238,13 +238,14 @@ def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = No
         tiles = write_tiles(wh, rec, plan, clean, cfg.time.zone)
         as_of = cfg.as_of or midnight_after(latest_event(tiles["state_events"]), cfg.time.zone)
         rec.details["as_of"] = as_of.isoformat()
-        tiles |= write_settled(wh, rec, plan, settled_tables(cfg, as_of)(tiles))
+        # The vectors first: the interest vector's settled sums weigh the items' title vectors.
+        vectors = embedded_vectors(cfg, wh, clean, tiles["state_interactions"], rec, cleanup)
+        tiles |= {"users": clean["users"], "items": clean["items"]}
+        tiles |= write_settled(wh, rec, plan, settled_tables(cfg, as_of, vectors)(tiles))
         rec.partitions = sorted({str(r[0]) for r in tiles["state_events"].select("dt").distinct().collect()})
         present = present_sources(tiles["state_events"])
         gaps = DataGaps(browse_missing="browse" not in present, social_missing="social" not in present)
         rec.details["fold"] = fold_key(cfg, present)
-        vectors = embedded_vectors(cfg, wh, clean, tiles["state_interactions"], rec, cleanup)
-        tiles |= {"users": clean["users"], "items": clean["items"]}
         with rec.stage("features") as st:
             profiles = profiles_from_state(cfg, as_of, rec.started_at, present, vectors)(tiles)
             if cfg.model.enabled:

@@ -195,12 +195,6 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
             st.rows_out = sum(report.rows_clean.get(t, 0) for t in EVENT_TABLES)
         as_of = cfg.as_of or midnight_after(latest_event(state["state_events"]), cfg.time.zone)
         rec.details["as_of"] = as_of.isoformat()
-        # The settled tables as the step found them, and the partition each was settled before.
-        found_settled = {t: wh.read(t, version=version_before_step(wh, t, plan)) for t in SETTLED_TABLES}
-        settled_before = {t: df.agg(F.max("settled_before")).first()[0] for t, df in found_settled.items()}
-        rewritten = {t: rewritten_partitions(t, partitions) for t in STATE_TABLES}
-        state |= write_settled(wh, rec, plan, moved_settled_tables(cfg, as_of, found_settled, settled_before, state,
-                                                                   before, rewritten))
         present = present_sources(state["state_events"])
         gaps = DataGaps(browse_missing="browse" not in present, social_missing="social" not in present)
         key, was = fold_key(cfg, present), profiles_as_of(wh)
@@ -213,6 +207,15 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
             # steps are embedded too where the cache lacks them, as a full run would.
             written = tiled_texts(wh.read("social", version=plan.versions.get("social")), state["state_texts"])
         vectors = embedded_vectors(cfg, wh, {**clean, "social": written}, state["state_interactions"], rec, cleanup)
+        # The settled tables as the step found them, and the partition each was settled before. Folded with other
+        # settings (weights, an encoder), they are settled again from all the tiles, as a full run would.
+        found_settled = {t: wh.read(t, version=version_before_step(wh, t, plan)) for t in SETTLED_TABLES}
+        settled_before = {t: df.agg(F.max("settled_before")).first()[0] if folded_alike else None
+                          for t, df in found_settled.items()}
+        rewritten = {t: rewritten_partitions(t, partitions) for t in STATE_TABLES}
+        state |= write_settled(wh, rec, plan, moved_settled_tables(cfg, as_of, vectors, found_settled, settled_before,
+                                                                   {**state, "items": clean["items"]}, before,
+                                                                   rewritten, catalogue))
         with rec.stage("features") as st:
             inputs = {**state, "users": clean["users"], "items": clean["items"]}
             if folded_alike:

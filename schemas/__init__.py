@@ -18,8 +18,8 @@ from schemas.operations import PROCESSED_PARTITIONS, QUARANTINE, RUNS
 from schemas.profiles import LABELS, PROFILES, profiles_schema
 from schemas.social import SOCIAL
 from schemas.state import (BROWSE_DAY_STATE, EVENT_DAY_STATE, INTERACTION_DAY_STATE, ORDER_DAY_STATE,
-                           PRICE_DAY_STATE, SETTLED_BROWSE, SETTLED_EVENTS, SETTLED_ORDERS, SETTLED_SOCIAL,
-                           SOCIAL_DAY_STATE, TEXT_STATE)
+                           PRICE_DAY_STATE, SETTLED_AFFINITY, SETTLED_BROWSE, SETTLED_EVENTS, SETTLED_INTEREST,
+                           SETTLED_ORDERS, SETTLED_SOCIAL, SOCIAL_DAY_STATE, TEXT_STATE)
 from schemas.truth import GROUND_TRUTH
 from schemas.users import USERS
 
@@ -78,12 +78,15 @@ STATE_TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (
     TableSpec("state_interactions", INTERACTION_DAY_STATE),
 )}
 
-# Tiles of the days before every window, merged per user (one row each): what a step folds instead of them.
+# Tiles of the days before every window, merged per user (one row each; affinity: one per category and brand):
+# what a step folds instead of them.
 SETTLED_TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (
     TableSpec("settled_events", SETTLED_EVENTS, ("user_id",)),
     TableSpec("settled_browse", SETTLED_BROWSE, ("user_id",)),
     TableSpec("settled_orders", SETTLED_ORDERS, ("user_id",)),
     TableSpec("settled_social", SETTLED_SOCIAL, ("user_id",)),
+    TableSpec("settled_interest", SETTLED_INTEREST, ("user_id",)),
+    TableSpec("settled_affinity", SETTLED_AFFINITY, ("user_id", "facet", "name")),
 )}
 
 TABLES: dict[str, TableSpec] = {**INPUT_TABLES, **OUTPUT_TABLES, **STATE_TABLES, **SETTLED_TABLES}

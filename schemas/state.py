@@ -85,6 +85,25 @@ INTERACTION_DAY_STATE = StructType([
     StructField("events", LongType(), False),
 ])
 
+# The ``state_interactions`` tiles before ``settled_before``, summed per (user, category) and (user, brand) for the
+# affinity columns: weights in fixed point (jobs.features.common.FIXED_POINT), so they merge exactly.
+AFFINITY_SUMMARY = StructType([
+    StructField("user_id", StringType(), False),
+    StructField("facet", StringType(), False),   # category or brand
+    StructField("name", StringType(), False),
+    StructField("weight", LongType(), False),    # events x kind weight x 2**30
+])
+SETTLED_AFFINITY = StructType([*AFFINITY_SUMMARY.fields, StructField("settled_before", DateType(), False)])
+
+# The ``state_interactions`` tiles before ``settled_before``, summed per user for ``interest_vector``: fixed-point
+# whole numbers (jobs.features.text_vectors.FIXED_POINT), so they merge exactly. Empty while embedding is off.
+INTEREST_SUMMARY = StructType([
+    StructField("user_id", StringType(), False),
+    StructField("vector_sums", ArrayType(LongType()), False),  # events x kind weight x title vector, per component
+    StructField("weight_sum", LongType(), False),               # events x kind weight
+])
+SETTLED_INTEREST = StructType([*INTEREST_SUMMARY.fields, StructField("settled_before", DateType(), False)])
+
 PRICE_DAY_STATE = StructType([
     StructField("user_id", StringType(), False),
     StructField("dt", DateType(), False, PARTITION),

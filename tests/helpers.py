@@ -78,12 +78,13 @@ def tiles_of(clean: dict[str, DataFrame], zone: str = "UTC") -> dict[str, DataFr
     return {**day_states(clean, zone), "users": clean["users"], "items": clean["items"]}
 
 
-def fold_inputs(cfg, as_of: dt.datetime, clean: dict[str, DataFrame]) -> dict[str, DataFrame]:
-    """``tiles_of`` the clean tables with the settled tables as of ``as_of``: what ``profiles_from_state`` folds."""
-    from jobs.features.state_profiles import settled_tables
+def fold_inputs(cfg, as_of: dt.datetime, clean: dict[str, DataFrame], vectors=None) -> dict[str, DataFrame]:
+    """``tiles_of`` the clean tables with the settled tables as of ``as_of``: what ``profiles_from_state`` folds
+    with ``vectors`` (default: none)."""
+    from jobs.features.state_profiles import NO_VECTORS, settled_tables
 
     tiles = tiles_of(clean, cfg.time.zone)
-    return {**tiles, **settled_tables(cfg, as_of)(tiles)}
+    return {**tiles, **settled_tables(cfg, as_of, vectors or NO_VECTORS)(tiles)}
 
 
 def settled_fold(fold_of, *args, before: dt.date, summarize=None):

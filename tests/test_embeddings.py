@@ -1,16 +1,19 @@
 """Text embeddings: equivalence with sentence-transformers, bad text, the cache, per-user vectors."""
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pytest
 
 from conf import EmbeddingConf
 from jobs.embed import embed_column, embed_settings
-from jobs.features.affinity import interaction_day_state, interactions_from_state
-from jobs.features.text_vectors import text_means, texts_to_embed, title_vectors, weighted_item_means, written_texts
+from jobs.features.affinity import interaction_day_state
+from jobs.features.text_vectors import item_vector_means, text_means, texts_to_embed, title_vectors, written_texts
 from schemas.events import BROWSE, TRANSACTIONS
 from schemas.items import ITEMS
 from schemas.social import SOCIAL
+from schemas.state import INTERACTION_DAY_STATE
 from tests.helpers import AS_OF, by_user, ts, padded
 from udfs.embeddings import EmbedSettings, embed_series, embed_texts, normalize_text, resolve_model_path
 
@@ -131,27 +134,32 @@ def test_interest_vector_weights_event_kinds(spark):
                                     ("u1", "i2", "cart", ts(3), None, "s", ts(3).date())], BROWSE)
     tx = spark.createDataFrame([("o1", "u1", "i2", 1, 1.0, ts(3), ts(3).date())], TRANSACTIONS)
     weights = {"view": 1.0, "cart": 3.0, "buy": 5.0}
-    per_item = interaction_day_state(browse, tx, "UTC").transform(interactions_from_state(weights, AS_OF, "UTC", items))
-    out = by_user(per_item.transform(weighted_item_means(title_vectors(items, emb), "interest_vector")))
+    tiles = interaction_day_state(browse, tx, "UTC")
+    out = by_user(item_vector_means(weights, AS_OF, "UTC", title_vectors(items, emb), "interest_vector")(tiles, None))
     assert out["u1"]["interest_vector"] == pytest.approx([1 / 9, 8 / 9], rel=1e-6)
 
 
 def test_user_vectors_stream_through_arrow_batches_smaller_than_a_user(spark):
-    """Users whose rows straddle Arrow batches (two rows per batch here) still get one exact mean each."""
+    """Users whose rows straddle Arrow batches (two rows per batch here) still get one mean each, equal to the
+    weighted mean in float64."""
     rng = np.random.default_rng(7)
     vectors = {f"i{n}": rng.normal(size=3).astype(np.float32) for n in range(4)}
-    weights = [(f"u{u}", f"i{(u + j) % 4}", float(j + 1)) for u in range(6) for j in range(u % 3 + 1)]
+    weights = {"view": 1.0, "fav": 0.3, "cart": 2.5}
+    kinds = sorted(weights)
+    day = AS_OF.date() - dt.timedelta(days=1)
+    tiles = [(f"u{u}", "browse", day, day, f"i{(u + j) % 4}", kinds[j % 3], j + 1)
+             for u in range(6) for j in range(u % 3 + 2)]
     titles = spark.createDataFrame([(k, v.tolist()) for k, v in vectors.items()], "item_id string, embedding array<float>")
-    per_item = spark.createDataFrame(weights, "user_id string, item_id string, weight double")
+    state = spark.createDataFrame(tiles, INTERACTION_DAY_STATE)
     previous = spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch")
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "2")
     try:
-        out = by_user(per_item.transform(weighted_item_means(titles, "interest_vector")))
+        out = by_user(item_vector_means(weights, AS_OF, "UTC", titles, "interest_vector")(state, None))
     finally:
         spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", previous)
     assert sorted(out) == [f"u{u}" for u in range(6)]
     for user in out:
-        mine = [(vectors[i].astype(np.float64), w) for u, i, w in weights if u == user]
+        mine = [(vectors[i].astype(np.float64), weights[kind] * n) for u, _, _, _, i, kind, n in tiles if u == user]
         mean = sum(w * v for v, w in mine) / sum(w for _, w in mine)
         assert out[user]["interest_vector"] == pytest.approx(mean.tolist(), rel=1e-6)
 

@@ -10,8 +10,9 @@ import datetime as dt
 import pytest
 
 from jobs.features.activity import activity_from_state, all_events, event_day_state
-from jobs.features.affinity import (affinity_features, interaction_day_state, interactions_from_state, price_day_state,
+from jobs.features.affinity import (affinity_from_state, affinity_weights, interaction_day_state, price_day_state,
                                     price_from_state, top_k_shares)
+from jobs.features.common import FIXED_POINT
 from jobs.features.conversion import browse_day_state, conversion_from_state, sessionize
 from jobs.features.intent import intent_counts, intent_summaries, last_intent_times
 from jobs.features.rfm import order_day_state, order_totals, rfm_from_state
@@ -115,24 +116,29 @@ def test_rfm_window_with_no_orders_spends_zero(spark):
 
 
 def test_top_k_shares_ranks_by_weight_then_name(spark):
+    unit = int(FIXED_POINT)  # weights arrive in fixed point
     weighted = spark.createDataFrame(
-        [("u1", "toys", 3.0), ("u1", "books", 1.0), ("u1", "pet", 1.0), ("u1", "toys", 3.0), ("u1", None, 9.0)],
-        "user_id string, category string, weight double")
-    out = rows(weighted.transform(top_k_shares("category", 2, "category", "categories")))
+        [("u1", "toys", 3 * unit), ("u1", "books", unit), ("u1", "pet", unit), ("u1", "toys", 3 * unit),
+         ("u1", None, 9 * unit)],
+        "user_id string, name string, weight long")
+    out = rows(weighted.transform(top_k_shares(2, "category", "categories")))
     assert out == [{"user_id": "u1",
                     "top_categories": [{"name": "toys", "share": 0.75}, {"name": "books", "share": 0.125}],
                     "top_category": "toys", "top_category_share": 0.75, "top_category_weight": 6.0}]
 
 
-def test_interactions_weight_browse_and_purchases(spark, items):
-    b = browse(spark, ("u1", "i1", "view", ts(3), 1000, "s1"), ("u1", "i3", "cart", ts(3), 1000, "s1"))
+def test_interactions_weight_browse_and_purchases_settled_or_not(spark, items):
+    b = browse(spark, ("u1", "i1", "view", ts(3), 1000, "s1"), ("u1", "i3", "cart", ts(20), 1000, "s1"))
     t = tx(spark, ("o1", "u1", "i3", 1, 30.0, ts(3)))
     weights = {"view": 1.0, "cart": 3.0, "buy": 5.0}
-    out = affinity_features(3)(interaction_day_state(b, t, "UTC").transform(
-        interactions_from_state(weights, AS_OF, "UTC", items)))
-    u1 = by_user(out)["u1"]
-    assert u1["top_categories"] == [{"name": "books", "share": 8 / 9}, {"name": "toys", "share": 1 / 9}]
-    assert u1["top_brand"] == "Apex" and u1["top_brand_share"] == 1.0
+    tiles = interaction_day_state(b, t, "UTC")
+    for before in (ts(1).date(), ts(10).date(), AS_OF.date()):  # nothing settled, the 3rd's tiles, every tile
+        out = tiles.transform(settled_fold(affinity_from_state, weights, 3, AS_OF, "UTC", items, before=before,
+                                           summarize=affinity_weights(weights, items)))
+        u1 = by_user(out)["u1"]
+        assert u1["top_categories"] == [{"name": "books", "share": 8 / 9}, {"name": "toys", "share": 1 / 9}]
+        assert (u1["top_category"], u1["top_category_weight"]) == ("books", 8.0)
+        assert u1["top_brand"] == "Apex" and u1["top_brand_share"] == 1.0
 
 
 def test_price_band_uses_catalogue_quantiles(spark, items):

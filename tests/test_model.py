@@ -45,10 +45,10 @@ def _features_at(cfg, clean, cutoff, spark):
         "text_sha256", F.transform(F.sequence(F.lit(1), F.lit(384)),
                                    lambda i: (F.abs(F.hash("text_sha256", i)) % 1000 / 1000.0).cast("float"))
         .alias("embedding")).distinct()  # one vector per text, as the embed stage produces
-    tiles = fold_inputs(cfg, cutoff, clean)
+    vectors = Vectors(embeddings, title_vectors(clean["items"], embeddings))
+    tiles = fold_inputs(cfg, cutoff, clean, vectors)
     tiles["users"] = clean["users"].transform(users_at(cutoff, "UTC", tiles["state_events"]))
-    profiles = profiles_from_state(cfg, cutoff, cutoff, {"transactions", "browse", "social"},
-                                   Vectors(embeddings, title_vectors(clean["items"], embeddings)))(tiles)
+    profiles = profiles_from_state(cfg, cutoff, cutoff, {"transactions", "browse", "social"}, vectors)(tiles)
     spec = InputSpec((7, 30, 90), ("toys", "books", "pet"), 7)
     return profiles.drop("updated_at"), profiles.transform(model_inputs(spec))
 

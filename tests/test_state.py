@@ -13,14 +13,14 @@ from pyspark.sql.types import DateType, StringType, StructField, StructType, Tim
 
 from jobs.features.activity import (activity_from_state, all_events, event_day_state, event_summaries,
                                     merged_event_summaries)
-from jobs.features.affinity import (affinity_features, interaction_day_state, interactions_from_state, price_day_state,
+from jobs.features.affinity import (affinity_from_state, affinity_weights, interaction_day_state, price_day_state,
                                     price_from_state)
 from jobs.features.conversion import browse_day_state, conversion_from_state
 from jobs.features.rfm import order_day_state, order_totals, rfm_from_state
 from jobs.features.social import social_day_state, social_from_state, social_totals
 from jobs.features.state import replace_partitions, resettled, settled
 from jobs.features.state_profiles import CatalogueChange, Family, refolded_users, touched_users
-from jobs.features.text_vectors import weighted_item_means
+from jobs.features.text_vectors import item_vector_means, item_vector_sums
 from jobs.features.time_patterns import time_patterns_from_state
 from schemas.events import BROWSE, TRANSACTIONS
 from schemas.items import ITEMS
@@ -233,14 +233,20 @@ def test_folding_interaction_partitions_equals_affinity_and_interest_vectors(spa
     tiles = lambda x: interaction_day_state(*browse_and_tx(spark, x), "UTC")  # noqa: E731
     state, every = folded_in_steps(tiles, lines, late, k, lambda line: (source(line[2]), line[4]),
                                    keys=("source", "dt"))
-    weighted = state.transform(interactions_from_state(WEIGHTS, as_of, "UTC", items))
-    expected = tiles(every).transform(interactions_from_state(WEIGHTS, as_of, "UTC", items))
-    assert rows(weighted.transform(affinity_features(2))) == rows(expected.transform(affinity_features(2)))
-    # The same per-item weights give the interest vectors (i4 has no title vector, as an item with no title).
+    # With the partitions before the first holding a day from as_of's on settled (the rows here are filed anywhere),
+    # the folds equal those of all the tiles, bit for bit: their sums are whole numbers.
+    settled_before = min([line[4] for line in every if line[3].date() >= as_of.date()], default=as_of.date())
+    affinity = lambda before: settled_fold(affinity_from_state, WEIGHTS, 2, as_of, "UTC", items,  # noqa: E731
+                                           before=before, summarize=affinity_weights(WEIGHTS, items))
+    assert rows(state.transform(affinity(settled_before))) == rows(tiles(every).transform(affinity(START.date())))
+    # The interest vectors (i4 has no title vector, as an item with no title).
     titles = spark.createDataFrame([("i1", [1.0, 0.0, 0.5]), ("i2", [0.1, 0.7, 0.0]), ("i3", [0.3, 0.3, 0.9])],
                                    "item_id string, embedding array<float>")
-    assert (rows(weighted.transform(weighted_item_means(titles, "interest_vector")))
-            == rows(expected.transform(weighted_item_means(titles, "interest_vector"))))
+    fold = lambda before: settled_fold(item_vector_means, WEIGHTS, as_of, "UTC", titles, "interest_vector",  # noqa: E731
+                                       before=before, summarize=item_vector_sums(WEIGHTS, titles))
+    folded = rows(state.transform(fold(settled_before)))
+    assert folded == rows(tiles(every).transform(fold(START.date())))
+    assert folded == rows(item_vector_means(WEIGHTS, as_of, "UTC", titles, "interest_vector")(tiles(every), None))
 
 
 def test_a_gap_session_across_midnight_and_two_partitions_stays_one_session(spark):

@@ -2,14 +2,16 @@
 ``state_prices`` tiles and their folds."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from functools import reduce
 from typing import Callable
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from jobs.clock import local_day, local_midnight_date
-from schemas.state import INTERACTION_DAY_STATE, PRICE_DAY_STATE
+from jobs.features.common import FIXED_POINT, unsettled
+from schemas.state import AFFINITY_SUMMARY, INTERACTION_DAY_STATE, PRICE_DAY_STATE
 
 
 def interaction_kinds(browse: DataFrame, tx: DataFrame) -> DataFrame:
@@ -26,14 +28,26 @@ def kind_weight(weights: dict[str, float]) -> F.Column:
     return F.coalesce(weight_of[F.col("kind")], F.lit(0.0))
 
 
-def top_k_shares(key: str, k: int, prefix: str, plural: str) -> Callable[[DataFrame], DataFrame]:
-    """Per user: the k heaviest values of ``key`` with their share of the user's weight.
+def fixed_kind_weight(weights: dict[str, float]) -> F.Column:
+    """The configured weight of the row's ``kind`` in ``FIXED_POINT`` units, a whole number; 0 for kinds without one."""
+    weight_of = F.create_map(*[x for k, v in sorted(weights.items())
+                               for x in (F.lit(k), F.lit(round(float(v) * FIXED_POINT)).cast("long"))])
+    return F.coalesce(weight_of[F.col("kind")], F.lit(0).cast("long"))
 
-    Output columns: ``top_{plural}`` (array of {name, share}, heaviest first, ties by name),
-    ``top_{prefix}``, ``top_{prefix}_share`` and ``top_{prefix}_weight``. Null keys are ignored.
+
+AFFINITY_FACETS = ("category", "brand")
+
+
+def top_k_shares(k: int, prefix: str, plural: str) -> Callable[[DataFrame], DataFrame]:
+    """(user_id, name, weight) rows, weights in ``FIXED_POINT`` units -> per user: the k heaviest names with their
+    share of the user's weight.
+
+    Output columns: ``top_{plural}`` (array of {name, share}, heaviest first, ties by name), ``top_{prefix}``,
+    ``top_{prefix}_share`` and ``top_{prefix}_weight`` (in the configured weights' units). Null names are ignored.
+    The weights are whole numbers, so their sums, and the shares, do not depend on the order rows arrive in.
     """
     def apply(weighted: DataFrame) -> DataFrame:
-        per_key = (weighted.filter(F.col(key).isNotNull()).groupBy("user_id", F.col(key).alias("name"))
+        per_key = (weighted.filter(F.col("name").isNotNull()).groupBy("user_id", "name")
                    .agg(F.sum("weight").alias("weight")))
         user_total = Window.partitionBy("user_id")
         ranked = (per_key.withColumn("share", F.col("weight") / F.sum("weight").over(user_total))
@@ -46,15 +60,42 @@ def top_k_shares(key: str, k: int, prefix: str, plural: str) -> Callable[[DataFr
                         .alias(f"top_{plural}"),
                         F.col("_top")[0]["name"].alias(f"top_{prefix}"),
                         F.col("_top")[0]["share"].alias(f"top_{prefix}_share"),
-                        F.col("_top")[0]["weight"].alias(f"top_{prefix}_weight")))
+                        (F.col("_top")[0]["weight"] / F.lit(FIXED_POINT)).alias(f"top_{prefix}_weight")))
     return apply
 
 
-def affinity_features(k: int) -> Callable[[DataFrame], DataFrame]:
-    """Top-k category and brand affinity from weighted interactions."""
-    def apply(weighted: DataFrame) -> DataFrame:
-        categories = weighted.transform(top_k_shares("category", k, "category", "categories"))
-        brands = weighted.transform(top_k_shares("brand", k, "brand", "brands")).drop("top_brand_weight")
+def affinity_weights(weights: dict[str, float], items: DataFrame) -> Callable[[DataFrame], DataFrame]:
+    """``INTERACTION_DAY_STATE`` tiles -> one ``AFFINITY_SUMMARY`` row per (user, facet, name): the weight of the user's events on items of that category or brand, in
+    ``FIXED_POINT`` units (browse events by type, purchases as ``buy``; kinds without a weight count for nothing).
+    Whole numbers, so the settled rows and the recent tiles' merge exactly."""
+    def apply(tiles: DataFrame) -> DataFrame:
+        per_item = (tiles.withColumn("weight", fixed_kind_weight(weights) * F.col("events"))
+                    .filter(F.col("weight") > 0)
+                    .groupBy("user_id", "item_id").agg(F.sum("weight").alias("weight"))
+                    .join(items.select("item_id", *AFFINITY_FACETS), "item_id"))
+        facets = [per_item.select("user_id", F.lit(f).alias("facet"), F.col(f).alias("name"), "weight")
+                  for f in AFFINITY_FACETS]
+        return reduce(DataFrame.unionByName, facets).filter(F.col("name").isNotNull()).transform(merged_affinity)
+    return apply
+
+
+def merged_affinity(rows: DataFrame) -> DataFrame:
+    """``AFFINITY_SUMMARY`` rows -> one per (user, facet, name), their weights added."""
+    return (rows.groupBy("user_id", "facet", "name").agg(F.sum("weight").alias("weight"))
+            .select(*AFFINITY_SUMMARY.fieldNames()))
+
+
+def affinity_from_state(weights: dict[str, float], k: int, as_of: datetime, zone: str, items: DataFrame,
+                        settled_before: date) -> Callable[[DataFrame, DataFrame], DataFrame]:
+    """(``INTERACTION_DAY_STATE`` tiles, ``SETTLED_AFFINITY`` settled before ``settled_before``) -> per user, from
+    their events before ``as_of``: the top-k categories and brands by weight, with shares (``top_k_shares``). The
+    tiles read are those of the partitions from ``settled_before`` on; the settled rows stand for the others."""
+    def apply(tiles: DataFrame, settled: DataFrame) -> DataFrame:
+        recent = tiles.transform(unsettled(as_of, zone, settled_before)).transform(affinity_weights(weights, items))
+        weighted = settled.select(*AFFINITY_SUMMARY.fieldNames()).unionByName(recent)
+        facet = lambda name: weighted.filter(F.col("facet") == F.lit(name))  # noqa: E731
+        categories = facet("category").transform(top_k_shares(k, "category", "categories"))
+        brands = facet("brand").transform(top_k_shares(k, "brand", "brands")).drop("top_brand_weight")
         return categories.join(brands, "user_id", "full")
     return apply
 
@@ -86,23 +127,6 @@ def interaction_day_state(browse: DataFrame, tx: DataFrame, zone: str) -> DataFr
     return (interaction_kinds(browse, tx).withColumn("day", local_day("ts", zone))
             .groupBy("user_id", "source", "dt", "day", "item_id", "kind").agg(F.count("*").alias("events"))
             .select(*INTERACTION_DAY_STATE.fieldNames()))
-
-
-def interactions_from_state(weights: dict[str, float], as_of: datetime, zone: str, items: DataFrame
-                            ) -> Callable[[DataFrame], DataFrame]:
-    """``INTERACTION_DAY_STATE`` tiles -> per (user, item) before ``as_of``: the summed weight of its events (browse
-    events by type, purchases as ``buy``; kinds without a weight count for nothing), with the item's category
-    and brand. ``affinity_features`` and ``weighted_item_means`` read it.
-    """
-    today = local_midnight_date(as_of, zone)
-
-    def apply(state: DataFrame) -> DataFrame:
-        return (state.filter(F.col("day") < F.lit(today))
-                .withColumn("weight", kind_weight(weights) * F.col("events"))
-                .filter(F.col("weight") > 0)
-                .groupBy("user_id", "item_id").agg(F.sum("weight").alias("weight"))
-                .join(items.select("item_id", "category", "brand"), "item_id", "left"))
-    return apply
 
 
 def price_day_state(zone: str) -> Callable[[DataFrame], DataFrame]:

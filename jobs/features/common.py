@@ -68,3 +68,9 @@ def money(column: Column) -> Column:
 def money_sum(column: Column) -> Column:
     """The exact sum of a money column (nulls skipped), as a double."""
     return F.sum(money(column)).cast("double")
+
+
+# Weighted sums that must not depend on the order rows are added in (a step's settled rows plus its recent tiles,
+# against a full fold of all the tiles) are kept as whole numbers: a weight, or a weight times a vector component,
+# times FIXED_POINT, rounded once. Integer sums are exact in any order; the rounding moves a weight by at most 2**-31.
+FIXED_POINT = 2.0 ** 30

@@ -17,13 +17,14 @@ from typing import Callable
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
 from conf import Config
 from jobs.clock import local_day, local_midnight_date
 from jobs.features.activity import (activity_from_state, all_events, event_day_state, event_summaries,
                                     merged_event_summaries)
-from jobs.features.affinity import (affinity_features, interaction_day_state, interactions_from_state, price_day_state,
-                                    price_from_state)
+from jobs.features.affinity import (AFFINITY_FACETS, affinity_from_state, affinity_weights, interaction_day_state,
+                                    merged_affinity, price_day_state, price_from_state)
 from jobs.features.common import days_between, first_partition, from_partition
 from jobs.features.conversion import browse_day_state, conversion_from_state
 from jobs.features.intent import (intent_counts, intent_recency, intent_summaries, last_intent_times,
@@ -32,8 +33,10 @@ from jobs.features.profiles import profiles_from_features
 from jobs.features.rfm import order_day_state, order_totals, rfm_from_state
 from jobs.features.social import social_day_state, social_from_state, social_totals
 from jobs.features.state import Summarize, replace_partitions, resettled, settled
-from jobs.features.text_vectors import ITEM_TEXTS, text_means, weighted_item_means, written_texts
+from jobs.features.text_vectors import (ITEM_TEXTS, item_vector_means, item_vector_sums, merged_item_vector_sums,
+                                        text_means, written_texts)
 from jobs.features.time_patterns import time_patterns_from_state
+from schemas.state import INTEREST_SUMMARY
 
 # The value of a state row's ``source`` for each input table (the event-wide families keep it).
 SOURCE_OF = {"transactions": "transaction", "browse": "browse", "social": "social"}
@@ -169,50 +172,78 @@ NO_VECTORS = Vectors()
 @dataclass(frozen=True)
 class SettledTable:
     """A ``SETTLED_TABLES`` table: the summaries (``summarize``, merged by ``merge``) of a tile table's partitions
-    before the first that can hold a day of ``window(cfg)`` days before as_of (the longest window of the folds
-    that read it; 0: none), so none of those days is in any window."""
+    before ``settled_before``, so none of their days is in any window. ``item_columns``: the catalogue columns a
+    summary reads through its rows' item_id; a change settles the users with rows on that item again."""
 
     tiles: str
     summarize: Summarize
     merge: Summarize
-    window: Callable[[Config], int] = lambda cfg: 0
+    item_columns: tuple[str, ...] = ()
 
 
-SETTLED_OF = {
-    "settled_events": SettledTable("state_events", event_summaries, merged_event_summaries,
-                                   lambda cfg: cfg.tags.active_window_days),  # activity's events_{n}d
-    "settled_browse": SettledTable("state_browse", intent_summaries, merged_intent_summaries),
-    "settled_orders": SettledTable("state_orders", order_totals, order_totals, lambda cfg: max(cfg.features.rfm_windows)),
-    "settled_social": SettledTable("state_social", social_totals, social_totals),
-}
+def no_summaries(schema: StructType) -> Summarize:
+    """A summary of nothing: the settled table of a family that is off (its table exists, with no rows)."""
+    return lambda tiles: tiles.sparkSession.createDataFrame([], schema)
+
+
+def settled_of(cfg: Config, items: DataFrame, vectors: Vectors) -> dict[str, SettledTable]:
+    """Every settled table, with the summaries of ``cfg``'s settings: affinity's read the clean ``items``' categories
+    and brands, the interest sums the items' title vectors (``vectors``)."""
+    f, e = cfg.features, cfg.embedding
+    interest = (item_vector_sums(e.interest_weights, vectors.titles) if vectors.titles is not None
+                else no_summaries(INTEREST_SUMMARY))
+    return {
+        "settled_events": SettledTable("state_events", event_summaries, merged_event_summaries),
+        "settled_browse": SettledTable("state_browse", intent_summaries, merged_intent_summaries),
+        "settled_orders": SettledTable("state_orders", order_totals, order_totals),
+        "settled_social": SettledTable("state_social", social_totals, social_totals),
+        "settled_interest": SettledTable("state_interactions", interest, merged_item_vector_sums,
+                                         item_columns=ITEM_TEXTS[e.item_text]),
+        "settled_affinity": SettledTable("state_interactions", affinity_weights(f.affinity_weights, items),
+                                         merged_affinity, item_columns=AFFINITY_FACETS),
+    }
+
+
+def settled_window(cfg: Config, table: str) -> int:
+    """The longest window (days) of the folds that read ``table`` (a settled table); 0: none."""
+    return {"settled_events": cfg.tags.active_window_days,  # activity's events_{n}d
+            "settled_orders": max(cfg.features.rfm_windows)}.get(table, 0)
 
 
 def settled_before(cfg: Config, as_of: datetime, table: str) -> date:
-    """The partition ``table`` (a settled table) holds the tiles before, as of ``as_of``."""
+    """The partition ``table`` (a settled table) holds the tiles before, as of ``as_of``: the first that can hold a
+    day of its window."""
     today = local_midnight_date(as_of, cfg.time.zone)
-    return first_partition(today - timedelta(days=SETTLED_OF[table].window(cfg)), cfg.validation.max_days_after_partition)
+    return first_partition(today - timedelta(days=settled_window(cfg, table)), cfg.validation.max_days_after_partition)
 
 
-def settled_tables(cfg: Config, as_of: datetime) -> Callable[[dict[str, DataFrame]], dict[str, DataFrame]]:
-    """{tile table: frame} -> every settled table as of ``as_of``, settled from all the tiles: what the full job
-    writes, and what the model's snapshots and the backtests fold with at their own dates."""
+def settled_tables(cfg: Config, as_of: datetime, vectors: Vectors
+                   ) -> Callable[[dict[str, DataFrame]], dict[str, DataFrame]]:
+    """{tile table: frame, and the clean ``items``} -> every settled table as of ``as_of``, settled from all the
+    tiles: what the full job writes, and what the model's snapshots and the backtests fold with at their own dates.
+    ``vectors``: those the profiles are then folded with."""
     return lambda tiles: {name: tiles[t.tiles].transform(settled(settled_before(cfg, as_of, name), t.summarize))
-                          for name, t in SETTLED_OF.items()}
+                          for name, t in settled_of(cfg, tiles["items"], vectors).items()}
 
 
-def moved_settled_tables(cfg: Config, as_of: datetime, old: dict[str, DataFrame], old_before: dict[str, date | None],
-                         tiles: dict[str, DataFrame], before: dict[str, DataFrame], rewritten: dict[str, list[date]]
+def moved_settled_tables(cfg: Config, as_of: datetime, vectors: Vectors, old: dict[str, DataFrame],
+                         old_before: dict[str, date | None], tiles: dict[str, DataFrame], before: dict[str, DataFrame],
+                         rewritten: dict[str, list[date]], catalogue: CatalogueChange | None = None
                          ) -> dict[str, DataFrame]:
     """Every settled table moved from ``old`` (settled before ``old_before``) to ``as_of`` (``resettled``): equal to
-    ``settled_tables`` over ``tiles``, the tile tables after the step; ``before``: as the step found them;
-    ``rewritten``: the partitions the step rewrote in each."""
+    ``settled_tables`` over ``tiles``, the tile tables after the step, with the clean ``items``; ``before``: as the
+    step found them; ``rewritten``: the partitions the step rewrote in each; ``catalogue``: the items' change, if
+    any (users with settled rows on an item whose ``item_columns`` changed are settled again)."""
     moved = {}
-    for name, t in SETTLED_OF.items():
+    for name, t in settled_of(cfg, tiles["items"], vectors).items():
         was = old_before[name]
         again = F.col("dt").isin([dt for dt in rewritten[t.tiles] if was is not None and dt < was])
-        changed = tiles[t.tiles].filter(again).select("user_id").unionByName(
-            before[t.tiles].filter(again).select("user_id")).distinct()
-        moved[name] = resettled(old[name], was, tiles[t.tiles], changed, settled_before(cfg, as_of, name), t.summarize,
+        changed = [tiles[t.tiles].filter(again), before[t.tiles].filter(again)]
+        if catalogue is not None and t.item_columns and was is not None:
+            changed.append(tiles[t.tiles].filter(F.col("dt") < F.lit(was))
+                           .join(catalogue.changed_in(t.item_columns), "item_id", "left_semi"))
+        users = reduce(DataFrame.unionByName, [df.select("user_id") for df in changed]).distinct()
+        moved[name] = resettled(old[name], was, tiles[t.tiles], users, settled_before(cfg, as_of, name), t.summarize,
                                 t.merge)
     return moved
 
@@ -222,19 +253,18 @@ def feature_families(cfg: Config, as_of: datetime, items: DataFrame, vectors: Ve
     f, e, zone = cfg.features, cfg.embedding, cfg.time.zone
     recent = cfg.tags.active_window_days
     lead = cfg.validation.max_days_after_partition
-    events_from, browse_from, orders_from, social_from = (
-        settled_before(cfg, as_of, t) for t in ("settled_events", "settled_browse", "settled_orders", "settled_social"))
-
-    def weighted(state: dict[str, DataFrame], weights: dict[str, float]) -> DataFrame:
-        return state["state_interactions"].transform(interactions_from_state(weights, as_of, zone, items))
+    events_from, browse_from, orders_from, social_from, interest_from, affinity_from = (
+        settled_before(cfg, as_of, t) for t in ("settled_events", "settled_browse", "settled_orders", "settled_social",
+                                                "settled_interest", "settled_affinity"))
 
     families = [
         Family("rfm", ("state_orders",),
                lambda s: rfm_from_state(f.rfm_windows, as_of, zone, orders_from)(s["state_orders"], s["settled_orders"]),
                tuple(f.rfm_windows), slide=recency(as_of, "recency_days", "last_order_ts"), summaries=("settled_orders",)),
         Family("affinity", ("state_interactions",),
-               lambda s: weighted(s, f.affinity_weights).transform(affinity_features(f.top_k)),
-               item_columns=("category", "brand")),
+               lambda s: affinity_from_state(f.affinity_weights, f.top_k, as_of, zone, items, affinity_from)(
+                   s["state_interactions"], s["settled_affinity"]),
+               item_columns=AFFINITY_FACETS, summaries=("settled_affinity",)),
         Family("price", ("state_prices",),
                lambda s: s["state_prices"].transform(price_from_state(f.price_band_quantiles, as_of, zone, items)),
                catalogue_columns=("price",)),
@@ -262,13 +292,17 @@ def feature_families(cfg: Config, as_of: datetime, items: DataFrame, vectors: Ve
         families += [
             Family("text", ("state_texts",), lambda s: s["state_texts"].transform(
                 text_means(as_of, e.text_half_life_days, e.recent_text_days, zone, vectors.texts)), (e.recent_text_days,)),
-            Family("interest", ("state_interactions",), lambda s: weighted(s, e.interest_weights).transform(
-                weighted_item_means(vectors.titles, "interest_vector")), item_columns=ITEM_TEXTS[e.item_text]),
+            Family("interest", ("state_interactions",),
+                   lambda s: item_vector_means(e.interest_weights, as_of, zone, vectors.titles, "interest_vector",
+                                               interest_from)(s["state_interactions"], s["settled_interest"]),
+                   item_columns=ITEM_TEXTS[e.item_text], summaries=("settled_interest",)),
         ]
     if vectors.images is not None:
         # The same interactions and weights as interest_vector, over the items' photos.
-        families.append(Family("image_interest", ("state_interactions",), lambda s: weighted(s, e.interest_weights)
-                               .transform(weighted_item_means(vectors.images, "image_interest_vector")),
+        # No settled summary: the photo vectors' family reads all the tiles.
+        families.append(Family("image_interest", ("state_interactions",),
+                               lambda s: item_vector_means(e.interest_weights, as_of, zone, vectors.images,
+                                                           "image_interest_vector")(s["state_interactions"], None),
                                item_columns=("image_path",)))
     return families
 

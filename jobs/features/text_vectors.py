@@ -1,7 +1,7 @@
 """Texts to embed, and per-user vectors built from their embeddings."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Callable, Iterator
 
 import numpy as np
@@ -10,7 +10,10 @@ from scipy.sparse import csr_matrix
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from jobs.features.common import SECONDS_PER_DAY, before, within_days
+from jobs.clock import local_midnight_date
+from jobs.features.affinity import kind_weight
+from jobs.features.common import FIXED_POINT, SECONDS_PER_DAY, before, unsettled, within_days
+from schemas.state import INTEREST_SUMMARY
 
 TEXT_KINDS = ("review", "comment")
 
@@ -143,23 +146,6 @@ def _text_means_of(rows: pd.DataFrame, users: np.ndarray, owners: np.ndarray, ha
                                                 for m, n in zip(recent_means, recent_n)]})
 
 
-def _sum_per_user(name: str) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
-    """pandas: a partition's (user_id, item_id, weight, embedding) rows, sorted by user -> each user's weighted
-    mean item vector. Rows sum in (user_id, item_id) order, so the float32 result does not depend on how
-    rows arrived."""
-    def apply(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for rows, users, owners in _user_chunks(batches, ITEM_ORDER):
-            vectors = np.stack(rows["embedding"].to_numpy()).astype(np.float64)
-            weights = rows["weight"].to_numpy(dtype=np.float64)
-            sums = _weighted_sums(owners, np.arange(len(rows)), weights, len(users), vectors)
-            means = (sums / np.bincount(owners, weights=weights, minlength=len(users))[:, None]).astype(np.float32)
-            yield pd.DataFrame({"user_id": users, name: list(means)})
-    return apply
-
-
-ITEM_ORDER = ["user_id", "item_id"]
-
-
 def written_texts(social: DataFrame) -> DataFrame:
     """user_id, dt, ts, text_sha256: one row per review or comment with a usable text (the ``state_texts`` tile)."""
     return (social.filter(F.col("kind").isin(*TEXT_KINDS)).transform(with_text_keys())
@@ -193,14 +179,73 @@ def title_vectors(items: DataFrame, embeddings: DataFrame, which: str = "title")
             .join(embeddings, "text_sha256").select("item_id", "embedding"))
 
 
-def weighted_item_means(item_vectors: DataFrame, name: str) -> Callable[[DataFrame], DataFrame]:
-    """(user_id, item_id, weight) per item -> user_id, ``name``: the weighted mean of the items' vectors.
+# Interest vectors are sums of whole numbers (``FIXED_POINT``). An (item, kind) term is the item's vector times the
+# kind's weight, scaled and rounded once; a user's sum adds each term times its event count. So a settled summary plus
+# the recent tiles gives the very bits that all the tiles give, and a daily step need not read history.
+_INT64_HEADROOM = 2.0 ** 62
 
-    ``item_vectors`` has item_id and embedding: ``title_vectors`` for ``interest_vector``, the image stage's
-    photo vectors for ``image_interest_vector``. Items without a vector count for no one.
+
+def _fixed_point_sums(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """pandas: a partition's (user_id, kind_weight, events, embedding) rows, each user's contiguous ->
+    ``INTEREST_SUMMARY`` rows: per user, the fixed-point sums of events x weight x vector, and of events x weight."""
+    for rows, users, owners in _user_chunks(batches, ["user_id"]):
+        vectors = np.stack(rows["embedding"].to_numpy()).astype(np.float64)
+        weights = rows["kind_weight"].to_numpy(dtype=np.float64)
+        events = rows["events"].to_numpy(dtype=np.int64)
+        bound = np.bincount(owners, weights=events * np.abs(weights) * (np.abs(vectors).max(axis=1) + 1) * FIXED_POINT,
+                            minlength=len(users))
+        if (bound >= _INT64_HEADROOM).any():
+            raise OverflowError(f"state_interactions: {int((bound >= _INT64_HEADROOM).sum())} users' weighted events "
+                                f"overflow the interest vector's 64-bit fixed-point sums; cap them in validation")
+        terms = np.rint(weights[:, None] * vectors * FIXED_POINT).astype(np.int64) * events[:, None]
+        starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
+        sums = np.add.reduceat(terms, starts, axis=0)
+        totals = np.add.reduceat(np.rint(weights * FIXED_POINT).astype(np.int64) * events, starts)
+        yield pd.DataFrame({"user_id": users[owners[starts]], "vector_sums": list(sums), "weight_sum": totals})
+
+
+def item_vector_sums(weights: dict[str, float], item_vectors: DataFrame) -> Callable[[DataFrame], DataFrame]:
+    """``INTERACTION_DAY_STATE`` tiles -> one ``INTEREST_SUMMARY`` row per user: the fixed-point sums of their
+    events' weighted item vectors and of their weights (``item_vector_means``). Kinds without a weight, and items
+    without a vector, count for nothing."""
+    def apply(tiles: DataFrame) -> DataFrame:
+        rows = (tiles.withColumn("kind_weight", kind_weight(weights)).filter(F.col("kind_weight") > 0)
+                .groupBy("user_id", "item_id", "kind_weight").agg(F.sum("events").alias("events"))
+                .join(item_vectors, "item_id").select("user_id", "kind_weight", "events", "embedding"))
+        return rows.transform(lambda df: _sorted_by_user(df, ["user_id"])).mapInPandas(_fixed_point_sums,
+                                                                                       INTEREST_SUMMARY)
+    return apply
+
+
+def merged_item_vector_sums(summaries: DataFrame) -> DataFrame:
+    """``INTEREST_SUMMARY`` rows -> one per user: their sums added (whole numbers, so exact in any order)."""
+    sums = F.collect_list("vector_sums")
+    zeros = F.array_repeat(F.lit(0).cast("long"), F.size(sums[0]))
+    return (summaries.groupBy("user_id")
+            .agg(F.aggregate(sums, zeros, lambda acc, v: F.zip_with(acc, v, lambda a, b: a + b)).alias("vector_sums"),
+                 F.sum("weight_sum").alias("weight_sum"))
+            .select(*INTEREST_SUMMARY.fieldNames()))
+
+
+def item_vector_means(weights: dict[str, float], as_of: datetime, zone: str, item_vectors: DataFrame, name: str,
+                      settled_before: date | None = None) -> Callable[[DataFrame, DataFrame | None], DataFrame]:
+    """(``INTERACTION_DAY_STATE`` tiles, ``SETTLED_INTEREST`` settled before ``settled_before``, or None: no settled
+    summary) -> user_id, ``name``: the mean of the vectors of the items a user interacted with before ``as_of``,
+    each event weighted by its kind (browse events by type, purchases as ``buy``).
+
+    ``item_vectors`` has item_id and embedding: ``title_vectors`` for ``interest_vector``, the image stage's photo
+    vectors for ``image_interest_vector``. With a settled summary, the tiles read are those from ``settled_before``
+    on; the sums are exact (``FIXED_POINT``), so where the boundary lies moves no bit.
     """
-    def apply(per_item: DataFrame) -> DataFrame:
-        rows = per_item.select("user_id", "item_id", "weight").join(item_vectors, "item_id")
-        return rows.transform(lambda df: _sorted_by_user(df, ITEM_ORDER)).mapInPandas(
-            _sum_per_user(name), VECTOR_SCHEMA.format(name=name))
+    today = local_midnight_date(as_of, zone)
+
+    def apply(tiles: DataFrame, settled: DataFrame | None) -> DataFrame:
+        if settled is None:
+            sums = tiles.filter(F.col("day") < F.lit(today)).transform(item_vector_sums(weights, item_vectors))
+        else:
+            recent = tiles.transform(unsettled(as_of, zone, settled_before)).transform(item_vector_sums(weights,
+                                                                                                      item_vectors))
+            sums = settled.select(*INTEREST_SUMMARY.fieldNames()).unionByName(recent).transform(merged_item_vector_sums)
+        mean = F.transform("vector_sums", lambda v: (v / F.col("weight_sum")).cast("float"))
+        return sums.filter(F.col("weight_sum") > 0).select("user_id", mean.alias(name))
     return apply

@@ -81,7 +81,7 @@ def snapshot_stage(cfg: Config, wh: Warehouse, tiles: dict[str, DataFrame], as_o
     """
     m, zone = cfg.model, cfg.time.zone
     cutoff = add_days(as_of, -m.horizon_days, zone)
-    known = {**tiles, **settled_tables(cfg, cutoff)(tiles),
+    known = {**tiles, **settled_tables(cfg, cutoff, vectors)(tiles),
              "users": tiles["users"].transform(users_at(cutoff, zone, tiles["state_events"]))}
     vocabulary = category_vocabulary(cutoff, zone, MAX_CATEGORIES, tiles["items"])(tiles["state_interactions"])
     spec = InputSpec(tuple(cfg.features.rfm_windows), vocabulary, cfg.tags.active_window_days, image_width(vectors),
