@@ -65,8 +65,8 @@ def top_k_shares(k: int, prefix: str, plural: str) -> Callable[[DataFrame], Data
 
 
 def affinity_weights(weights: dict[str, float], items: DataFrame) -> Callable[[DataFrame], DataFrame]:
-    """``INTERACTION_DAY_STATE`` tiles -> one ``AFFINITY_SUMMARY`` row per (user, facet, name): the weight of the user's events on items of that category or brand, in
-    ``FIXED_POINT`` units (browse events by type, purchases as ``buy``; kinds without a weight count for nothing).
+    """``INTERACTION_DAY_STATE`` tiles -> one ``AFFINITY_SUMMARY`` row per (user, facet, name): the weight of the
+    user's events on items of that category or brand, in ``FIXED_POINT`` units (browse events by type, purchases as ``buy``; kinds without a weight count for nothing).
     Whole numbers, so the settled rows and the recent tiles' merge exactly."""
     def apply(tiles: DataFrame) -> DataFrame:
         per_item = (tiles.withColumn("weight", fixed_kind_weight(weights) * F.col("events"))

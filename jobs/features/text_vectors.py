@@ -60,7 +60,6 @@ def tiled_texts(social: DataFrame, texts_tile: DataFrame) -> DataFrame:
             .drop("norm_text", "text_sha256"))
 
 
-VECTOR_SCHEMA = "user_id string, {name} array<float>"
 TEXT_VECTORS_SCHEMA = "user_id string, text_vector array<float>, recent_text_vector array<float>"
 
 
