@@ -120,7 +120,8 @@ def read_and_validate(cfg: Config, wh: Warehouse, env: Mapping[str, str] | None,
 def embedded_vectors(cfg: Config, wh: Warehouse, clean: dict[str, DataFrame], interactions: DataFrame,
                      rec: RunRecorder, cleanup: ExitStack) -> Vectors:
     """Embed every text and photo not in its cache; the text vectors, and the title and photo vectors of the
-    catalogue (photos: of the items in ``interactions``, the ``state_interactions`` tiles)."""
+    catalogue (photos: of the items in ``interactions``, the ``state_interactions`` tiles the run reads: all of them
+    in a full run, those ``photo_tiles`` finds in a step)."""
     texts = titles = images = None
     if cfg.embedding.enabled:
         with rec.stage("embed") as st:

@@ -86,6 +86,7 @@ SETTLED_TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (
     TableSpec("settled_orders", SETTLED_ORDERS, ("user_id",)),
     TableSpec("settled_social", SETTLED_SOCIAL, ("user_id",)),
     TableSpec("settled_interest", SETTLED_INTEREST, ("user_id",)),
+    TableSpec("settled_image_interest", SETTLED_INTEREST, ("user_id",)),  # the same sums over the items' photos
     TableSpec("settled_affinity", SETTLED_AFFINITY, ("user_id", "facet", "name")),
 )}
 

@@ -95,11 +95,12 @@ AFFINITY_SUMMARY = StructType([
 ])
 SETTLED_AFFINITY = StructType([*AFFINITY_SUMMARY.fields, StructField("settled_before", DateType(), False)])
 
-# The ``state_interactions`` tiles before ``settled_before``, summed per user for ``interest_vector``: fixed-point
-# whole numbers (jobs.features.text_vectors.FIXED_POINT), so they merge exactly. Empty while embedding is off.
+# The ``state_interactions`` tiles before ``settled_before``, summed per user for ``interest_vector`` (title vectors;
+# empty while embedding is off) and ``image_interest_vector`` (photo vectors; empty while images are off): fixed-point
+# whole numbers (jobs.features.common.FIXED_POINT), so they merge exactly.
 INTEREST_SUMMARY = StructType([
     StructField("user_id", StringType(), False),
-    StructField("vector_sums", ArrayType(LongType()), False),  # events x kind weight x title vector, per component
+    StructField("vector_sums", ArrayType(LongType()), False),  # events x kind weight x item vector, per component
     StructField("weight_sum", LongType(), False),               # events x kind weight
 ])
 SETTLED_INTEREST = StructType([*INTEREST_SUMMARY.fields, StructField("settled_before", DateType(), False)])

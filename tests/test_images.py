@@ -18,6 +18,7 @@ import pytest
 
 from conf import load_config, overlay_path
 from jobs.full import open_warehouse, run_full
+from jobs.incremental import run_incremental
 from jobs.images import image_stage
 from jobs.mapping.ingest import resolve, run_mapping_ingest
 from jobs.privacy import load_key, pseudonym
@@ -136,3 +137,35 @@ def test_duplicate_missing_and_corrupt_photos_give_one_vector_each_and_counted_r
     with ExitStack() as cleanup:
         _, again = image_stage(warehouse, cfg, items, touched, "run-2", cleanup)
     assert (again.embedded, again.from_cache) == (0, 2)
+
+
+def test_a_step_hashes_only_the_photos_it_reads_and_folds_every_photo_a_buyer_bought(spark, hm_photos):
+    cfg, wh, path = hm_photos
+    day = UNTIL + dt.timedelta(days=1)
+    run_mapping_ingest(cfg, spark, *resolve(cfg, "hm-sample"), since=UNTIL, until=day)
+    cached = {r.image_sha256 for r in wh.read("image_cache").collect()}
+    run_incremental(cfg, spark)
+    step = max(wh.read("runs").filter("job = 'incremental'").collect(), key=lambda r: r.started_at)
+    assert step.status == "succeeded"
+    # The step hashes only the photos whose vectors it reads, not every photo ever bought. The overlay's as_of is
+    # weeks after these days, so every partition was settled: the step's day is late data there, and its buyers are
+    # settled again from all their tiles. So: the photos of every line, of any day, of the day's buyers.
+    lines = defaultdict(list)
+    with open(path / "transactions_train_sample.csv", newline="") as f:
+        for r in csv.DictReader(f):
+            if SINCE <= dt.date.fromisoformat(r["t_dat"]) < day:
+                lines[r["customer_id"]].append((dt.date.fromisoformat(r["t_dat"]), r["article_id"]))
+    digest = lambda article: hashlib.sha256(photo_of(path, article).read_bytes()).hexdigest()  # noqa: E731
+    recent = {digest(a) for c in lines if any(d == UNTIL for d, _ in lines[c]) for _, a in lines[c] if photo_of(path, a)}
+    every = {digest(a) for c in lines for _, a in lines[c] if photo_of(path, a)}
+    assert len(recent) < len(every)
+    assert step.rows_out["images_embedded"] + step.rows_out["images_from_cache"] == len(recent)
+    assert step.rows_out["images_embedded"] == len(recent - cached) > 0
+    # A buyer of photographed articles before the step and on its day: every line weighs the same (a purchase),
+    # so the vector is the mean, line by line, of the photos over all three days (the settled ones included).
+    key = load_key(cfg.privacy.key_file, False, {})
+    customer = next(c for c in sorted(lines) if any(photo_of(path, a) for d, a in lines[c] if d == UNTIL)
+                    and any(photo_of(path, a) for d, a in lines[c] if d < UNTIL))
+    expected = np.mean([reference_vector(photo_of(path, a)) for _, a in lines[customer] if photo_of(path, a)], axis=0)
+    profiles = {r.user_id: r.image_interest_vector for r in wh.read("profiles").collect()}
+    assert cosine(profiles[pseudonym(customer, key)], expected) >= 0.999

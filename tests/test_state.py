@@ -19,7 +19,7 @@ from jobs.features.conversion import browse_day_state, conversion_from_state
 from jobs.features.rfm import order_day_state, order_totals, rfm_from_state
 from jobs.features.social import social_day_state, social_from_state, social_totals
 from jobs.features.state import replace_partitions, resettled, settled
-from jobs.features.state_profiles import CatalogueChange, Family, refolded_users, touched_users
+from jobs.features.state_profiles import CatalogueChange, Family, photo_tiles, refolded_users, touched_users
 from jobs.features.text_vectors import item_vector_means, item_vector_sums
 from jobs.features.time_patterns import time_patterns_from_state
 from schemas.events import BROWSE, TRANSACTIONS
@@ -352,3 +352,35 @@ def test_a_catalogue_change_refolds_users_with_rows_on_changed_items_or_everyone
     assert sorted(r.item_id for r in relisting.came_or_went().collect()) == ["i3", "i4"]
     assert (touched(affinity, relisting), touched(interest, relisting), touched(price, relisting)) == \
         ([], ["u2"], ["u1", "u5"])
+
+
+def test_a_step_reads_photos_of_the_tiles_from_the_settled_boundary_on_and_of_every_user_it_settles_again(spark):
+    from conf import load_config
+    from schemas.state import INTERACTION_DAY_STATE
+
+    cfg = load_config(overrides=["time.zone=UTC", "validation.max_days_after_partition=1"])
+    d = lambda day: dt.date(2025, 1, day)  # noqa: E731
+    as_of = dt.datetime(2025, 1, 10, tzinfo=dt.timezone.utc)  # settled before the 9th now (a day's filing bound)
+    was = d(8)                                                  # ... and before the 8th when the step began
+
+    def tiles(rows):
+        return spark.createDataFrame([(u, "browse", d(day), d(day), i, "view", 1) for u, day, i in rows],
+                                     INTERACTION_DAY_STATE)
+    kept = [("u1", 2, "i1"), ("u1", 8, "i2"),   # u1: an old tile, and one crossing the boundary now
+            ("u3", 4, "i5"),                    # u3: an old tile on an item whose photo changed
+            ("u4", 2, "i6"), ("u4", 9, "i7")]   # u4: an old tile left alone, and the new day's
+    found = tiles(kept + [("u2", 3, "i3")])
+    now = tiles(kept + [("u2", 3, "i3"), ("u2", 3, "i4")])  # the step rewrote partition 3: late data for u2
+    items = lambda photo_of_i5: spark.createDataFrame(  # noqa: E731
+        [("i1", "/p/1.jpg"), ("i5", photo_of_i5), ("i6", "/p/6.jpg")], "item_id string, image_path string")
+    catalogue = CatalogueChange(items("/p/5.jpg"), items("/p/5-new.jpg"))
+
+    def read(was, catalogue=None):
+        return sorted({r.item_id for r in photo_tiles(cfg, as_of, was, now, found, [d(3), d(9)], catalogue).collect()})
+
+    # From the boundary on (i2, i7), and every tile of u2 (late data) and of u3 (its item's photo changed).
+    assert read(was, catalogue) == ["i2", "i3", "i4", "i5", "i7"]
+    assert read(was) == ["i2", "i3", "i4", "i7"]
+    # Nothing settled alike (None), or a boundary moved back (an earlier as_of): every user is settled from all tiles.
+    everything = ["i1", "i2", "i3", "i4", "i5", "i6", "i7"]
+    assert read(None) == read(d(9) + dt.timedelta(days=1)) == everything

@@ -22,12 +22,6 @@ def interaction_kinds(browse: DataFrame, tx: DataFrame) -> DataFrame:
                                    F.lit("transaction").alias("source"), "ts", "dt")))
 
 
-def kind_weight(weights: dict[str, float]) -> F.Column:
-    """The configured weight of the row's ``kind``; 0.0 for kinds without one."""
-    weight_of = F.create_map(*[x for k, v in sorted(weights.items()) for x in (F.lit(k), F.lit(float(v)))])
-    return F.coalesce(weight_of[F.col("kind")], F.lit(0.0))
-
-
 def fixed_kind_weight(weights: dict[str, float]) -> F.Column:
     """The configured weight of the row's ``kind`` in ``FIXED_POINT`` units, a whole number; 0 for kinds without one."""
     weight_of = F.create_map(*[x for k, v in sorted(weights.items())

@@ -33,7 +33,7 @@ from jobs.features.profiles import profiles_from_features
 from jobs.features.rfm import order_day_state, order_totals, rfm_from_state
 from jobs.features.social import social_day_state, social_from_state, social_totals
 from jobs.features.state import Summarize, replace_partitions, resettled, settled
-from jobs.features.text_vectors import (ITEM_TEXTS, item_vector_means, item_vector_sums, merged_item_vector_sums,
+from jobs.features.text_vectors import (IMAGE_COLUMNS, ITEM_TEXTS, item_vector_means, item_vector_sums, merged_item_vector_sums,
                                         text_means, written_texts)
 from jobs.features.time_patterns import time_patterns_from_state
 from schemas.state import INTEREST_SUMMARY
@@ -190,15 +190,19 @@ def settled_of(cfg: Config, items: DataFrame, vectors: Vectors) -> dict[str, Set
     """Every settled table, with the summaries of ``cfg``'s settings: affinity's read the clean ``items``' categories
     and brands, the interest sums the items' title vectors (``vectors``)."""
     f, e = cfg.features, cfg.embedding
-    interest = (item_vector_sums(e.interest_weights, vectors.titles) if vectors.titles is not None
+
+    def interest(item_vectors: DataFrame | None) -> Summarize:
+        return (item_vector_sums(e.interest_weights, item_vectors) if item_vectors is not None
                 else no_summaries(INTEREST_SUMMARY))
     return {
         "settled_events": SettledTable("state_events", event_summaries, merged_event_summaries),
         "settled_browse": SettledTable("state_browse", intent_summaries, merged_intent_summaries),
         "settled_orders": SettledTable("state_orders", order_totals, order_totals),
         "settled_social": SettledTable("state_social", social_totals, social_totals),
-        "settled_interest": SettledTable("state_interactions", interest, merged_item_vector_sums,
+        "settled_interest": SettledTable("state_interactions", interest(vectors.titles), merged_item_vector_sums,
                                          item_columns=ITEM_TEXTS[e.item_text]),
+        "settled_image_interest": SettledTable("state_interactions", interest(vectors.images), merged_item_vector_sums,
+                                               item_columns=IMAGE_COLUMNS),
         "settled_affinity": SettledTable("state_interactions", affinity_weights(f.affinity_weights, items),
                                          merged_affinity, item_columns=AFFINITY_FACETS),
     }
@@ -237,15 +241,37 @@ def moved_settled_tables(cfg: Config, as_of: datetime, vectors: Vectors, old: di
     moved = {}
     for name, t in settled_of(cfg, tiles["items"], vectors).items():
         was = old_before[name]
-        again = F.col("dt").isin([dt for dt in rewritten[t.tiles] if was is not None and dt < was])
-        changed = [tiles[t.tiles].filter(again), before[t.tiles].filter(again)]
-        if catalogue is not None and t.item_columns and was is not None:
-            changed.append(tiles[t.tiles].filter(F.col("dt") < F.lit(was))
-                           .join(catalogue.changed_in(t.item_columns), "item_id", "left_semi"))
-        users = reduce(DataFrame.unionByName, [df.select("user_id") for df in changed]).distinct()
+        users = settled_again(tiles[t.tiles], before[t.tiles], rewritten[t.tiles], was, t.item_columns, catalogue)
         moved[name] = resettled(old[name], was, tiles[t.tiles], users, settled_before(cfg, as_of, name), t.summarize,
                                 t.merge)
     return moved
+
+
+def settled_again(tiles: DataFrame, tiles_before: DataFrame, rewritten: list[date], was: date | None,
+                  item_columns: tuple[str, ...], catalogue: CatalogueChange | None) -> DataFrame:
+    """user_id of every user whose rows in a table settled before ``was`` are settled again from all their ``tiles``
+    (``resettled``'s ``changed``): those with tiles, as the step found them (``tiles_before``) or left them, in a
+    rewritten partition before ``was``, and those with tiles before it on an item whose ``item_columns`` changed."""
+    again = F.col("dt").isin([dt for dt in rewritten if was is not None and dt < was])
+    changed = [tiles.filter(again), tiles_before.filter(again)]
+    if catalogue is not None and item_columns and was is not None:
+        changed.append(tiles.filter(F.col("dt") < F.lit(was)).join(catalogue.changed_in(item_columns), "item_id",
+                                                                   "left_semi"))
+    return reduce(DataFrame.unionByName, [df.select("user_id") for df in changed]).distinct()
+
+
+def photo_tiles(cfg: Config, as_of: datetime, was: date | None, tiles: DataFrame, tiles_before: DataFrame,
+                rewritten: list[date], catalogue: CatalogueChange | None = None) -> DataFrame:
+    """The ``state_interactions`` tiles whose items' photo vectors a step reads, ``settled_image_interest`` having
+    been settled before ``was`` (None: not settled alike, so all): the partitions from ``was`` on (the ones it
+    settles now, and those the fold reads), and every tile of the users it settles again (``settled_again``).
+
+    So the image stage hashes the photos of the items the day's events reach, not those of every item anyone ever
+    touched; the others' vectors are in the settled sums already."""
+    if was is None or was > settled_before(cfg, as_of, "settled_image_interest"):
+        return tiles
+    users = settled_again(tiles, tiles_before, rewritten, was, IMAGE_COLUMNS, catalogue)
+    return tiles.filter(F.col("dt") >= F.lit(was)).unionByName(tiles.join(users, "user_id", "left_semi"))
 
 
 def feature_families(cfg: Config, as_of: datetime, items: DataFrame, vectors: Vectors = NO_VECTORS) -> list[Family]:
@@ -253,9 +279,9 @@ def feature_families(cfg: Config, as_of: datetime, items: DataFrame, vectors: Ve
     f, e, zone = cfg.features, cfg.embedding, cfg.time.zone
     recent = cfg.tags.active_window_days
     lead = cfg.validation.max_days_after_partition
-    events_from, browse_from, orders_from, social_from, interest_from, affinity_from = (
+    events_from, browse_from, orders_from, social_from, interest_from, affinity_from, image_from = (
         settled_before(cfg, as_of, t) for t in ("settled_events", "settled_browse", "settled_orders", "settled_social",
-                                                "settled_interest", "settled_affinity"))
+                                                "settled_interest", "settled_affinity", "settled_image_interest"))
 
     families = [
         Family("rfm", ("state_orders",),
@@ -299,11 +325,11 @@ def feature_families(cfg: Config, as_of: datetime, items: DataFrame, vectors: Ve
         ]
     if vectors.images is not None:
         # The same interactions and weights as interest_vector, over the items' photos.
-        # No settled summary: the photo vectors' family reads all the tiles.
         families.append(Family("image_interest", ("state_interactions",),
                                lambda s: item_vector_means(e.interest_weights, as_of, zone, vectors.images,
-                                                           "image_interest_vector")(s["state_interactions"], None),
-                               item_columns=("image_path",)))
+                                                           "image_interest_vector", image_from)(
+                                   s["state_interactions"], s["settled_image_interest"]),
+                               item_columns=IMAGE_COLUMNS, summaries=("settled_image_interest",)))
     return families
 
 

@@ -11,8 +11,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from jobs.clock import local_midnight_date
-from jobs.features.affinity import kind_weight
-from jobs.features.common import FIXED_POINT, SECONDS_PER_DAY, before, unsettled, within_days
+from jobs.features.affinity import fixed_kind_weight
+from jobs.features.common import SECONDS_PER_DAY, before, unsettled, within_days
 from schemas.state import INTEREST_SUMMARY
 
 TEXT_KINDS = ("review", "comment")
@@ -37,6 +37,8 @@ def with_text_keys(column: str = "text") -> Callable[[DataFrame], DataFrame]:
 
 
 ITEM_TEXTS = {"title": ("title",), "description": ("description",), "title_and_description": ("title", "description")}
+# The catalogue column an item's photo vector is found through (``jobs.images``).
+IMAGE_COLUMNS = ("image_path",)
 
 
 def item_text(which: str = "title") -> Column:
@@ -179,27 +181,29 @@ def title_vectors(items: DataFrame, embeddings: DataFrame, which: str = "title")
 
 
 # Interest vectors are sums of whole numbers (``FIXED_POINT``). An (item, kind) term is the item's vector times the
-# kind's weight, scaled and rounded once; a user's sum adds each term times its event count. So a settled summary plus
-# the recent tiles gives the very bits that all the tiles give, and a daily step need not read history.
+# kind's fixed-point weight (``fixed_kind_weight``, the one place a weight is rounded), rounded once; a user's sum adds
+# each term times its event count. So a settled summary plus the recent tiles gives the very bits that all the tiles
+# give, and a daily step need not read history.
 _INT64_HEADROOM = 2.0 ** 62
 
 
 def _fixed_point_sums(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-    """pandas: a partition's (user_id, kind_weight, events, embedding) rows, each user's contiguous ->
-    ``INTEREST_SUMMARY`` rows: per user, the fixed-point sums of events x weight x vector, and of events x weight."""
+    """pandas: a partition's (user_id, fixed_weight, events, embedding) rows, each user's contiguous ->
+    ``INTEREST_SUMMARY`` rows: per user, the sums of events x rint(fixed_weight x vector), and of events x
+    fixed_weight."""
     for rows, users, owners in _user_chunks(batches, ["user_id"]):
         vectors = np.stack(rows["embedding"].to_numpy()).astype(np.float64)
-        weights = rows["kind_weight"].to_numpy(dtype=np.float64)
+        weights = rows["fixed_weight"].to_numpy(dtype=np.int64)
         events = rows["events"].to_numpy(dtype=np.int64)
-        bound = np.bincount(owners, weights=events * np.abs(weights) * (np.abs(vectors).max(axis=1) + 1) * FIXED_POINT,
+        bound = np.bincount(owners, weights=(events * weights).astype(np.float64) * (np.abs(vectors).max(axis=1) + 1),
                             minlength=len(users))
         if (bound >= _INT64_HEADROOM).any():
             raise OverflowError(f"state_interactions: {int((bound >= _INT64_HEADROOM).sum())} users' weighted events "
                                 f"overflow the interest vector's 64-bit fixed-point sums; cap them in validation")
-        terms = np.rint(weights[:, None] * vectors * FIXED_POINT).astype(np.int64) * events[:, None]
+        terms = np.rint(weights[:, None] * vectors).astype(np.int64) * events[:, None]
         starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
         sums = np.add.reduceat(terms, starts, axis=0)
-        totals = np.add.reduceat(np.rint(weights * FIXED_POINT).astype(np.int64) * events, starts)
+        totals = np.add.reduceat(weights * events, starts)
         yield pd.DataFrame({"user_id": users[owners[starts]], "vector_sums": list(sums), "weight_sum": totals})
 
 
@@ -208,9 +212,9 @@ def item_vector_sums(weights: dict[str, float], item_vectors: DataFrame) -> Call
     events' weighted item vectors and of their weights (``item_vector_means``). Kinds without a weight, and items
     without a vector, count for nothing."""
     def apply(tiles: DataFrame) -> DataFrame:
-        rows = (tiles.withColumn("kind_weight", kind_weight(weights)).filter(F.col("kind_weight") > 0)
-                .groupBy("user_id", "item_id", "kind_weight").agg(F.sum("events").alias("events"))
-                .join(item_vectors, "item_id").select("user_id", "kind_weight", "events", "embedding"))
+        rows = (tiles.withColumn("fixed_weight", fixed_kind_weight(weights)).filter(F.col("fixed_weight") > 0)
+                .groupBy("user_id", "item_id", "fixed_weight").agg(F.sum("events").alias("events"))
+                .join(item_vectors, "item_id").select("user_id", "fixed_weight", "events", "embedding"))
         return rows.transform(lambda df: _sorted_by_user(df, ["user_id"])).mapInPandas(_fixed_point_sums,
                                                                                        INTEREST_SUMMARY)
     return apply
