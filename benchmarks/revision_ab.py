@@ -16,7 +16,9 @@ import shutil
 import statistics
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 import typer
 
@@ -54,18 +56,51 @@ def settings(work: Path, warehouse: Path, users: int, days: int) -> list[str]:
             f"model.serving_dir={work / 'serving'}"]
 
 
+def seconds_at(code: Path, script: str, args: list[str]) -> list[float]:
+    """Run ``script`` in a new process with ``code``'s checkout on its path; the seconds it prints (``SECONDS [...]``)."""
+    env = {**os.environ, "PYTHONPATH": str(code), "PYSPARK_PYTHON": sys.executable}
+    done = subprocess.run([sys.executable, "-c", script, *args], cwd=code, env=env, capture_output=True, text=True,
+                          check=False)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("SECONDS ")), None)
+    if done.returncode or line is None:
+        raise RuntimeError(f"the run at {code} failed:\n{done.stderr[-3000:]}")
+    return json.loads(line.removeprefix("SECONDS "))
+
+
+@contextmanager
+def checkout(revision: str, path: Path) -> Iterator[Path]:
+    """``revision``'s code in a git worktree at ``path``, removed on exit."""
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), revision], check=True,
+                   capture_output=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], check=False)
+
+
+def alternated(rounds: int, sides: dict[str, Path], run: Callable[[str, Path], list[float]]
+               ) -> dict[str, list[list[float]]]:
+    """``run(side, code)`` at each side's code, the sides alternating (old, new, old, new, ...) for ``rounds`` rounds, so that
+    a slow minute of the machine falls on both."""
+    measured: dict[str, list[list[float]]] = {side: [] for side in sides}
+    for _ in range(rounds):
+        for side, code in sides.items():
+            measured[side].append(run(side, code))
+            print(side, measured[side][-1], flush=True)
+    return measured
+
+
+def head_revision() -> str:
+    return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+
+
 def timed_runs(code: Path, work: Path, users: int, days: int) -> list[float]:
     run = work / "run"
     shutil.rmtree(run, ignore_errors=True)
     shutil.copytree(work / "source", run)
     shutil.rmtree(work / "checkpoints", ignore_errors=True)  # no run resumes another's training
-    env = {**os.environ, "PYTHONPATH": str(code), "PYSPARK_PYTHON": sys.executable}
-    done = subprocess.run([sys.executable, "-c", RUN, *settings(work, run, users, days)], cwd=code, env=env,
-                          capture_output=True, text=True, check=False)
-    line = next((x for x in done.stdout.splitlines() if x.startswith("SECONDS ")), None)
-    if done.returncode or line is None:
-        raise RuntimeError(f"the run at {code} failed:\n{done.stderr[-3000:]}")
-    return json.loads(line.removeprefix("SECONDS "))
+    return seconds_at(code, RUN, settings(work, run, users, days))
 
 
 def main(old: str = typer.Option(..., help="The revision to compare with (the new side is this checkout)."),
@@ -74,30 +109,19 @@ def main(old: str = typer.Option(..., help="The revision to compare with (the ne
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     (work / "hmac.key").write_text("revision-ab-" + "0" * 52)
-    old_code = work / "old"
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old_code), old], check=True,
-                   capture_output=True)
-    try:
+    with checkout(old, work / "old") as old_code:
         env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
         generate = ("import sys\nfrom conf import load_config\nfrom jobs.ingest import run_generate\n"
                     "from jobs.spark import spark_session\ncfg = load_config(overrides=sys.argv[1:])\n"
                     "run_generate(cfg, spark_session(cfg.spark))\n")
         subprocess.run([sys.executable, "-c", generate, *settings(work, work / "source", users, days)], cwd=ROOT,
                        env={**env, "PYTHONPATH": str(ROOT)}, check=True, capture_output=True)
-        sides = {"old": old_code, "new": ROOT}
-        measured: dict[str, list[list[float]]] = {"old": [], "new": []}
-        for _ in range(rounds):
-            for side, code in sides.items():
-                measured[side].append(timed_runs(code, work, users, days))
-                print(side, measured[side][-1], flush=True)
-    finally:
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old_code)], check=False)
+        measured = alternated(rounds, {"old": old_code, "new": ROOT},
+                              lambda _, code: timed_runs(code, work, users, days))
     median = {side: {"first_run_s": round(statistics.median(r[0] for r in runs), 1),
                      "second_run_s": round(statistics.median(r[1] for r in runs), 1)} for side, runs in measured.items()}
-    new_rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True).stdout.strip()
     result = {
-        "old": old, "new": f"{new_rev} (the checkout, with any uncommitted changes)",
+        "old": old, "new": f"{head_revision()} (the checkout, with any uncommitted changes)",
         "users": users, "days": days, "rounds": rounds,
         "seconds_per_round": measured, "median": median,
         "second_run_new_over_old": round(median["new"]["second_run_s"] / median["old"]["second_run_s"], 3),

@@ -67,6 +67,24 @@ def bytes_read_by_group(event_dir: Path) -> dict[str, int]:
     return read
 
 
+def a_day_behind(spark, source, target) -> None:
+    """Copy the ``source`` warehouse's inputs to ``target``'s without their last day, run the full job there, then
+    land the last day's events: a warehouse whose next incremental step takes in one day."""
+    from pyspark.sql import functions as F
+
+    from jobs.full import open_warehouse, run_full
+    from schemas import INPUT_TABLES
+
+    source_wh, target_wh = open_warehouse(source, spark), open_warehouse(target, spark)
+    last_day = source.generator.start_date + timedelta(days=source.generator.days - 1)
+    for table in INPUT_TABLES:
+        rows = source_wh.read(table)
+        target_wh.overwrite(table, rows.filter(F.col("dt") < F.lit(last_day)) if table in EVENT_TABLES else rows)
+    run_full(target, spark, env={})
+    for table in EVENT_TABLES:
+        target_wh.append(table, source_wh.read(table).filter(F.col("dt") >= F.lit(last_day)))
+
+
 def peer_job(spark, root: Path, out: Path, as_of) -> None:
     """The one-pass yardstick: one groupBy per event table, joined, written."""
     from pyspark.sql import functions as F
@@ -96,14 +114,11 @@ def peer_job(spark, root: Path, out: Path, as_of) -> None:
 def main(users: int = 20_000, histories: str = "30,90,180", seed: int = 42,
          work: Path = ROOT / "benchmarks" / ".work" / "scale", out: Path = RESULTS) -> None:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from pyspark.sql import functions as F
-
     from conf import load_config
     from jobs.full import open_warehouse, run_full
     from jobs.incremental import run_incremental
     from jobs.ingest import run_generate
     from jobs.spark import spark_session
-    from schemas import INPUT_TABLES
 
     shutil.rmtree(work, ignore_errors=True)
     (work / "events").mkdir(parents=True)
@@ -149,15 +164,7 @@ def main(users: int = 20_000, histories: str = "30,90,180", seed: int = 42,
         name = f"history_{days}"
         source = config(f"{name}_source", users, days)
         run_generate(source, spark)
-        source_wh = open_warehouse(source, spark)
-        last_day = source.generator.start_date + timedelta(days=days - 1)
-        step_wh = open_warehouse(config(name, users, days), spark)
-        for table in INPUT_TABLES:
-            rows = source_wh.read(table)
-            step_wh.overwrite(table, rows.filter(F.col("dt") < F.lit(last_day)) if table in EVENT_TABLES else rows)
-        run_full(config(name, users, days), spark, env={})
-        for table in EVENT_TABLES:
-            step_wh.append(table, source_wh.read(table).filter(F.col("dt") >= F.lit(last_day)))
+        a_day_behind(spark, source, config(name, users, days))
         timed(f"step_{days}", lambda: run_incremental(config(name, users, days), spark, env={}))
         # The full recompute over every day, texts cached (the source warehouse's run warms its cache).
         run_full(source, spark, env={})

@@ -19,7 +19,7 @@ from schemas.profiles import LABELS, PROFILES, profiles_schema
 from schemas.social import SOCIAL
 from schemas.state import (BROWSE_DAY_STATE, EVENT_DAY_STATE, INTERACTION_DAY_STATE, ORDER_DAY_STATE,
                            PRICE_DAY_STATE, SETTLED_AFFINITY, SETTLED_BROWSE, SETTLED_EVENTS, SETTLED_INTEREST,
-                           SETTLED_ORDERS, SETTLED_SOCIAL, SOCIAL_DAY_STATE, TEXT_STATE)
+                           SETTLED_ORDERS, SETTLED_PRICES, SETTLED_SOCIAL, SOCIAL_DAY_STATE, TEXT_STATE)
 from schemas.truth import GROUND_TRUTH
 from schemas.users import USERS
 
@@ -88,6 +88,7 @@ SETTLED_TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (
     TableSpec("settled_interest", SETTLED_INTEREST, ("user_id",)),
     TableSpec("settled_image_interest", SETTLED_INTEREST, ("user_id",)),  # the same sums over the items' photos
     TableSpec("settled_affinity", SETTLED_AFFINITY, ("user_id", "facet", "name")),
+    TableSpec("settled_prices", SETTLED_PRICES, ("user_id", "unit_price")),
 )}
 
 TABLES: dict[str, TableSpec] = {**INPUT_TABLES, **OUTPUT_TABLES, **STATE_TABLES, **SETTLED_TABLES}

@@ -114,6 +114,15 @@ PRICE_DAY_STATE = StructType([
     StructField("lines", LongType(), False),
 ])
 
+# The ``state_prices`` tiles before ``settled_before``: each user's multiset of unit prices, one row per price (bounded
+# by the distinct prices they paid). A multiset merges exactly, and the median over it is the median over every line.
+PRICE_SUMMARY = StructType([
+    StructField("user_id", StringType(), False),
+    StructField("unit_price", DoubleType(), False),
+    StructField("lines", LongType(), False),
+])
+SETTLED_PRICES = StructType([*PRICE_SUMMARY.fields, StructField("settled_before", DateType(), False)])
+
 BROWSE_DAY_STATE = StructType([
     StructField("user_id", StringType(), False),
     StructField("dt", DateType(), False, PARTITION),

@@ -11,7 +11,7 @@ import pytest
 
 from jobs.features.activity import activity_from_state, all_events, event_day_state
 from jobs.features.affinity import (affinity_from_state, affinity_weights, interaction_day_state, price_day_state,
-                                    price_from_state, top_k_shares)
+                                    price_from_state, price_lines, top_k_shares)
 from jobs.features.common import FIXED_POINT
 from jobs.features.conversion import browse_day_state, conversion_from_state, sessionize
 from jobs.features.intent import intent_counts, intent_summaries, last_intent_times
@@ -146,9 +146,13 @@ def test_price_band_uses_catalogue_quantiles(spark, items):
     t = tx(spark, ("o1", "cheap", "i1", 2, 20.0, ts(3)),   # unit price 10
            ("o2", "mid", "i2", 1, 20.0, ts(3)),            # 20
            ("o3", "dear", "i4", 1, 40.0, ts(3)), ("o4", "dear", "i3", 1, 30.0, ts(4)))  # median 35
-    out = by_user(t.transform(price_day_state("UTC")).transform(price_from_state([0.33, 0.66], AS_OF, "UTC", items)))
-    assert {u: (r["median_unit_price"], r["price_band"]) for u, r in out.items()} == {
-        "cheap": (10.0, "low"), "mid": (20.0, "mid"), "dear": (35.0, "high")}
+    tiles = t.transform(price_day_state("UTC"))
+    # Nothing settled, the 3rd's partition settled, and both settled: the same multiset of prices.
+    for before in (dt.date(2025, 1, 3), dt.date(2025, 1, 4), dt.date(2025, 1, 5)):
+        fold = settled_fold(price_from_state, [0.33, 0.66], AS_OF, "UTC", items, before=before, summarize=price_lines)
+        out = by_user(tiles.transform(fold))
+        assert {u: (r["median_unit_price"], r["price_band"]) for u, r in out.items()} == {
+            "cheap": (10.0, "low"), "mid": (20.0, "mid"), "dear": (35.0, "high")}, before
 
 
 def test_sessionize_splits_on_gaps_and_keeps_given_ids(spark):

@@ -3,6 +3,8 @@ built once from every row give (the full job's path); and a step refolds only th
 from __future__ import annotations
 
 import datetime as dt
+import statistics
+from collections import defaultdict
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,7 +16,7 @@ from pyspark.sql.types import DateType, StringType, StructField, StructType, Tim
 from jobs.features.activity import (activity_from_state, all_events, event_day_state, event_summaries,
                                     merged_event_summaries)
 from jobs.features.affinity import (affinity_from_state, affinity_weights, interaction_day_state, price_day_state,
-                                    price_from_state)
+                                    price_from_state, price_lines)
 from jobs.features.conversion import browse_day_state, conversion_from_state
 from jobs.features.rfm import order_day_state, order_totals, rfm_from_state
 from jobs.features.social import social_day_state, social_from_state, social_totals
@@ -278,9 +280,31 @@ def test_price_state_keeps_the_multiset_so_the_median_is_exact(spark):
              ("o4", "u1", 40.0, ts(6)), ("o5", "u1", None, ts(6)), ("o6", "u1", 99.0, ts(31, 2))]
     items = padded(spark, [("i1", "t", "c", "b", float(p)) for p in (5, 10, 20, 50)], ITEMS)
     state = tx(spark, lines).transform(price_day_state("UTC"))
-    folded = by_user(state.transform(price_from_state([0.25, 0.75], AS_OF, "UTC", items)))
-    # Unit prices 10, 10, 30, 40 (the line without an amount and the one after as_of do not count).
-    assert (folded["u1"]["median_unit_price"], folded["u1"]["price_band"]) == (20.0, "mid")
+    # Unit prices 10, 10, 30, 40 (the line without an amount and the one after as_of do not count), with nothing
+    # settled, the 3rd and 4th's partitions settled (10 twice in one settled row), and all before as_of's settled.
+    for before in (dt.date(2025, 1, 3), dt.date(2025, 1, 5), dt.date(2025, 1, 31)):
+        fold = settled_fold(price_from_state, [0.25, 0.75], AS_OF, "UTC", items, before=before, summarize=price_lines)
+        folded = by_user(state.transform(fold))
+        assert (folded["u1"]["median_unit_price"], folded["u1"]["price_band"]) == (20.0, "mid"), before
+
+
+@fold_property(LINE, examples=8)
+def test_folding_price_partitions_equals_the_median_over_every_line(spark, lines, k, as_of, late):
+    items = padded(spark, [("i1", "t", "c", "b", float(p)) for p in (5, 500, 5000, 50_000)], ITEMS)
+    tiles = lambda x: tx(spark, x).transform(price_day_state("UTC"))  # noqa: E731
+    state, every = folded_in_steps(tiles, lines, late, k, lambda line: (line[4],))
+    # Prices have no window: settled before the first partition holding a day from as_of's on.
+    settled_before = min([line[4] for line in every if line[3].date() >= as_of.date()], default=as_of.date())
+    fold = lambda before: settled_fold(price_from_state, [0.25, 0.75], as_of, "UTC", items,  # noqa: E731
+                                       before=before, summarize=price_lines)
+    folded = rows(state.transform(fold(settled_before)))
+    assert folded == rows(tiles(every).transform(fold(START.date())))
+    paid = defaultdict(list)
+    for _, user, amount, at, _ in every:
+        if amount is not None and at < as_of:
+            paid[user].append(amount)
+    assert {r["user_id"]: r["median_unit_price"] for r in folded} == {
+        u: pytest.approx(statistics.median(p), rel=1e-12) for u, p in paid.items()}
 
 
 def test_a_step_refolds_a_family_only_for_users_in_a_rewritten_partition_or_at_a_window_edge(spark):

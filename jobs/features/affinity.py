@@ -9,9 +9,9 @@ from typing import Callable
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from jobs.clock import local_day, local_midnight_date
+from jobs.clock import local_day
 from jobs.features.common import FIXED_POINT, unsettled
-from schemas.state import AFFINITY_SUMMARY, INTERACTION_DAY_STATE, PRICE_DAY_STATE
+from schemas.state import AFFINITY_SUMMARY, INTERACTION_DAY_STATE, PRICE_DAY_STATE, PRICE_SUMMARY
 
 
 def interaction_kinds(browse: DataFrame, tx: DataFrame) -> DataFrame:
@@ -133,13 +133,20 @@ def price_day_state(zone: str) -> Callable[[DataFrame], DataFrame]:
     return apply
 
 
-def price_from_state(quantiles: list[float], as_of: datetime, zone: str, items: DataFrame) -> Callable[[DataFrame], DataFrame]:
-    """``PRICE_DAY_STATE`` tiles -> per user: the median unit price paid before ``as_of`` (over the multiset of
-    prices, exact), banded low/mid/high by the catalogue's price quantiles."""
-    today = local_midnight_date(as_of, zone)
+def price_lines(tiles: DataFrame) -> DataFrame:
+    """``PRICE_DAY_STATE`` tiles, or ``PRICE_SUMMARY`` rows -> one ``PRICE_SUMMARY`` row per (user, unit price): the
+    lines paid at it. Summarises the tiles and merges summaries alike (a multiset's counts add)."""
+    return tiles.groupBy("user_id", "unit_price").agg(F.sum("lines").alias("lines")).select(*PRICE_SUMMARY.fieldNames())
 
-    def apply(state: DataFrame) -> DataFrame:
-        paid = state.filter(F.col("day") < F.lit(today)).select(
+
+def price_from_state(quantiles: list[float], as_of: datetime, zone: str, items: DataFrame, settled_before: date
+                     ) -> Callable[[DataFrame, DataFrame], DataFrame]:
+    """(``PRICE_DAY_STATE`` tiles, ``SETTLED_PRICES`` settled before ``settled_before``) -> per user: the median unit
+    price paid before ``as_of`` (over the multiset of prices, exact), banded low/mid/high by the catalogue's price
+    quantiles."""
+    def apply(tiles: DataFrame, settled: DataFrame) -> DataFrame:
+        recent = tiles.transform(unsettled(as_of, zone, settled_before)).select(*PRICE_SUMMARY.fieldNames())
+        paid = settled.select(*PRICE_SUMMARY.fieldNames()).unionByName(recent).select(
             "user_id", F.explode(F.array_repeat("unit_price", F.col("lines").cast("int"))).alias("unit_price"))
         return paid.transform(price_bands(quantiles, items))
     return apply

@@ -24,7 +24,7 @@ from jobs.clock import local_day, local_midnight_date
 from jobs.features.activity import (activity_from_state, all_events, event_day_state, event_summaries,
                                     merged_event_summaries)
 from jobs.features.affinity import (AFFINITY_FACETS, affinity_from_state, affinity_weights, interaction_day_state,
-                                    merged_affinity, price_day_state, price_from_state)
+                                    merged_affinity, price_day_state, price_from_state, price_lines)
 from jobs.features.common import days_between, first_partition, from_partition
 from jobs.features.conversion import browse_day_state, conversion_from_state
 from jobs.features.intent import (intent_counts, intent_recency, intent_summaries, last_intent_times,
@@ -205,6 +205,7 @@ def settled_of(cfg: Config, items: DataFrame, vectors: Vectors) -> dict[str, Set
                                                item_columns=IMAGE_COLUMNS),
         "settled_affinity": SettledTable("state_interactions", affinity_weights(f.affinity_weights, items),
                                          merged_affinity, item_columns=AFFINITY_FACETS),
+        "settled_prices": SettledTable("state_prices", price_lines, price_lines),
     }
 
 
@@ -279,9 +280,10 @@ def feature_families(cfg: Config, as_of: datetime, items: DataFrame, vectors: Ve
     f, e, zone = cfg.features, cfg.embedding, cfg.time.zone
     recent = cfg.tags.active_window_days
     lead = cfg.validation.max_days_after_partition
-    events_from, browse_from, orders_from, social_from, interest_from, affinity_from, image_from = (
+    events_from, browse_from, orders_from, social_from, interest_from, affinity_from, image_from, prices_from = (
         settled_before(cfg, as_of, t) for t in ("settled_events", "settled_browse", "settled_orders", "settled_social",
-                                                "settled_interest", "settled_affinity", "settled_image_interest"))
+                                                "settled_interest", "settled_affinity", "settled_image_interest",
+                                                "settled_prices"))
 
     families = [
         Family("rfm", ("state_orders",),
@@ -292,8 +294,9 @@ def feature_families(cfg: Config, as_of: datetime, items: DataFrame, vectors: Ve
                    s["state_interactions"], s["settled_affinity"]),
                item_columns=AFFINITY_FACETS, summaries=("settled_affinity",)),
         Family("price", ("state_prices",),
-               lambda s: s["state_prices"].transform(price_from_state(f.price_band_quantiles, as_of, zone, items)),
-               catalogue_columns=("price",)),
+               lambda s: price_from_state(f.price_band_quantiles, as_of, zone, items, prices_from)(
+                   s["state_prices"], s["settled_prices"]),
+               catalogue_columns=("price",), summaries=("settled_prices",)),
         Family("conversion", ("state_browse", "state_orders"),
                lambda s: conversion_from_state(as_of, f.session_gap_minutes, zone, orders_from)(
                    s["state_browse"], s["state_orders"], s["settled_orders"]), summaries=("settled_orders",)),
