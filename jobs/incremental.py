@@ -23,7 +23,7 @@ from jobs.full import (RunSummary, Write, embedded_vectors, open_warehouse, quar
 from jobs.features.state_profiles import (EVENT_TABLES, CatalogueChange, Family, day_states, feature_families, fold_key,
                                           latest_event, moved_settled_tables, photo_tiles, present_sources,
                                           profiles_from_state, refolded_users, refreshed_profiles,
-                                          rewritten_partitions, touched_users, updated_state)
+                                          rewritten_partitions, settled_before, touched_users, updated_state)
 from jobs.features.text_vectors import tiled_texts
 from jobs.frames import checkpointed
 from jobs.model.serving import load_serving
@@ -206,16 +206,17 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
             # Every user is folded again, maybe with another encoder (the key holds it): the texts of earlier
             # steps are embedded too where the cache lacks them, as a full run would.
             written = tiled_texts(wh.read("social", version=plan.versions.get("social")), state["state_texts"])
-        # The settled tables as the step found them, and the partition each was settled before. Folded with other
-        # settings (weights, an encoder), they are settled again from all the tiles, as a full run would.
+        # The settled tables as the step found them, and the partition each was settled before: where the profiles'
+        # as_of put it (both are written by the same runs), so an empty table has a boundary too. Folded with other
+        # settings (weights, an encoder, the filing bound), they are settled again from all the tiles, as a full
+        # run would.
         found_settled = {t: wh.read(t, version=version_before_step(wh, t, plan)) for t in SETTLED_TABLES}
-        settled_before = {t: df.agg(F.max("settled_before")).first()[0] if folded_alike else None
-                          for t, df in found_settled.items()}
+        old_before = {t: settled_before(cfg, was, t) if folded_alike else None for t in SETTLED_TABLES}
         rewritten = {t: rewritten_partitions(t, partitions) for t in STATE_TABLES}
-        photographed = photo_tiles(cfg, as_of, settled_before["settled_image_interest"], state["state_interactions"],
+        photographed = photo_tiles(cfg, as_of, old_before["settled_image_interest"], state["state_interactions"],
                                    before["state_interactions"], rewritten["state_interactions"], catalogue)
         vectors = embedded_vectors(cfg, wh, {**clean, "social": written}, photographed, rec, cleanup)
-        state |= write_settled(wh, rec, plan, moved_settled_tables(cfg, as_of, vectors, found_settled, settled_before,
+        state |= write_settled(wh, rec, plan, moved_settled_tables(cfg, as_of, vectors, found_settled, old_before,
                                                                    {**state, "items": clean["items"]}, before,
                                                                    rewritten, catalogue))
         with rec.stage("features") as st:

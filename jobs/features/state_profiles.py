@@ -337,14 +337,16 @@ def feature_families(cfg: Config, as_of: datetime, items: DataFrame, vectors: Ve
 
 
 def fold_key(cfg: Config, present: set[str]) -> str:
-    """What profile columns are folded with: the time zone, the feature, embedding and tag settings, and the
-    tables present.
+    """What profile columns are folded with: the time zone, the feature, embedding, image and tag settings, the
+    filing bound, and the tables present.
 
     A step keeps an untouched user's columns only from profiles folded with the same key.
     """
-    settings = {"time": cfg.time.model_dump(mode="json"), "features": cfg.features.model_dump(mode="json"), "embedding": cfg.embedding.model_dump(mode="json"),
-                "images": cfg.images.model_dump(mode="json"),
-                "tags": cfg.tags.model_dump(mode="json"), "present": sorted(present)}
+    settings = {"time": cfg.time.model_dump(mode="json"), "features": cfg.features.model_dump(mode="json"),
+                "embedding": cfg.embedding.model_dump(mode="json"), "images": cfg.images.model_dump(mode="json"),
+                "tags": cfg.tags.model_dump(mode="json"), "present": sorted(present),
+                # The filing bound places the settled boundaries and the windows' first partitions.
+                "max_days_after_partition": cfg.validation.max_days_after_partition}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
