@@ -67,22 +67,33 @@ def bytes_read_by_group(event_dir: Path) -> dict[str, int]:
     return read
 
 
-def a_day_behind(spark, source, target) -> None:
-    """Copy the ``source`` warehouse's inputs to ``target``'s without their last day, run the full job there, then
-    land the last day's events: a warehouse whose next incremental step takes in one day."""
+def without_last_day(spark, source, target) -> None:
+    """Copy the ``source`` warehouse's inputs to ``target``'s without their last day's events."""
     from pyspark.sql import functions as F
 
-    from jobs.full import open_warehouse, run_full
+    from jobs.full import open_warehouse
     from schemas import INPUT_TABLES
 
     source_wh, target_wh = open_warehouse(source, spark), open_warehouse(target, spark)
-    last_day = source.generator.start_date + timedelta(days=source.generator.days - 1)
     for table in INPUT_TABLES:
         rows = source_wh.read(table)
-        target_wh.overwrite(table, rows.filter(F.col("dt") < F.lit(last_day)) if table in EVENT_TABLES else rows)
-    run_full(target, spark, env={})
+        target_wh.overwrite(table, rows.filter(F.col("dt") < F.lit(last_day(source))) if table in EVENT_TABLES
+                            else rows)
+
+
+def land_last_day(spark, source, target) -> None:
+    """Append the ``source`` warehouse's last day of events to ``target``'s inputs: what its next step takes in."""
+    from pyspark.sql import functions as F
+
+    from jobs.full import open_warehouse
+
+    source_wh, target_wh = open_warehouse(source, spark), open_warehouse(target, spark)
     for table in EVENT_TABLES:
-        target_wh.append(table, source_wh.read(table).filter(F.col("dt") >= F.lit(last_day)))
+        target_wh.append(table, source_wh.read(table).filter(F.col("dt") >= F.lit(last_day(source))))
+
+
+def last_day(cfg):
+    return cfg.generator.start_date + timedelta(days=cfg.generator.days - 1)
 
 
 def peer_job(spark, root: Path, out: Path, as_of) -> None:
@@ -164,7 +175,9 @@ def main(users: int = 20_000, histories: str = "30,90,180", seed: int = 42,
         name = f"history_{days}"
         source = config(f"{name}_source", users, days)
         run_generate(source, spark)
-        a_day_behind(spark, source, config(name, users, days))
+        without_last_day(spark, source, config(name, users, days))
+        run_full(config(name, users, days), spark, env={})
+        land_last_day(spark, source, config(name, users, days))
         timed(f"step_{days}", lambda: run_incremental(config(name, users, days), spark, env={}))
         # The full recompute over every day, texts cached (the source warehouse's run warms its cache).
         run_full(source, spark, env={})

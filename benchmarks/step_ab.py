@@ -2,15 +2,13 @@
 
     python benchmarks/step_ab.py --old 41219f6                 # 2,000 users, 180 days: about 25 minutes
 
-One generated warehouse (``--users`` users over ``--days`` days, model off) is run in full at this checkout's code
-over every day but the last, and the last day's events are landed (``scale.a_day_behind``). Each run is a new
-process with a revision's code on its path and one Spark session, which steps two fresh copies of that warehouse:
-the first step pays the JVM's and the Python workers' warm-up, the second is what a session's next step costs.
-The revisions alternate (old, new, old, new). Besides the seconds, each step's input bytes come from Spark's event
-log (deterministic, so one round says it). Writes benchmarks/results/step_ab.json.
-
-Both revisions must read the tables this checkout's full run writes (a revision before a settled table's
-introduction ignores it).
+One generated warehouse (``--users`` users over ``--days`` days, model off) without its last day's events is run
+in full by each revision's code (so each steps tables its own code wrote, folded with its own key), then the last
+day's events are landed in both. Each timed run is a new process with a revision's code on its path and one Spark
+session, which steps two fresh copies of that revision's warehouse: the first step pays the JVM's and the Python
+workers' warm-up, the second is what a session's next step costs. The revisions alternate (old, new, old, new).
+Besides the seconds, each step's input bytes come from Spark's event log (deterministic, so one round says it).
+Writes benchmarks/results/step_ab.json.
 """
 from __future__ import annotations
 
@@ -27,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.results_file import write_result  # noqa: E402  (after the path)
 from benchmarks.revision_ab import alternated, checkout, head_revision, seconds_at  # noqa: E402
-from benchmarks.scale import a_day_behind, bytes_read_by_group  # noqa: E402
+from benchmarks.scale import bytes_read_by_group, land_last_day, without_last_day  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "step_ab.json"
 
@@ -56,6 +54,18 @@ print("SECONDS " + json.dumps(seconds))
 """
 
 
+# Run inside each revision's checkout: the full job over the warehouse without its last day.
+FULL = """
+import sys
+from conf import load_config
+from jobs.full import run_full
+from jobs.spark import spark_session
+cfg = load_config(overrides=sys.argv[1:])
+run_full(cfg, spark_session(cfg.spark), env={})
+print("SECONDS []")
+"""
+
+
 def settings(work: Path, users: int, days: int, seed: int) -> list[str]:
     """What scale.py's warehouses are run with: model off, the default features, embedding and images."""
     return [f"generator.users={users}", f"generator.days={days}", f"generator.seed={seed}",
@@ -75,22 +85,28 @@ def main(old: str = typer.Option(..., help="The revision to compare with (the ne
     (work / "hmac.key").write_text("step-ab-" + "0" * 56)
     common = settings(work, users, days, seed)
     source = load_config(overrides=[*common, f"warehouse.path={work / 'source'}"])
+    at = lambda name: load_config(overrides=[*common, f"warehouse.path={work / name}"])  # noqa: E731
     spark = spark_session(source.spark)
     run_generate(source, spark)
-    a_day_behind(spark, source, load_config(overrides=[*common, f"warehouse.path={work / 'base'}"]))
-    spark.stop()
+    without_last_day(spark, source, at("inputs"))
 
     bytes_read: dict[str, list[dict[str, int]]] = {"old": [], "new": []}
 
     def stepped(side: str, code: Path) -> list[float]:
         events = work / "events" / f"{side}_{len(bytes_read[side])}"
         events.mkdir(parents=True)
-        seconds = seconds_at(code, STEP, [str(work / "base"), str(work / "runs"), str(events), *common])
+        seconds = seconds_at(code, STEP, [str(work / f"base_{side}"), str(work / "runs"), str(events), *common])
         bytes_read[side].append(bytes_read_by_group(events))
         return seconds
 
     with checkout(old, work / "old") as old_code:
-        measured = alternated(rounds, {"old": old_code, "new": ROOT}, stepped)
+        sides = {"old": old_code, "new": ROOT}
+        for side, code in sides.items():
+            shutil.copytree(work / "inputs", work / f"base_{side}")
+            seconds_at(code, FULL, [*common, f"warehouse.path={work / f'base_{side}'}"])
+            land_last_day(spark, source, at(f"base_{side}"))
+        spark.stop()
+        measured = alternated(rounds, sides, stepped)
     median = {side: {"first_step_s": round(statistics.median(r[0] for r in runs), 1),
                      "second_step_s": round(statistics.median(r[1] for r in runs), 1)}
               for side, runs in measured.items()}
@@ -101,7 +117,7 @@ def main(old: str = typer.Option(..., help="The revision to compare with (the ne
         "second_step_new_over_old": round(median["new"]["second_step_s"] / median["old"]["second_step_s"], 3),
         "first_step_new_over_old": round(median["new"]["first_step_s"] / median["old"]["first_step_s"], 3),
         "bytes_new_over_old": round(bytes_read["new"][0]["step_2"] / bytes_read["old"][0]["step_2"], 3),
-        "conditions": "one-day incremental step after a full run over the other days (this checkout's), model off, "
+        "conditions": "one-day incremental step after a full run over the other days (each side's own), model off, "
                       "texts cached but the last day's; each run a new process stepping two fresh copies; sides "
                       "alternate",
     }

@@ -237,7 +237,8 @@ def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = No
         clean, report = read_and_validate(cfg, wh, env, rec, cleanup, plan.versions,
                                           write_quarantine=quarantine_write(wh, rec, plan))
         tiles = write_tiles(wh, rec, plan, clean, cfg.time.zone)
-        as_of = cfg.as_of or midnight_after(latest_event(tiles["state_events"]), cfg.time.zone)
+        as_of = cfg.as_of or midnight_after(latest_event(tiles["state_events"], cfg.validation.max_days_after_partition),
+                                            cfg.time.zone)
         rec.details["as_of"] = as_of.isoformat()
         # The vectors first: the interest vector's settled sums weigh the items' title vectors.
         vectors = embedded_vectors(cfg, wh, clean, tiles["state_interactions"], rec, cleanup)

@@ -17,7 +17,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from conf import Config, ValidationConf
-from jobs.clock import aware, is_local_midnight, midnight_after
+from jobs.clock import aware, is_local_midnight, local_date, midnight_after
 from jobs.full import (RunSummary, Write, embedded_vectors, open_warehouse, quarantine_write, read_and_validate,
                        succeeded, write_once, write_profiles_and_labels, write_settled)
 from jobs.features.state_profiles import (EVENT_TABLES, CatalogueChange, Family, day_states, feature_families, fold_key,
@@ -193,11 +193,13 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
             write_once(wh, rec, plan, writes)
             state = {t: wh.read(t) for t in STATE_TABLES}
             st.rows_out = sum(report.rows_clean.get(t, 0) for t in EVENT_TABLES)
-        as_of = cfg.as_of or midnight_after(latest_event(state["state_events"]), cfg.time.zone)
+        was, lead = profiles_as_of(wh), cfg.validation.max_days_after_partition
+        since = local_date(was, cfg.time.zone) if was is not None else None
+        as_of = cfg.as_of or midnight_after(latest_event(state["state_events"], lead, since), cfg.time.zone)
         rec.details["as_of"] = as_of.isoformat()
         present = present_sources(state["state_events"])
         gaps = DataGaps(browse_missing="browse" not in present, social_missing="social" not in present)
-        key, was = fold_key(cfg, present), profiles_as_of(wh)
+        key = fold_key(cfg, present)
         rec.details["fold"] = key
         # Untouched users keep their columns only from profiles folded alike, as of a whole day.
         folded_alike = is_local_midnight(was, cfg.time.zone) and profiles_fold_key(wh) == key

@@ -96,12 +96,20 @@ def updated_state(table: str, fresh: DataFrame, partitions: dict[str, list[date]
 
 
 def present_sources(events_state: DataFrame) -> set[str]:
-    """The event tables with at least one clean row, from ``state_events``."""
-    table_of = {v: k for k, v in SOURCE_OF.items()}
-    return {table_of[r[0]] for r in events_state.select("source").distinct().collect()}
+    """The event tables with at least one clean row, from ``state_events``: one row looked for per table, so
+    Spark stops at the first file that holds one (and skips row groups whose statistics rule the source out),
+    rather than reading every tile for a distinct."""
+    return {t for t, source in SOURCE_OF.items() if events_state.filter(F.col("source") == source).limit(1).count()}
 
 
-def latest_event(events_state: DataFrame) -> datetime | None:
+def latest_event(events_state: DataFrame, lead: int, since: date | None = None) -> datetime | None:
+    """The latest event time in ``state_events``. With ``since`` (a local date, the profiles' as_of's in a step): from
+    the partitions that can hold a day from it on (``from_partition``), when one does; every earlier partition holds
+    only days before it. All the partitions otherwise (a step of late data alone)."""
+    if since is not None:
+        latest, day = events_state.filter(from_partition(since, lead)).agg(F.max("last_ts"), F.max("day")).first()
+        if day is not None and day >= since:
+            return latest
     return events_state.agg(F.max("last_ts")).first()[0]
 
 
