@@ -109,7 +109,7 @@ def run_backtest(cfg: Config, spark: SparkSession, as_of: datetime | None = None
         validating = cfg.model.baselines
         origins = backtest_origins(as_of, horizon, origins_count + int(validating), zone)
         check_origins(origins, day_start(first_day, zone), data_end)
-        present = present_sources(tiles["state_events"])
+        present = present_sources(tiles["state_events"], cfg.validation.max_days_after_partition)
         vectors = embedded_vectors(cfg, wh, clean, tiles["state_interactions"], rec, cleanup)
         tiles |= {"users": clean["users"], "items": clean["items"]}
         rows: list[tuple] = []

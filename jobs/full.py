@@ -245,7 +245,7 @@ def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = No
         tiles |= {"users": clean["users"], "items": clean["items"]}
         tiles |= write_settled(wh, rec, plan, settled_tables(cfg, as_of, vectors)(tiles))
         rec.partitions = sorted({str(r[0]) for r in tiles["state_events"].select("dt").distinct().collect()})
-        present = present_sources(tiles["state_events"])
+        present = present_sources(tiles["state_events"], cfg.validation.max_days_after_partition)
         gaps = DataGaps(browse_missing="browse" not in present, social_missing="social" not in present)
         rec.details["fold"] = fold_key(cfg, present)
         with rec.stage("features") as st:

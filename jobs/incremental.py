@@ -197,7 +197,7 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
         since = local_date(was, cfg.time.zone) if was is not None else None
         as_of = cfg.as_of or midnight_after(latest_event(state["state_events"], lead, since), cfg.time.zone)
         rec.details["as_of"] = as_of.isoformat()
-        present = present_sources(state["state_events"])
+        present = present_sources(state["state_events"], lead, since)
         gaps = DataGaps(browse_missing="browse" not in present, social_missing="social" not in present)
         key = fold_key(cfg, present)
         rec.details["fold"] = key

@@ -95,11 +95,16 @@ def updated_state(table: str, fresh: DataFrame, partitions: dict[str, list[date]
     return apply
 
 
-def present_sources(events_state: DataFrame) -> set[str]:
-    """The event tables with at least one clean row, from ``state_events``: one row looked for per table, so
-    Spark stops at the first file that holds one (and skips row groups whose statistics rule the source out),
-    rather than reading every tile for a distinct."""
-    return {t for t, source in SOURCE_OF.items() if events_state.filter(F.col("source") == source).limit(1).count()}
+def present_sources(events_state: DataFrame, lead: int, since: date | None = None) -> set[str]:
+    """The event tables with at least one clean row, from ``state_events``. With ``since`` (as in ``latest_event``),
+    a source seen in the partitions that can hold a day from it on is present; any other is looked for in every
+    partition, one row's worth (``take``: Spark stops at the first files that hold one)."""
+    seen = set()
+    if since is not None:
+        recent = events_state.filter(from_partition(since, lead)).select("source").distinct()
+        seen = {r[0] for r in recent.collect()}  # at most one row per event table
+    return {t for t, source in SOURCE_OF.items()
+            if source in seen or events_state.filter(F.col("source") == source).take(1)}
 
 
 def latest_event(events_state: DataFrame, lead: int, since: date | None = None) -> datetime | None:
