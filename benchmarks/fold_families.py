@@ -36,7 +36,7 @@ def main(warehouse: Path = ROOT / "benchmarks" / ".work" / "scale" / "n30", out:
 
     from conf import load_config
     from jobs.clock import midnight_after
-    from jobs.features.state_profiles import (Vectors, feature_families, latest_event, present_sources,
+    from jobs.features.state_profiles import (Vectors, events_seen, feature_families,
                                               profiles_from_state, settled_tables)
     from jobs.features.text_vectors import title_vectors
     from jobs.full import open_warehouse
@@ -60,8 +60,8 @@ def main(warehouse: Path = ROOT / "benchmarks" / ".work" / "scale" / "n30", out:
     texts = (wh.read("embedding_cache").filter(F.col("model_id") == cfg.embedding.resolved_model_id())
              .select("text_sha256", "embedding"))
     vectors = Vectors(texts, title_vectors(items, texts, cfg.embedding.item_text), None)
-    as_of = midnight_after(latest_event(state["state_events"]), cfg.time.zone)
-    present = present_sources(state["state_events"])
+    seen = events_seen(state["state_events"], cfg.validation.max_days_after_partition)
+    as_of, present = midnight_after(seen.latest, cfg.time.zone), seen.sources
     inputs = {**state, **settled_tables(cfg, as_of, vectors)({**state, "items": items}), "users": users, "items": items}
 
     def seconds(df: DataFrame) -> float:

@@ -2,6 +2,7 @@
 
     python benchmarks/scale.py                         # N = 20k users; history 30, 90, 180 days
     python benchmarks/scale.py --users 2000            # a quicker look, same shape
+    python benchmarks/scale.py --histories 30,180 --no-widths   # N users only: the step's ratios (item 4 below)
 
 1. ``full_n_s`` and ``full_4n_s``: the full job (model off, every text already in the embedding cache) on
    generated warehouses of N and 4N users over 30 days. ``full_4n_over_n`` is their ratio.
@@ -123,7 +124,9 @@ def peer_job(spark, root: Path, out: Path, as_of) -> None:
 
 
 def main(users: int = 20_000, histories: str = "30,90,180", seed: int = 42,
-         work: Path = ROOT / "benchmarks" / ".work" / "scale", out: Path = RESULTS) -> None:
+         work: Path = ROOT / "benchmarks" / ".work" / "scale", out: Path = RESULTS,
+         widths: bool = typer.Option(True, help="also the full job at N and 4N users and the peer job (items 1-3)")
+         ) -> None:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from conf import load_config
     from jobs.full import open_warehouse, run_full
@@ -164,12 +167,13 @@ def main(users: int = 20_000, histories: str = "30,90,180", seed: int = 42,
         run_full(cfg, spark, env={})
 
     spark.sparkContext.setJobGroup("setup", "setup")
-    warm_full("n30", users, 30)
-    timed("full_n", lambda: run_full(config("n30", users, 30), spark, env={}))
-    warm_full("n4_30", 4 * users, 30)
-    timed("full_4n", lambda: run_full(config("n4_30", 4 * users, 30), spark, env={}))
-    as_of = open_warehouse(config("n4_30", 4 * users, 30), spark).read("profiles").first()["as_of"]
-    timed("peer_4n", lambda: peer_job(spark, work / "n4_30", work / "peer_out", as_of))
+    if widths:
+        warm_full("n30", users, 30)
+        timed("full_n", lambda: run_full(config("n30", users, 30), spark, env={}))
+        warm_full("n4_30", 4 * users, 30)
+        timed("full_4n", lambda: run_full(config("n4_30", 4 * users, 30), spark, env={}))
+        as_of = open_warehouse(config("n4_30", 4 * users, 30), spark).read("profiles").first()["as_of"]
+        timed("peer_4n", lambda: peer_job(spark, work / "n4_30", work / "peer_out", as_of))
 
     for days in [int(d) for d in histories.split(",")]:
         name = f"history_{days}"
@@ -183,7 +187,6 @@ def main(users: int = 20_000, histories: str = "30,90,180", seed: int = 42,
         run_full(source, spark, env={})
         timed(f"full_{days}", lambda: run_full(source, spark, env={}))
 
-    inputs_4n = input_bytes(work / "n4_30")
     spark.stop()
     read = bytes_read_by_group(work / "events")
     days = sorted(int(d) for d in histories.split(","))
@@ -191,17 +194,21 @@ def main(users: int = 20_000, histories: str = "30,90,180", seed: int = 42,
     result = {
         "users_n": users, "histories_days": days,
         "seconds": seconds,
-        "full_over_peer": round(seconds["full_4n"] / seconds["peer_4n"], 2),
-        "full_4n_over_n": round(seconds["full_4n"] / seconds["full_n"], 2),
         f"step_{last}_over_step_{first}": round(seconds[f"step_{last}"] / seconds[f"step_{first}"], 2),
         f"step_over_full_{last}": round(seconds[f"step_{last}"] / seconds[f"full_{last}"], 3),
-        "input_bytes_4n": inputs_4n,
-        "bytes_read_full_4n": read.get("full_4n", 0),
-        "bytes_read_peer_4n": read.get("peer_4n", 0),
-        "bytes_read_over_inputs": round(read.get("full_4n", 0) / inputs_4n, 2),
         "bytes_read_by_run": read,
         "model": "off; every text already in the embedding cache",
     }
+    if widths:
+        inputs_4n = input_bytes(work / "n4_30")
+        result |= {
+            "full_over_peer": round(seconds["full_4n"] / seconds["peer_4n"], 2),
+            "full_4n_over_n": round(seconds["full_4n"] / seconds["full_n"], 2),
+            "input_bytes_4n": inputs_4n,
+            "bytes_read_full_4n": read.get("full_4n", 0),
+            "bytes_read_peer_4n": read.get("peer_4n", 0),
+            "bytes_read_over_inputs": round(read.get("full_4n", 0) / inputs_4n, 2),
+        }
     write_result(out, result)
 
 

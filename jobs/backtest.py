@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 
 from conf import Config
 from jobs.clock import add_days, day_start, midnight_after
-from jobs.features.state_profiles import EVENT_TABLES, present_sources, profiles_from_state, settled_tables
+from jobs.features.state_profiles import EVENT_TABLES, events_seen, profiles_from_state, settled_tables
 from jobs.full import embedded_vectors, open_warehouse, read_and_validate
 from jobs.model.challengers import BINARY_TARGETS, reported
 from jobs.model.evaluate import HeldOut, evaluation_sample, intervals, metrics
@@ -109,7 +109,7 @@ def run_backtest(cfg: Config, spark: SparkSession, as_of: datetime | None = None
         validating = cfg.model.baselines
         origins = backtest_origins(as_of, horizon, origins_count + int(validating), zone)
         check_origins(origins, day_start(first_day, zone), data_end)
-        present = present_sources(tiles["state_events"], cfg.validation.max_days_after_partition)
+        present = events_seen(tiles["state_events"], cfg.validation.max_days_after_partition).sources
         vectors = embedded_vectors(cfg, wh, clean, tiles["state_interactions"], rec, cleanup)
         tiles |= {"users": clean["users"], "items": clean["items"]}
         rows: list[tuple] = []

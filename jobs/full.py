@@ -16,7 +16,7 @@ from conf import Config
 from jobs.embed import embed_stage
 from jobs.images import failed_images_message, image_stage
 from jobs.faults import fault_point
-from jobs.features.state_profiles import (Vectors, day_states, fold_key, latest_event, present_sources,
+from jobs.features.state_profiles import (Vectors, day_states, events_seen, fold_key,
                                           profiles_from_state, settled_tables)
 from jobs.privacy import ingest_privacy
 from jobs.frames import checkpointed, conform
@@ -237,15 +237,15 @@ def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = No
         clean, report = read_and_validate(cfg, wh, env, rec, cleanup, plan.versions,
                                           write_quarantine=quarantine_write(wh, rec, plan))
         tiles = write_tiles(wh, rec, plan, clean, cfg.time.zone)
-        as_of = cfg.as_of or midnight_after(latest_event(tiles["state_events"], cfg.validation.max_days_after_partition),
-                                            cfg.time.zone)
+        seen = events_seen(tiles["state_events"], cfg.validation.max_days_after_partition)
+        as_of = cfg.as_of or midnight_after(seen.latest, cfg.time.zone)
         rec.details["as_of"] = as_of.isoformat()
         # The vectors first: the interest vector's settled sums weigh the items' title vectors.
         vectors = embedded_vectors(cfg, wh, clean, tiles["state_interactions"], rec, cleanup)
         tiles |= {"users": clean["users"], "items": clean["items"]}
         tiles |= write_settled(wh, rec, plan, settled_tables(cfg, as_of, vectors)(tiles))
         rec.partitions = sorted({str(r[0]) for r in tiles["state_events"].select("dt").distinct().collect()})
-        present = present_sources(tiles["state_events"], cfg.validation.max_days_after_partition)
+        present = seen.sources
         gaps = DataGaps(browse_missing="browse" not in present, social_missing="social" not in present)
         rec.details["fold"] = fold_key(cfg, present)
         with rec.stage("features") as st:

@@ -21,7 +21,7 @@ from jobs.clock import aware, is_local_midnight, local_date, midnight_after
 from jobs.full import (RunSummary, Write, embedded_vectors, open_warehouse, quarantine_write, read_and_validate,
                        succeeded, write_once, write_profiles_and_labels, write_settled)
 from jobs.features.state_profiles import (EVENT_TABLES, CatalogueChange, Family, day_states, feature_families, fold_key,
-                                          latest_event, moved_settled_tables, photo_tiles, present_sources,
+                                          events_seen, moved_settled_tables, photo_tiles,
                                           profiles_from_state, refolded_users, refreshed_profiles,
                                           rewritten_partitions, settled_before, touched_users, updated_state)
 from jobs.features.text_vectors import tiled_texts
@@ -195,9 +195,10 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
             st.rows_out = sum(report.rows_clean.get(t, 0) for t in EVENT_TABLES)
         was, lead = profiles_as_of(wh), cfg.validation.max_days_after_partition
         since = local_date(was, cfg.time.zone) if was is not None else None
-        as_of = cfg.as_of or midnight_after(latest_event(state["state_events"], lead, since), cfg.time.zone)
+        seen = events_seen(state["state_events"], lead, since)
+        as_of = cfg.as_of or midnight_after(seen.latest, cfg.time.zone)
         rec.details["as_of"] = as_of.isoformat()
-        present = present_sources(state["state_events"], lead, since)
+        present = seen.sources
         gaps = DataGaps(browse_missing="browse" not in present, social_missing="social" not in present)
         key = fold_key(cfg, present)
         rec.details["fold"] = key

@@ -21,7 +21,7 @@ from jobs.features.conversion import browse_day_state, conversion_from_state
 from jobs.features.rfm import order_day_state, order_totals, rfm_from_state
 from jobs.features.social import social_day_state, social_from_state, social_totals
 from jobs.features.state import replace_partitions, resettled, settled
-from jobs.features.state_profiles import (CatalogueChange, Family, latest_event, photo_tiles, present_sources,
+from jobs.features.state_profiles import (CatalogueChange, EventsSeen, Family, events_seen, photo_tiles,
                                           refolded_users, touched_users)
 from jobs.features.text_vectors import item_vector_means, item_vector_sums
 from jobs.features.time_patterns import time_patterns_from_state
@@ -411,20 +411,22 @@ def test_a_step_reads_photos_of_the_tiles_from_the_settled_boundary_on_and_of_ev
     assert read(None) == read(d(9) + dt.timedelta(days=1)) == everything
 
 
-def test_the_latest_event_is_read_from_recent_partitions_when_they_hold_it_and_from_all_when_not(spark):
+def test_the_latest_event_and_the_sources_are_read_from_recent_partitions_when_they_hold_it_and_from_all_when_not(
+        spark):
     d = lambda day: dt.date(2025, 1, day)  # noqa: E731
     events = [("u1", ts(1, 9), "browse", d(1)),
               ("u2", ts(7, 22), "social", d(6)),     # a row of the 7th filed on the 6th (a day's filing bound)
               ("u3", ts(3, 8), "browse", d(9)),      # a late row of the 3rd filed on the 9th
               ("u1", ts(10, 6), "browse", d(10))]
-    tiles = lambda rows: spark.createDataFrame(rows, EVENTS).transform(event_day_state("UTC"))  # noqa: E731
-    everything = tiles(events)
-    # The profiles were as of the 10th: the 10th's partition holds a day from it on, so it holds the latest.
-    assert latest_event(everything, 1, d(10)) == naive(ts(10, 6)) == latest_event(everything, 1)
+
+    def seen(rows: list[tuple], since: dt.date | None = None) -> EventsSeen:
+        return events_seen(spark.createDataFrame(rows, EVENTS).transform(event_day_state("UTC")), 1, since)
+    # The profiles were as of the 10th: the partitions from the 9th on hold a day from it on, so they hold the
+    # latest. Social is not in them, and is found in the 6th's.
+    assert seen(events, d(10)) == seen(events) == EventsSeen(naive(ts(10, 6)), {"browse", "social"})
     # Without the 10th, the partitions from the 8th on hold only the late row of the 3rd: every partition is read,
     # and the 7th's row, filed on the 6th, is the latest.
-    earlier = tiles(events[:3])
-    assert latest_event(earlier, 1, d(9)) == naive(ts(7, 22)) == latest_event(earlier, 1)
-    # Browse is seen in the partitions from the 9th on; social is looked for in all of them.
-    assert present_sources(earlier, 1, d(10)) == present_sources(earlier, 1) == {"browse", "social"}
-    assert present_sources(tiles(events[:1]), 1, d(10)) == {"browse"}
+    assert seen(events[:3], d(9)) == seen(events[:3]) == EventsSeen(naive(ts(7, 22)), {"browse", "social"})
+    # No social row anywhere, no transaction, no row at all.
+    assert seen([events[0], events[3]], d(10)) == EventsSeen(naive(ts(10, 6)), {"browse"})
+    assert seen([], d(10)) == seen([]) == EventsSeen(None, set())

@@ -95,27 +95,35 @@ def updated_state(table: str, fresh: DataFrame, partitions: dict[str, list[date]
     return apply
 
 
-def present_sources(events_state: DataFrame, lead: int, since: date | None = None) -> set[str]:
-    """The event tables with at least one clean row, from ``state_events``. With ``since`` (as in ``latest_event``),
-    a source seen in the partitions that can hold a day from it on is present; any other is looked for in every
-    partition, one row's worth (``take``: Spark stops at the first files that hold one)."""
-    seen = set()
-    if since is not None:
-        recent = events_state.filter(from_partition(since, lead)).select("source").distinct()
-        seen = {r[0] for r in recent.collect()}  # at most one row per event table
-    return {t for t, source in SOURCE_OF.items()
-            if source in seen or events_state.filter(F.col("source") == source).take(1)}
+@dataclass(frozen=True)
+class EventsSeen:
+    """What a run needs of ``state_events`` before it folds anything."""
+
+    latest: datetime | None  # the latest event time: as_of is the local midnight after it
+    sources: set[str]  # the event tables with at least one clean row
 
 
-def latest_event(events_state: DataFrame, lead: int, since: date | None = None) -> datetime | None:
-    """The latest event time in ``state_events``. With ``since`` (a local date, the profiles' as_of's in a step): from
-    the partitions that can hold a day from it on (``from_partition``), when one does; every earlier partition holds
-    only days before it. All the partitions otherwise (a step of late data alone)."""
+def events_seen(events_state: DataFrame, lead: int, since: date | None = None) -> EventsSeen:
+    """The latest event and the sources present, in one aggregate over ``state_events`` (a row per source).
+
+    With ``since`` (a local date, the profiles' as_of's in a step): over the partitions that can hold a day from it
+    on (``from_partition``), when one does; every earlier partition holds only days before it. A source missing there
+    is looked for in every partition, one row's worth (``take``: Spark stops at the first files that hold one). All
+    the partitions otherwise (a full run; a step of late data alone).
+    """
+    def per_source(tiles: DataFrame) -> dict[str, tuple[datetime, date]]:
+        rows = tiles.groupBy("source").agg(F.max("last_ts"), F.max("day")).collect()  # at most one per event table
+        return {source: (latest, day) for source, latest, day in rows}
+
     if since is not None:
-        latest, day = events_state.filter(from_partition(since, lead)).agg(F.max("last_ts"), F.max("day")).first()
-        if day is not None and day >= since:
-            return latest
-    return events_state.agg(F.max("last_ts")).first()[0]
+        recent = per_source(events_state.filter(from_partition(since, lead)))
+        if recent and max(day for _, day in recent.values()) >= since:
+            present = {t for t, source in SOURCE_OF.items()
+                       if source in recent or events_state.filter(F.col("source") == source).take(1)}
+            return EventsSeen(max(latest for latest, _ in recent.values()), present)
+    every = per_source(events_state)
+    return EventsSeen(max((latest for latest, _ in every.values()), default=None),
+                      {t for t, source in SOURCE_OF.items() if source in every})
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,66 @@
+"""``portrait demo`` at two revisions of the code, alternating: what ``make demo`` costs after its setup.
+
+    python benchmarks/demo_ab.py --old 4da1533        # about 30 minutes with 2 rounds
+
+Each run is a new process, in a new empty directory, with the revision's checkout first on its path: it generates
+10k users over 30 days, runs the full recompute with the model, and shows the tables, as ``make demo`` does after
+``make setup``. Both sides use this checkout's virtual environment. The sides alternate (old, new, old, new), so a
+slow minute of the machine falls on both. Reports each side's median wall time and new / old. Writes
+benchmarks/results/demo_ab.json.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.results_file import write_result  # noqa: E402  (after the path)
+from benchmarks.revision_ab import alternated, checkout, head_revision  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "demo_ab.json"
+
+
+def demo_seconds(code: Path, directory: Path) -> list[float]:
+    """``portrait demo`` with ``code`` on the path, in a fresh ``directory``: its wall seconds (one-element list)."""
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    env = {**os.environ, "PYTHONPATH": str(code), "PYSPARK_PYTHON": sys.executable}
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", "from jobs.cli import app; app()", "demo"], cwd=directory, env=env,
+                          capture_output=True, text=True, check=False)
+    seconds = round(time.perf_counter() - started, 1)
+    (directory.parent / f"{directory.name}.log").write_text(done.stdout + done.stderr)
+    if done.returncode:
+        raise RuntimeError(f"the demo at {code} failed:\n{done.stderr[-3000:]}")
+    shutil.rmtree(directory, ignore_errors=True)
+    return [seconds]
+
+
+def main(old: str = typer.Option(..., help="The revision to compare with (the new side is this checkout)."),
+         rounds: int = 2, work: Path = ROOT / "benchmarks" / ".work" / "demo_ab", out: Path = RESULTS) -> None:
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    with checkout(old, work / "old") as old_code:
+        measured = alternated(rounds, {"old": old_code, "new": ROOT},
+                              lambda side, code: demo_seconds(code, work / f"demo_{side}"))
+    median = {side: round(statistics.median(r[0] for r in runs), 1) for side, runs in measured.items()}
+    write_result(out, {
+        "old": old, "new": f"{head_revision()} (the checkout, with any uncommitted changes)", "rounds": rounds,
+        "seconds_per_round": {side: [r[0] for r in runs] for side, runs in measured.items()},
+        "median_s": median, "new_over_old": round(median["new"] / median["old"], 3),
+        "conditions": "portrait demo (10k users, 30 days, model on), each run a new process in a new directory; "
+                      "one virtual environment for both sides; sides alternate",
+    })
+
+
+if __name__ == "__main__":
+    typer.run(main)
