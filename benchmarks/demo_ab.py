@@ -11,6 +11,7 @@ benchmarks/results/demo_ab.json.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -45,6 +46,13 @@ def demo_seconds(code: Path, directory: Path) -> list[float]:
     return [seconds]
 
 
+def stage_seconds(log: str) -> list[list]:
+    """The generator's run and the full job's stages in a demo's output, in order: [[stage, seconds], ...] (a stage
+    name can repeat: the model's validation round is a ``validate`` too)."""
+    generated = [["generate", float(m[1])] for m in re.finditer(r"^\[generate\] run .*; ([0-9.]+)s$", log, re.M)]
+    return generated + [[m[1], float(m[2])] for m in re.finditer(r"^\[full\] (\w+) .*\(([0-9.]+)s\)$", log, re.M)]
+
+
 def main(old: str = typer.Option(..., help="The revision to compare with (the new side is this checkout)."),
          rounds: int = 2, work: Path = ROOT / "benchmarks" / ".work" / "demo_ab", out: Path = RESULTS) -> None:
     shutil.rmtree(work, ignore_errors=True)
@@ -53,10 +61,12 @@ def main(old: str = typer.Option(..., help="The revision to compare with (the ne
         measured = alternated(rounds, {"old": old_code, "new": ROOT},
                               lambda side, code: demo_seconds(code, work / f"demo_{side}"))
     median = {side: round(statistics.median(r[0] for r in runs), 1) for side, runs in measured.items()}
+    stages = {side: stage_seconds((work / f"demo_{side}.log").read_text()) for side in measured}
     write_result(out, {
         "old": old, "new": f"{head_revision()} (the checkout, with any uncommitted changes)", "rounds": rounds,
         "seconds_per_round": {side: [r[0] for r in runs] for side, runs in measured.items()},
         "median_s": median, "new_over_old": round(median["new"] / median["old"], 3),
+        "stages_last_round_s": stages,
         "conditions": "portrait demo (10k users, 30 days, model on), each run a new process in a new directory; "
                       "one virtual environment for both sides; sides alternate",
     })
