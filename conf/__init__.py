@@ -131,6 +131,9 @@ class FeaturesConf(_Section):
     short_windows: list[int] = [1, 3, 7]  # local days: per-kind counts and open intent (the longest) for the next days
     top_k: int = Field(3, ge=1)
     session_gap_minutes: int = Field(30, ge=1)
+    # A source's session id unseen this long starts a new session. At least a day: a day's tile then never hides a
+    # gap this long inside it, so counting over the tiles is counting over the events.
+    session_id_idle_hours: int = Field(24, ge=24)
     affinity_weights: dict[str, float] = {"view": 1.0, "click": 1.0, "fav": 2.0, "cart": 3.0, "buy": 5.0}
     price_band_quantiles: QuantilePair = [0.33, 0.66]
     night_hours: list[int] = [0, 1, 2, 3, 4, 5]

@@ -19,7 +19,8 @@ from schemas.profiles import LABELS, PROFILES, profiles_schema
 from schemas.social import SOCIAL
 from schemas.state import (BROWSE_DAY_STATE, EVENT_DAY_STATE, INTERACTION_DAY_STATE, ORDER_DAY_STATE,
                            PRICE_DAY_STATE, SETTLED_AFFINITY, SETTLED_BROWSE, SETTLED_EVENTS, SETTLED_INTEREST,
-                           SETTLED_ORDERS, SETTLED_PRICES, SETTLED_SOCIAL, SOCIAL_DAY_STATE, TEXT_STATE)
+                           SETTLED_ORDERS, SETTLED_PRICES, SETTLED_SESSIONS, SETTLED_SOCIAL, SOCIAL_DAY_STATE,
+                           TEXT_STATE)
 from schemas.truth import GROUND_TRUTH
 from schemas.users import USERS
 
@@ -83,6 +84,7 @@ STATE_TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (
 SETTLED_TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (
     TableSpec("settled_events", SETTLED_EVENTS, ("user_id",)),
     TableSpec("settled_browse", SETTLED_BROWSE, ("user_id",)),
+    TableSpec("settled_sessions", SETTLED_SESSIONS, ("user_id",)),
     TableSpec("settled_orders", SETTLED_ORDERS, ("user_id",)),
     TableSpec("settled_social", SETTLED_SOCIAL, ("user_id",)),
     TableSpec("settled_interest", SETTLED_INTEREST, ("user_id",)),

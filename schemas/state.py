@@ -141,6 +141,27 @@ BROWSE_DAY_STATE = StructType([
     StructField("auto_ts", ArrayType(TimestampType(), False), False),
 ])
 
+# A session, or a piece of one: a source's session id (null: sessionised by the gaps between events), its first
+# and last event, and how many events it holds.
+SESSION = StructType([
+    StructField("session_id", StringType()),
+    StructField("first_ts", TimestampType(), False),
+    StructField("last_ts", TimestampType(), False),
+    StructField("n", LongType(), False),
+])
+
+# The ``state_browse`` tiles before ``settled_before``, merged per user: the funnel's sums, the totals of the sessions
+# no later tile can reach (closed), and the sessions a later tile still can (open), which a fold merges with its own.
+SESSION_SUMMARY = StructType([
+    StructField("user_id", StringType(), False),
+    *[f for f in BROWSE_DAY_STATE.fields if f.name in ("views", "clicks", "carts", "favs", "dwell_ms_sum", "dwell_known")],
+    StructField("closed_sessions", LongType(), False),
+    StructField("closed_events", LongType(), False),
+    StructField("closed_micros", LongType(), False),
+    StructField("open_sessions", ArrayType(SESSION, False), False),
+])
+SETTLED_SESSIONS = StructType([*SESSION_SUMMARY.fields, StructField("settled_before", DateType(), False)])
+
 TEXT_STATE = StructType([
     StructField("user_id", StringType(), False),
     StructField("dt", DateType(), False, PARTITION),

@@ -13,7 +13,8 @@ from jobs.features.activity import activity_from_state, all_events, event_day_st
 from jobs.features.affinity import (affinity_from_state, affinity_weights, interaction_day_state, price_day_state,
                                     price_from_state, price_lines, top_k_shares)
 from jobs.features.common import FIXED_POINT
-from jobs.features.conversion import browse_day_state, conversion_from_state, sessionize
+from jobs.features.conversion import (SessionRule, browse_day_state, closed_sessions, conversion_from_state,
+                                      session_summaries, sessions_of)
 from jobs.features.intent import intent_counts, intent_summaries, last_intent_times
 from jobs.features.rfm import order_day_state, order_totals, rfm_from_state
 from jobs.features.state import settled
@@ -47,11 +48,15 @@ def rfm(df, windows):
         settled_fold(rfm_from_state, windows, AS_OF, "UTC", before=before, summarize=order_totals))
 
 
+RULE = SessionRule(gap_minutes=30, id_idle_hours=24)
+
+
 def conversion(b, t):
-    """Conversion with the orders of the partitions before the 20th settled (the purchases it counts)."""
-    orders, before = t.transform(order_day_state("UTC")), dt.date(2025, 1, 20)
-    return conversion_from_state(AS_OF, 30, "UTC", before)(b.transform(browse_day_state("UTC")), orders,
-                                                           orders.transform(settled(before, order_totals)))
+    """Conversion with the sessions and orders of the partitions before the 20th settled."""
+    orders, browsed, before = t.transform(order_day_state("UTC")), b.transform(browse_day_state("UTC")), dt.date(2025, 1, 20)
+    sessions = browsed.transform(settled(before, session_summaries(RULE), closed_sessions(RULE, 1, "UTC")))
+    return conversion_from_state(AS_OF, RULE, "UTC", before, before)(browsed, sessions, orders,
+                                                                     orders.transform(settled(before, order_totals)))
 
 
 @pytest.fixture
@@ -155,11 +160,24 @@ def test_price_band_uses_catalogue_quantiles(spark, items):
             "cheap": (10.0, "low"), "mid": (20.0, "mid"), "dear": (35.0, "high")}, before
 
 
-def test_sessionize_splits_on_gaps_and_keeps_given_ids(spark):
-    b = browse(spark, ("u1", "i1", "view", ts(3, 10, 0), None, None), ("u1", "i1", "view", ts(3, 10, 20), None, None),
-               ("u1", "i1", "view", ts(3, 11, 0), None, None), ("u1", "i2", "view", ts(3, 12, 0), None, "given"))
-    out = sorted((r.ts.minute + 60 * r.ts.hour, r.session_id) for r in b.transform(sessionize(30)).collect())
-    assert out == [(600, "u1-auto-1"), (620, "u1-auto-1"), (660, "u1-auto-2"), (720, "given")]
+def test_sessions_merge_pieces_within_the_gap_of_the_latest_end_and_split_a_session_id_idle_for_a_day(spark):
+    pieces = [  # (user, session id, first, last, events)
+        ("u1", None, ts(3, 10, 0), ts(3, 10, 0), 1), ("u1", None, ts(3, 10, 20), ts(3, 10, 20), 1),
+        ("u1", None, ts(3, 11, 0), ts(3, 11, 0), 1),                  # 40 minutes after the last: a new session
+        ("u1", "s", ts(3, 12, 0), ts(3, 12, 30), 2), ("u1", "s", ts(4, 11, 0), ts(4, 11, 10), 3),  # 22.5 hours: one
+        ("u1", "s", ts(6, 9, 0), ts(6, 9, 0), 1),                     # the id unseen for 46 hours: a new session
+        # A piece inside another: the next one is within 30 minutes of the longer one's end, not of the inner one's.
+        ("u2", None, ts(3, 10, 0), ts(3, 10, 50), 4), ("u2", None, ts(3, 10, 30), ts(3, 10, 35), 2),
+        ("u2", None, ts(3, 11, 15), ts(3, 11, 15), 1),
+    ]
+    frame = spark.createDataFrame(pieces, "user_id string, session_id string, first_ts timestamp, "
+                                          "last_ts timestamp, n long")
+    got = sorted((r.user_id, r.session_id or "", r.first_ts, r.last_ts, r.n)
+                 for r in frame.transform(sessions_of(RULE)).collect())
+    at = lambda *a: naive(ts(*a))  # noqa: E731
+    assert got == [("u1", "", at(3, 10, 0), at(3, 10, 20), 2), ("u1", "", at(3, 11, 0), at(3, 11, 0), 1),
+                   ("u1", "s", at(3, 12, 0), at(4, 11, 10), 5), ("u1", "s", at(6, 9, 0), at(6, 9, 0), 1),
+                   ("u2", "", at(3, 10, 0), at(3, 11, 15), 7)]
 
 
 def test_conversion_funnel_and_sessions(spark):

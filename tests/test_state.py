@@ -17,7 +17,8 @@ from jobs.features.activity import (activity_from_state, all_events, event_day_s
                                     merged_event_summaries)
 from jobs.features.affinity import (affinity_from_state, affinity_weights, interaction_day_state, price_day_state,
                                     price_from_state, price_lines)
-from jobs.features.conversion import browse_day_state, conversion_from_state
+from jobs.features.conversion import (SessionRule, browse_day_state, closed_sessions, conversion_from_state,
+                                      merged_session_summaries, session_summaries)
 from jobs.features.rfm import order_day_state, order_totals, rfm_from_state
 from jobs.features.social import social_day_state, social_from_state, social_totals
 from jobs.features.state import replace_partitions, resettled, settled
@@ -252,6 +253,17 @@ def test_folding_interaction_partitions_equals_affinity_and_interest_vectors(spa
     assert folded == rows(item_vector_means(WEIGHTS, as_of, "UTC", titles, "interest_vector")(tiles(every), None))
 
 
+RULE = SessionRule(gap_minutes=30, id_idle_hours=24)
+
+
+def conversion_of(tiles, orders, before, sessions=None):
+    """The conversion fold with the browse tiles before ``before`` settled (or ``sessions``: those settled rows)."""
+    close = closed_sessions(RULE, 1, "UTC")
+    if sessions is None:
+        sessions = tiles.transform(settled(before, session_summaries(RULE), close))
+    return conversion_from_state(AS_OF, RULE, "UTC", before, START.date())(tiles, sessions, orders, orders.limit(0))
+
+
 def test_a_gap_session_across_midnight_and_two_partitions_stays_one_session(spark):
     events = [  # (user, event_type, ts, dwell_ms, session_id, dt)
         ("u1", "view", ts(29, 23, 50), 1000, None, dt.date(2025, 1, 29)),
@@ -268,12 +280,53 @@ def test_a_gap_session_across_midnight_and_two_partitions_stays_one_session(spar
     for part in day_parts[1:]:
         state = state.unionByName(part)
     orders = lines.transform(order_day_state("UTC"))
-    folded = by_user(conversion_from_state(AS_OF, 30, "UTC", START.date())(state, orders, orders.limit(0)))
+    folded = by_user(conversion_of(state, orders, START.date()))
     u1 = folded["u1"]
     assert (u1["views"], u1["carts"], u1["favs"], u1["sessions"]) == (3, 1, 1, 3)
     assert (u1["avg_session_events"], u1["avg_session_minutes"]) == (5 / 3, (15 + 0 + 90) / 3)
     assert (u1["avg_dwell_s"], u1["view_to_cart_rate"], u1["cart_to_buy_rate"]) == (2.5, 1 / 3, 1.0)
     assert "u2" not in folded
+
+
+def test_sessions_settled_at_any_boundary_or_moved_there_give_the_same_profile_and_close_what_nothing_can_reach(spark):
+    # Filed a day late at most (lead 1). As of the 31st, with no orders.
+    events = [  # (user, event_type, ts, session_id, dt)
+        ("u1", "view", ts(20, 10, 0), None, dt.date(2025, 1, 20)),  # a session of its own, long closed
+        ("u1", "view", ts(26, 23, 50), None, dt.date(2025, 1, 26)),
+        ("u1", "cart", ts(27, 0, 10), None, dt.date(2025, 1, 28)),  # 20 minutes later, filed a day late: one session
+        ("u1", "view", ts(28, 9, 0), "a", dt.date(2025, 1, 28)),
+        ("u1", "view", ts(29, 8, 0), "a", dt.date(2025, 1, 29)),    # 23 hours later: session a goes on
+        ("u1", "view", ts(30, 9, 0), "a", dt.date(2025, 1, 30)),    # 25 hours later: a new session a
+        ("u2", "view", ts(29, 23, 45), None, dt.date(2025, 1, 29)),
+        ("u2", "fav", ts(30, 0, 5), None, dt.date(2025, 1, 30)),    # across midnight and partitions: one session
+    ]
+    browse = spark.createDataFrame([(u, "i1", e, t, 1000, s, p) for u, e, t, s, p in events], BROWSE)
+    tiles = browse.transform(browse_day_state("UTC"))
+    orders = tx(spark, []).transform(order_day_state("UTC"))
+    d = lambda day: dt.date(2025, 1, day)  # noqa: E731
+    # Independent of any boundary: u1 has 4 sessions (20th; 26th-27th; a on 28th-29th; a on 30th) of 1, 2, 2, 1
+    # events over 0, 20, 23*60 and 0 minutes; u2 one of 2 events over 20 minutes.
+    # Views: 5 and 1.
+    expected = {"u1": (4, 6 / 4, (20 + 23 * 60) / 4, 5), "u2": (1, 2.0, 20.0, 1)}
+
+    def profile(sessions_before, sessions=None):
+        out = by_user(conversion_of(tiles, orders, sessions_before, sessions))
+        return {u: (r["sessions"], r["avg_session_events"], r["avg_session_minutes"], r["views"])
+                for u, r in out.items()}
+
+    for before in (d(1), d(28), d(31)):  # nothing settled; the late piece on the boundary; all
+        assert profile(before) == expected, before
+    close = closed_sessions(RULE, 1, "UTC")
+    old = tiles.transform(settled(d(27), session_summaries(RULE), close))
+    nobody = tiles.select("user_id").limit(0)
+    moved = resettled(old, d(27), tiles, nobody, d(30), session_summaries(RULE), merged_session_summaries(RULE), close)
+    assert profile(d(30), moved) == expected
+    assert sorted(map(tuple, moved.collect())) == sorted(
+        map(tuple, tiles.transform(settled(d(30), session_summaries(RULE), close)).collect()))
+    # Settled before the 30th, a later partition holds no day before the 29th: u1's sessions of the 20th and the
+    # 26th-27th can take no more events (closed); session a, last seen on the 29th, can (open); u2's too.
+    kept = {r.user_id: (r.closed_sessions, r.closed_events, r.closed_micros, len(r.open_sessions)) for r in moved.collect()}
+    assert kept == {"u1": (2, 3, 20 * 60_000_000, 1), "u2": (0, 0, 0, 1)}
 
 
 def test_price_state_keeps_the_multiset_so_the_median_is_exact(spark):

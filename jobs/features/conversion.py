@@ -1,70 +1,120 @@
-"""Browse funnel (view -> cart -> buy) and session statistics: the ``state_browse`` tile and its fold."""
+"""Browse funnel (view -> cart -> buy) and session statistics: the ``state_browse`` tile, its settled summary
+(``settled_sessions``) and its fold."""
 from __future__ import annotations
 
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Callable
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType
 
-from jobs.clock import local_day, local_midnight_date
-from jobs.features.common import count_where, ratio
+from jobs.clock import day_start, local_day
+from jobs.features.common import count_where, ratio, unsettled
 from jobs.features.rfm import orders_before
-from schemas.state import BROWSE_DAY_STATE
-
-
-def sessionize(gap_minutes: int) -> Callable[[DataFrame], DataFrame]:
-    """Fill missing ``session_id``s: a user's events form one session until a gap longer than ``gap_minutes``.
-
-    Rows that already carry a session id keep it. Generated ids are ``{user_id}-auto-{n}``.
-    """
-    def apply(browse: DataFrame) -> DataFrame:
-        missing = browse.filter(F.col("session_id").isNull())
-        by_user = Window.partitionBy("user_id").orderBy("ts")
-        gap = F.col("ts").cast("long") - F.lag(F.col("ts").cast("long")).over(by_user)
-        starts = F.when(gap.isNull() | (gap > gap_minutes * 60), 1).otherwise(0)
-        numbered = (missing.withColumn("_start", starts)
-                    .withColumn("_n", F.sum("_start").over(by_user.rowsBetween(Window.unboundedPreceding, 0)))
-                    .withColumn("session_id", F.concat_ws("-", "user_id", F.lit("auto"), F.col("_n").cast("string")))
-                    .drop("_start", "_n"))
-        return browse.filter(F.col("session_id").isNotNull()).unionByName(numbered)
-    return apply
+from schemas.state import BROWSE_DAY_STATE, SESSION, SESSION_SUMMARY
 
 
 FUNNEL_EVENTS = ("view", "click", "cart", "fav")
-SESSION_TOTALS = ("sessions", "session_events", "session_micros")
+FUNNEL_SUMS = (*[f"{t}s" for t in FUNNEL_EVENTS], "dwell_ms_sum", "dwell_known")
+CLOSED_TOTALS = ("closed_sessions", "closed_events", "closed_micros")
 
 
-def session_totals(sessions: DataFrame) -> DataFrame:
-    """(user_id, session_id, n events, micros) per session -> per user, the ``SESSION_TOTALS``: sessions,
-    session_events and session_micros (whole numbers, so the means over them are exact in any order)."""
-    return sessions.groupBy("user_id").agg(F.count("*").alias("sessions"), F.sum("n").alias("session_events"),
-                                           F.sum("micros").alias("session_micros"))
+@dataclass(frozen=True)
+class SessionRule:
+    """When two events of a user are one session: no more than ``gap_minutes`` apart where the source gave no session
+    id, and, with one, the same id unseen for less than ``id_idle_hours`` (a session id the source reuses a day later
+    is a new visit). Both as a gap between consecutive events, so the rule merges pieces of sessions exactly: a piece's
+    span and the gap after it, overlapping the next piece's, make one session (``sessions_of``)."""
+
+    gap_minutes: int
+    id_idle_hours: int
+
+    def gap_micros(self, session_id: Column) -> Column:
+        return F.when(session_id.isNull(), F.lit(self.gap_minutes * 60_000_000)).otherwise(
+            F.lit(self.id_idle_hours * 3_600_000_000))
 
 
-def session_micros(first: Column, last: Column) -> Column:
-    """A session's length in microseconds: a whole number, so the mean over sessions is exact in any order."""
-    return (F.unix_micros(last) - F.unix_micros(first)).alias("micros")
+def sessions_of(rule: SessionRule) -> Callable[[DataFrame], DataFrame]:
+    """``SESSION`` pieces per user (user_id, session_id, first_ts, last_ts, n) -> the sessions they make: per user and
+    session id (null: none), a piece within ``rule``'s gap of the latest end before it continues that session."""
+    def apply(pieces: DataFrame) -> DataFrame:
+        ordered = Window.partitionBy("user_id", "session_id").orderBy("first_ts", "last_ts")
+        reach = F.max(F.unix_micros("last_ts")).over(ordered.rowsBetween(Window.unboundedPreceding, -1))
+        starts = F.when(reach.isNull() | (F.unix_micros("first_ts") - reach > rule.gap_micros(F.col("session_id"))), 1)
+        return (pieces.withColumn("_start", F.coalesce(starts, F.lit(0)))
+                .withColumn("_n", F.sum("_start").over(ordered.rowsBetween(Window.unboundedPreceding, 0)))
+                .groupBy("user_id", "session_id", "_n")
+                .agg(F.min("first_ts").alias("first_ts"), F.max("last_ts").alias("last_ts"), F.sum("n").alias("n"))
+                .select("user_id", *SESSION.fieldNames()))
+    return apply
 
 
-def funnel_rates(per_user: DataFrame, more_sessions: DataFrame, lines: DataFrame) -> DataFrame:
-    """The conversion columns from their parts, per user.
+def session_pieces(tiles: DataFrame) -> DataFrame:
+    """``BROWSE_DAY_STATE`` tiles -> ``SESSION`` pieces: a named tile is one, an unsessionised event another."""
+    event = lambda ts: F.struct(ts.alias("first_ts"), ts.alias("last_ts"), F.lit(1).cast("long").alias("n"))  # noqa: E731
+    piece = F.when(F.col("session_id").isNotNull(),
+                   F.array(F.struct("first_ts", "last_ts", F.col("events").alias("n")))).otherwise(
+        F.transform("auto_ts", event))
+    return tiles.select("user_id", "session_id", F.explode(piece).alias("_p")).select("user_id", "session_id", "_p.*")
 
-    ``per_user``: user_id, views, clicks, carts, favs, avg_dwell_s and the ``SESSION_TOTALS`` of the sessions counted
-    with them; ``more_sessions``: user_id and the totals of sessions counted apart (``session_totals``);
-    ``lines``: user_id, lines (purchased transaction lines).
-    """
-    more = more_sessions.select("user_id", *[F.col(c).alias(f"_more_{c}") for c in SESSION_TOTALS])
-    total = {c: F.col(c) + F.coalesce(F.col(f"_more_{c}"), F.lit(0)) for c in SESSION_TOTALS}
-    return (per_user.join(more, "user_id", "left").join(lines.select("user_id", "lines"), "user_id", "left")
-            .withColumn("avg_session_events", ratio(total["session_events"], total["sessions"]))
-            .withColumn("avg_session_minutes", ratio(total["session_micros"], total["sessions"]) / 60e6)
-            .withColumn("sessions", total["sessions"])
-            .withColumn("view_to_cart_rate", ratio(F.col("carts"), F.col("views")))
-            # least() skips nulls, so cap only where the ratio exists.
-            .withColumn("cart_to_buy_rate", F.when(F.col("carts") > 0, F.least(
-                F.lit(1.0), ratio(F.coalesce(F.col("lines"), F.lit(0)), F.col("carts")))))
-            .drop("lines", "session_events", "session_micros", *[f"_more_{c}" for c in SESSION_TOTALS]))
+
+def _collected_sessions(sessions: DataFrame) -> DataFrame:
+    """Sessions -> per user, ``open_sessions``: all of them, sorted (so equal summaries are equal rows)."""
+    return sessions.groupBy("user_id").agg(
+        F.array_sort(F.collect_list(F.struct(*SESSION.fieldNames()))).alias("open_sessions"))
+
+
+def _summary(sums: DataFrame, sessions: DataFrame) -> DataFrame:
+    return (sums.join(_collected_sessions(sessions), "user_id", "left")
+            .withColumn("open_sessions", F.coalesce("open_sessions", F.array().cast(ArrayType(SESSION, False))))
+            .select(*SESSION_SUMMARY.fieldNames()))
+
+
+def session_summaries(rule: SessionRule) -> Callable[[DataFrame], DataFrame]:
+    """``BROWSE_DAY_STATE`` tiles -> one ``SESSION_SUMMARY`` row per user: the funnel's sums, and every session open."""
+    def apply(tiles: DataFrame) -> DataFrame:
+        sums = tiles.groupBy("user_id").agg(*[F.sum(c).alias(c) for c in FUNNEL_SUMS],
+                                            *[F.lit(0).cast("long").alias(c) for c in CLOSED_TOTALS])
+        return _summary(sums, tiles.transform(session_pieces).transform(sessions_of(rule)))
+    return apply
+
+
+def merged_session_summaries(rule: SessionRule) -> Callable[[DataFrame], DataFrame]:
+    """``SESSION_SUMMARY`` rows -> one per user: the sums added, the open sessions merged by ``rule``."""
+    def apply(summaries: DataFrame) -> DataFrame:
+        sums = summaries.groupBy("user_id").agg(*[F.sum(c).alias(c) for c in (*FUNNEL_SUMS, *CLOSED_TOTALS)])
+        pieces = summaries.select("user_id", F.explode("open_sessions").alias("_s")).select("user_id", "_s.*")
+        return _summary(sums, pieces.transform(sessions_of(rule)))
+    return apply
+
+
+def _totals(sessions: Column) -> list[Column]:
+    """An array of ``SESSION``s -> how many, their events and their length in microseconds (whole numbers, so the
+    means over them are exact in any order), in ``CLOSED_TOTALS``' order."""
+    add = lambda part: F.aggregate(sessions, F.lit(0).cast("long"), lambda acc, s: acc + part(s))  # noqa: E731
+    return [F.size(sessions).cast("long"), add(lambda s: s["n"]),
+            add(lambda s: F.unix_micros(s["last_ts"]) - F.unix_micros(s["first_ts"]))]
+
+
+def closed_sessions(rule: SessionRule, lead: int, zone: str) -> Callable[[date], Callable[[DataFrame], DataFrame]]:
+    """settled_before -> (``SESSION_SUMMARY`` rows of the partitions before it -> the same, with the open sessions no
+    later tile can continue moved into the closed totals).
+
+    A partition from ``settled_before`` on holds no day before ``settled_before - lead`` (``first_partition``), so a
+    session whose end plus its gap falls before that day can take no more events. A day earlier still: the margin keeps
+    a day whose midnight a clock change moves on the right side."""
+    def at(settled_before: date) -> Callable[[DataFrame], DataFrame]:
+        edge = F.unix_micros(F.lit(day_start(settled_before - timedelta(days=lead + 1), zone)))
+        done = lambda s: F.unix_micros(s["last_ts"]) + rule.gap_micros(s["session_id"]) < edge  # noqa: E731
+        ended = F.filter("open_sessions", done)
+        return lambda summaries: (
+            summaries.select(*[F.col(c) for c in SESSION_SUMMARY.fieldNames() if c not in (*CLOSED_TOTALS, "open_sessions")],
+                             *[(F.col(c) + total).alias(c) for c, total in zip(CLOSED_TOTALS, _totals(ended))],
+                             F.filter("open_sessions", lambda s: ~done(s)).alias("open_sessions"))
+            .select(*SESSION_SUMMARY.fieldNames()))
+    return at
 
 
 def browse_day_state(zone: str) -> Callable[[DataFrame], DataFrame]:
@@ -84,38 +134,33 @@ def browse_day_state(zone: str) -> Callable[[DataFrame], DataFrame]:
     return apply
 
 
-def conversion_from_state(as_of: datetime, gap_minutes: int, zone: str, orders_settled_before: date
-                          ) -> Callable[[DataFrame, DataFrame, DataFrame], DataFrame]:
-    """(``BROWSE_DAY_STATE`` tiles, ``ORDER_DAY_STATE`` tiles, ``SETTLED_ORDERS`` settled before
-    ``orders_settled_before``) -> per user, before ``as_of``: funnel counts, mean dwell,
-    session statistics, view_to_cart_rate = carts / views and cart_to_buy_rate = purchased lines / carts
+def conversion_from_state(as_of: datetime, rule: SessionRule, zone: str, sessions_settled_before: date,
+                          orders_settled_before: date
+                          ) -> Callable[[DataFrame, DataFrame, DataFrame, DataFrame], DataFrame]:
+    """(``BROWSE_DAY_STATE`` tiles, ``SETTLED_SESSIONS`` settled before ``sessions_settled_before``, ``ORDER_DAY_STATE``
+    tiles, ``SETTLED_ORDERS`` settled before ``orders_settled_before``) -> per user, before ``as_of``: funnel counts,
+    mean dwell, session statistics, view_to_cart_rate = carts / views and cart_to_buy_rate = purchased lines / carts
     (capped at 1); both rates are null when their denominator is zero.
 
-    The source's sessions merge across days by their id; unsessionised events are sessionised again
-    from their times, so a session that spans midnight or two partitions stays one session.
+    Sessions follow ``rule`` over every event, whatever day or partition holds it: a session that spans midnight or
+    two partitions stays one session. The tiles read are those from ``sessions_settled_before`` on; the settled
+    summary stands for the others, and its open sessions merge with theirs.
     """
-    today = local_midnight_date(as_of, zone)
-
-    def apply(browse_state: DataFrame, order_state: DataFrame, settled_orders: DataFrame) -> DataFrame:
-        past = browse_state.filter(F.col("day") < F.lit(today))
-        # The funnel and the named sessions come from one aggregate, so the tiles are read whole once (Spark prunes
-        # a shared aggregate per branch, and two branches read them twice). The unsessionised times are read
-        # apart: Spark pushes their filter on session_id into the Parquet reader, which then reads a fraction.
-        named = F.col("session_id").isNotNull()
-        per_session = (past.groupBy("user_id", "session_id")
-                       .agg(F.sum("events").alias("n"), session_micros(F.min("first_ts"), F.max("last_ts")),
-                            *[F.sum(f"{t}s").alias(f"{t}s") for t in FUNNEL_EVENTS],
-                            F.sum("dwell_ms_sum").alias("dwell_ms_sum"), F.sum("dwell_known").alias("dwell_known")))
-        per_user = per_session.groupBy("user_id").agg(
-            *[F.sum(f"{t}s").alias(f"{t}s") for t in FUNNEL_EVENTS],
-            (ratio(F.sum("dwell_ms_sum"), F.sum("dwell_known")) / 1000.0).alias("avg_dwell_s"),
-            F.count(F.when(named, 1)).alias("sessions"),
-            F.coalesce(F.sum(F.when(named, F.col("n"))), F.lit(0)).alias("session_events"),
-            F.coalesce(F.sum(F.when(named, F.col("micros"))), F.lit(0)).alias("session_micros"))
-        gap_sessions = (past.filter(~named).select("user_id", F.explode("auto_ts").alias("ts"), "session_id")
-                        .transform(sessionize(gap_minutes)).groupBy("user_id", "session_id")
-                        .agg(F.count("*").alias("n"), session_micros(F.min("ts"), F.max("ts"))))
+    def apply(browse_state: DataFrame, settled_sessions: DataFrame, order_state: DataFrame, settled_orders: DataFrame
+              ) -> DataFrame:
+        recent = browse_state.transform(unsettled(as_of, zone, sessions_settled_before)).transform(session_summaries(rule))
+        merged = settled_sessions.select(*SESSION_SUMMARY.fieldNames()).unionByName(recent).transform(
+            merged_session_summaries(rule))
         lines = (orders_before(as_of, zone, orders_settled_before)(order_state, settled_orders).groupBy("user_id")
                  .agg(F.sum("lines").alias("lines")))
-        return funnel_rates(per_user, session_totals(gap_sessions), lines)
+        sessions, events, micros = [F.col(c) + total for c, total in zip(CLOSED_TOTALS, _totals(F.col("open_sessions")))]
+        return (merged.join(lines, "user_id", "left")
+                .select("user_id", *[f"{t}s" for t in FUNNEL_EVENTS],
+                        (ratio(F.col("dwell_ms_sum"), F.col("dwell_known")) / 1000.0).alias("avg_dwell_s"),
+                        sessions.alias("sessions"), ratio(events, sessions).alias("avg_session_events"),
+                        (ratio(micros, sessions) / 60e6).alias("avg_session_minutes"),
+                        ratio(F.col("carts"), F.col("views")).alias("view_to_cart_rate"),
+                        # least() skips nulls, so cap only where the ratio exists.
+                        F.when(F.col("carts") > 0, F.least(F.lit(1.0), ratio(F.coalesce(F.col("lines"), F.lit(0)),
+                                                                             F.col("carts")))).alias("cart_to_buy_rate")))
     return apply

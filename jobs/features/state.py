@@ -34,17 +34,23 @@ def replace_partitions(fresh: DataFrame, keys: tuple[str, ...] = ("dt",),
 Summarize = Callable[[DataFrame], DataFrame]
 
 
-def settled(before: date, summarize: Summarize) -> Callable[[DataFrame], DataFrame]:
+# A settled table's last touch at its boundary (``settled_before`` -> summaries -> summaries), or None: what no later tile
+# can change folded away (the sessions' summaries close the sessions no later event can continue).
+Close = Callable[[date], Summarize]
+
+
+def settled(before: date, summarize: Summarize, close: Close | None = None) -> Callable[[DataFrame], DataFrame]:
     """tiles -> one summary row per user of their tiles in the partitions before ``before``, marked with it.
 
     Those partitions hold no row of a day any window reaches (``state_profiles.settled_before``), so the folds
     read this instead of them, and the tiles from ``before`` on."""
     return lambda tiles: (tiles.filter(F.col("dt") < F.lit(before)).transform(summarize)
+                          .transform(close(before) if close else lambda rows: rows)
                           .withColumn("settled_before", F.lit(before)))
 
 
 def resettled(old: DataFrame, old_before: date | None, tiles: DataFrame, changed: DataFrame, before: date,
-              summarize: Summarize, merge: Summarize) -> DataFrame:
+              summarize: Summarize, merge: Summarize, close: Close | None = None) -> DataFrame:
     """The settled rows of ``old`` (settled before ``old_before``) moved to ``before``: what ``settled(before)``
     gives over ``tiles``, without reading the partitions ``old`` already holds.
 
@@ -54,9 +60,11 @@ def resettled(old: DataFrame, old_before: date | None, tiles: DataFrame, changed
     tiles. A boundary that moved back (an earlier as_of), or none, settles everyone again.
     """
     if old_before is None or old_before > before:
-        return tiles.transform(settled(before, summarize))
+        return tiles.transform(settled(before, summarize, close))
     crossing = tiles.filter((F.col("dt") >= F.lit(old_before)) & (F.col("dt") < F.lit(before)))
     kept = old.join(changed, "user_id", "left_anti").drop("settled_before")
     moved = kept.unionByName(crossing.join(changed, "user_id", "left_anti").transform(summarize)).transform(merge)
-    again = tiles.join(changed, "user_id", "left_semi").transform(settled(before, summarize)).drop("settled_before")
+    if close:
+        moved = moved.transform(close(before))
+    again = tiles.join(changed, "user_id", "left_semi").transform(settled(before, summarize, close)).drop("settled_before")
     return moved.unionByName(again).withColumn("settled_before", F.lit(before))

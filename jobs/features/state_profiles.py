@@ -26,13 +26,14 @@ from jobs.features.activity import (activity_from_state, all_events, event_day_s
 from jobs.features.affinity import (AFFINITY_FACETS, affinity_from_state, affinity_weights, interaction_day_state,
                                     merged_affinity, price_day_state, price_from_state, price_lines)
 from jobs.features.common import days_between, first_partition, from_partition
-from jobs.features.conversion import browse_day_state, conversion_from_state
+from jobs.features.conversion import (SessionRule, browse_day_state, closed_sessions, conversion_from_state,
+                                      merged_session_summaries, session_summaries)
 from jobs.features.intent import (intent_counts, intent_recency, intent_summaries, last_intent_times,
                                   merged_intent_summaries)
 from jobs.features.profiles import profiles_from_features
 from jobs.features.rfm import order_day_state, order_totals, rfm_from_state
 from jobs.features.social import social_day_state, social_from_state, social_totals
-from jobs.features.state import Summarize, replace_partitions, resettled, settled
+from jobs.features.state import Close, Summarize, replace_partitions, resettled, settled
 from jobs.features.text_vectors import (IMAGE_COLUMNS, ITEM_TEXTS, item_vector_means, item_vector_sums, merged_item_vector_sums,
                                         text_means, written_texts)
 from jobs.features.time_patterns import time_patterns_from_state
@@ -200,6 +201,7 @@ class SettledTable:
     summarize: Summarize
     merge: Summarize
     item_columns: tuple[str, ...] = ()
+    close: Close | None = None
 
 
 def no_summaries(schema: StructType) -> Summarize:
@@ -211,6 +213,7 @@ def settled_of(cfg: Config, items: DataFrame, vectors: Vectors) -> dict[str, Set
     """Every settled table, with the summaries of ``cfg``'s settings: affinity's read the clean ``items``' categories
     and brands, the interest sums the items' title vectors (``vectors``)."""
     f, e = cfg.features, cfg.embedding
+    sessions = session_rule(cfg)
 
     def interest(item_vectors: DataFrame | None) -> Summarize:
         return (item_vector_sums(e.interest_weights, item_vectors) if item_vectors is not None
@@ -218,6 +221,9 @@ def settled_of(cfg: Config, items: DataFrame, vectors: Vectors) -> dict[str, Set
     return {
         "settled_events": SettledTable("state_events", event_summaries, merged_event_summaries),
         "settled_browse": SettledTable("state_browse", intent_summaries, merged_intent_summaries),
+        "settled_sessions": SettledTable("state_browse", session_summaries(sessions), merged_session_summaries(sessions),
+                                         close=closed_sessions(sessions, cfg.validation.max_days_after_partition,
+                                                               cfg.time.zone)),
         "settled_orders": SettledTable("state_orders", order_totals, order_totals),
         "settled_social": SettledTable("state_social", social_totals, social_totals),
         "settled_interest": SettledTable("state_interactions", interest(vectors.titles), merged_item_vector_sums,
@@ -228,6 +234,10 @@ def settled_of(cfg: Config, items: DataFrame, vectors: Vectors) -> dict[str, Set
                                          merged_affinity, item_columns=AFFINITY_FACETS),
         "settled_prices": SettledTable("state_prices", price_lines, price_lines),
     }
+
+
+def session_rule(cfg: Config) -> SessionRule:
+    return SessionRule(cfg.features.session_gap_minutes, cfg.features.session_id_idle_hours)
 
 
 def settled_window(cfg: Config, table: str) -> int:
@@ -248,7 +258,7 @@ def settled_tables(cfg: Config, as_of: datetime, vectors: Vectors
     """{tile table: frame, and the clean ``items``} -> every settled table as of ``as_of``, settled from all the
     tiles: what the full job writes, and what the model's snapshots and the backtests fold with at their own dates.
     ``vectors``: those the profiles are then folded with."""
-    return lambda tiles: {name: tiles[t.tiles].transform(settled(settled_before(cfg, as_of, name), t.summarize))
+    return lambda tiles: {name: tiles[t.tiles].transform(settled(settled_before(cfg, as_of, name), t.summarize, t.close))
                           for name, t in settled_of(cfg, tiles["items"], vectors).items()}
 
 
@@ -265,7 +275,7 @@ def moved_settled_tables(cfg: Config, as_of: datetime, vectors: Vectors, old: di
         was = old_before[name]
         users = settled_again(tiles[t.tiles], before[t.tiles], rewritten[t.tiles], was, t.item_columns, catalogue)
         moved[name] = resettled(old[name], was, tiles[t.tiles], users, settled_before(cfg, as_of, name), t.summarize,
-                                t.merge)
+                                t.merge, t.close)
     return moved
 
 
@@ -301,10 +311,10 @@ def feature_families(cfg: Config, as_of: datetime, items: DataFrame, vectors: Ve
     f, e, zone = cfg.features, cfg.embedding, cfg.time.zone
     recent = cfg.tags.active_window_days
     lead = cfg.validation.max_days_after_partition
-    events_from, browse_from, orders_from, social_from, interest_from, affinity_from, image_from, prices_from = (
-        settled_before(cfg, as_of, t) for t in ("settled_events", "settled_browse", "settled_orders", "settled_social",
-                                                "settled_interest", "settled_affinity", "settled_image_interest",
-                                                "settled_prices"))
+    (events_from, browse_from, sessions_from, orders_from, social_from, interest_from, affinity_from, image_from,
+     prices_from) = (settled_before(cfg, as_of, t) for t in (
+         "settled_events", "settled_browse", "settled_sessions", "settled_orders", "settled_social", "settled_interest",
+         "settled_affinity", "settled_image_interest", "settled_prices"))
 
     families = [
         Family("rfm", ("state_orders",),
@@ -319,8 +329,9 @@ def feature_families(cfg: Config, as_of: datetime, items: DataFrame, vectors: Ve
                    s["state_prices"], s["settled_prices"]),
                catalogue_columns=("price",), summaries=("settled_prices",)),
         Family("conversion", ("state_browse", "state_orders"),
-               lambda s: conversion_from_state(as_of, f.session_gap_minutes, zone, orders_from)(
-                   s["state_browse"], s["state_orders"], s["settled_orders"]), summaries=("settled_orders",)),
+               lambda s: conversion_from_state(as_of, session_rule(cfg), zone, sessions_from, orders_from)(
+                   s["state_browse"], s["settled_sessions"], s["state_orders"], s["settled_orders"]),
+               summaries=("settled_sessions", "settled_orders")),
         Family("activity", ("state_events",),
                lambda s: activity_from_state(as_of, recent, zone, events_from)(s["state_events"], s["settled_events"]),
                (recent,), slide=recency(as_of, "days_since_last_event", "last_event_ts"), summaries=("settled_events",)),
