@@ -41,6 +41,7 @@ class Expected:
     hours: Counter = field(default_factory=Counter)
     weekdays: Counter = field(default_factory=Counter)
     weights: Counter = field(default_factory=Counter)
+    browsed: list = field(default_factory=list)     # instants of the browse events (every kind but buy)
 
     @property
     def events(self) -> int:
@@ -84,6 +85,7 @@ def expected_profiles(events: list[Event], zone: str, as_of: dt.datetime, window
         if e.category is not None and WEIGHTS.get(e.kind, 0) > 0:
             u.weights[e.category] += WEIGHTS[e.kind]
         if e.kind != "buy":
+            u.browsed.append(at)
             continue
         u.order_ids.add(e.order)
         u.last_order = max(u.last_order or at, at)
@@ -102,8 +104,19 @@ def days_between(as_of: dt.datetime, then: dt.datetime | None) -> float | None:
     return None if then is None else (as_of.astimezone(UTC) - then.astimezone(UTC)).total_seconds() / 86_400
 
 
+def gap_sessions(times: list[dt.datetime], gap_minutes: int) -> list[tuple[int, float]]:
+    """Events with no session id -> (events, minutes) per session: a gap longer than ``gap_minutes`` starts one."""
+    sessions: list[list[dt.datetime]] = []
+    for at in sorted(times):
+        if sessions and (at - sessions[-1][-1]).total_seconds() <= gap_minutes * 60:
+            sessions[-1].append(at)
+        else:
+            sessions.append([at])
+    return [(len(s), (s[-1] - s[0]).total_seconds() / 60) for s in sessions]
+
+
 def assert_profile(p: dict, e: Expected, as_of: dt.datetime, windows: list[int], recent_days: int,
-                   browse: bool, approx) -> None:
+                   browse: bool, approx, gap_minutes: int = 30) -> None:
     """Every feature family the source supports, for one user (``p``: the stored profile row)."""
     spend_known = bool(e.amounts)
     for w in windows:
@@ -130,6 +143,11 @@ def assert_profile(p: dict, e: Expected, as_of: dt.datetime, windows: list[int],
     assert p["median_unit_price"] == (approx(median) if median is not None else None)
     if browse:
         assert (p["views"], p["carts"], p["favs"]) == (e.counts["view"], e.counts["cart"], e.counts["fav"])
+        sessions = gap_sessions(e.browsed, gap_minutes)
+        assert p["sessions"] == (len(sessions) if sessions else None)
+        if sessions:
+            assert p["avg_session_events"] == approx(sum(n for n, _ in sessions) / len(sessions))
+            assert p["avg_session_minutes"] == approx(sum(m for _, m in sessions) / len(sessions))
     else:
         assert (p["views"], p["sessions"], p["view_to_cart_rate"]) == (None, None, None)
 

@@ -91,7 +91,8 @@ def check_every_user(cfg, wh, events: list[Event], raw_users: list[str], browse:
     for user in raw_users:
         stored = profiles[p_id(user)]
         if user in expected:
-            assert_profile(stored, expected[user], cfg.as_of, windows, recent, browse, approx)
+            assert_profile(stored, expected[user], cfg.as_of, windows, recent, browse, approx,
+                           cfg.features.session_gap_minutes)
         else:
             assert stored["frequency"] in (0, None) and stored["last_event_ts"] is None, user
         assert tags[p_id(user)] == want_tags[user], user
