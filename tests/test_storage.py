@@ -122,3 +122,21 @@ def test_a_table_written_before_a_nullable_column_was_added_reads_it_as_null_and
     stored = [f.name for f in DeltaTable(warehouse.path("items")).schema().fields]
     assert stored == ITEMS.fieldNames()
     assert [(r.item_id, r.image_path) for r in warehouse.read("items").collect()] == [("b", "/p/b.jpg")]
+
+
+def test_float_vectors_are_written_without_a_dictionary_and_other_columns_keep_theirs(spark, warehouse):
+    import pyarrow.parquet as pq
+
+    when = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+    rows = [("m", f"sha{i % 3}", [float(i), 0.5, -1.25], when) for i in range(30)]
+    warehouse.overwrite("embedding_cache", spark.createDataFrame(rows, warehouse.spec("embedding_cache").schema))
+    files = [uri.removeprefix("file://") for uri in DeltaTable(warehouse.path("embedding_cache")).file_uris()]
+    assert files
+    for file in files:
+        meta = pq.ParquetFile(file).metadata
+        columns = {meta.row_group(0).column(i).path_in_schema: meta.row_group(0).column(i)
+                   for i in range(meta.num_columns)}
+        assert not columns["embedding.list.element"].has_dictionary_page
+        assert columns["text_sha256"].has_dictionary_page and columns["model_id"].has_dictionary_page
+    back = warehouse.read("embedding_cache").orderBy("created_at", "text_sha256").collect()
+    assert sorted(r["embedding"] for r in back) == sorted(r[2] for r in rows)

@@ -38,8 +38,11 @@ def sum_arrays(column: str, size: int) -> list[F.Column]:
 
 
 def day_events(hour_counts: str = "hour_counts") -> F.Column:
-    """Events in one ``EVENT_DAY_STATE`` (or ``EVENT_SUMMARY``) row: its hour counts add up to them."""
-    return F.aggregate(hour_counts, F.lit(0).cast("long"), lambda acc, c: acc + c)
+    """Events in one ``EVENT_DAY_STATE`` (or ``EVENT_SUMMARY``) row: its hour counts add up to them.
+
+    Added element by element in generated code: Spark's array lambdas (``aggregate``) are interpreted, with a
+    settings lookup per element, and this runs on every tile."""
+    return sum((F.col(hour_counts)[h] for h in range(1, 24)), F.col(hour_counts)[0])
 
 
 def event_summaries(tiles: DataFrame) -> DataFrame:

@@ -13,11 +13,12 @@ from jobs.features.activity import day_events, summary_before
 
 def pattern_summaries(counts: DataFrame) -> DataFrame:
     """(user_id, _n events, _hours[24], _days[7] ISO, _night) counts -> the histograms, peaks and shares."""
-    share = lambda arr: F.transform(arr, lambda c: c / F.col("_n"))  # noqa: E731
+    # Element by element in generated code, not an interpreted array lambda (``transform``) per user.
+    share = lambda arr, n: F.array(*[F.col(arr)[i] / F.col("_n") for i in range(n)])  # noqa: E731
     return counts.select(
         "user_id",
-        share("_hours").alias("hour_hist"),
-        share("_days").alias("weekday_hist"),
+        share("_hours", 24).alias("hour_hist"),
+        share("_days", 7).alias("weekday_hist"),
         (F.array_position("_hours", F.array_max("_hours")) - 1).cast("int").alias("peak_hour"),
         F.array_position("_days", F.array_max("_days")).cast("int").alias("peak_weekday"),
         ((F.col("_days")[5] + F.col("_days")[6]) / F.col("_n")).alias("weekend_share"),

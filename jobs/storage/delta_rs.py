@@ -24,6 +24,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
 from jobs.storage.commits import STEP_INPUTS, AppTxn, commit_metadata, lost_race, refuse_if_committed
+from jobs.storage.parquet_options import parquet_options
 from jobs.storage.schema_compat import arrow_schema
 
 STAGING_DIR = "_staging"  # Delta readers ignore paths that start with "_"
@@ -117,7 +118,7 @@ class DeltaRsStore:
     def _stage_files(self, path: str, df: DataFrame, partition_by: list[str]) -> list[AddAction]:
         """Executors write parquet into a staging dir; move the files into the table and describe them."""
         staging = os.path.join(path, STAGING_DIR, uuid.uuid4().hex)
-        writer = df.write.mode("errorifexists")
+        writer = df.write.mode("errorifexists").options(**parquet_options(df.schema))
         if partition_by:
             writer = writer.partitionBy(*partition_by)
         writer.parquet(staging)

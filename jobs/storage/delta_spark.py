@@ -10,6 +10,7 @@ from pyspark.sql.types import StructType
 
 from jobs.frames import conform
 from jobs.storage.commits import STEP_INPUTS, AppTxn, commit_metadata, lost_race, refuse_if_committed
+from jobs.storage.parquet_options import parquet_options
 
 # Delta's idempotent-write settings: DataFrameWriter options, and session settings for MERGE.
 TXN_SESSION_CONF = ("spark.databricks.delta.write.txnAppId", "spark.databricks.delta.write.txnVersion")
@@ -66,7 +67,8 @@ class DeltaSparkStore:
         if self.exists(path):
             self._refuse_if_committed(path, txn)
         # mergeSchema: a nullable column added since the table was written is added to it.
-        writer = df.select(*schema.fieldNames()).write.format("delta").mode(mode).option("mergeSchema", "true")
+        writer = (df.select(*schema.fieldNames()).write.format("delta").mode(mode).option("mergeSchema", "true")
+                  .options(**parquet_options(schema)))
         if run_id or (txn is not None and txn.inputs is not None):
             writer = writer.option("userMetadata", _user_metadata(run_id, txn))
         if txn is not None:
