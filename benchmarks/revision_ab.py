@@ -70,6 +70,8 @@ def seconds_at(code: Path, script: str, args: list[str]) -> list[float]:
 @contextmanager
 def checkout(revision: str, path: Path) -> Iterator[Path]:
     """``revision``'s code in a git worktree at ``path``, removed on exit."""
+    # A worktree of an interrupted run, whose directory was deleted since, would block the path.
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "prune"], check=True, capture_output=True)
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), revision], check=True,
                    capture_output=True)
     try:

@@ -139,6 +139,15 @@ def test_interest_vector_weights_event_kinds(spark):
     assert out["u1"]["interest_vector"] == pytest.approx([1 / 9, 8 / 9], rel=1e-6)
 
 
+def test_interest_sums_that_would_overflow_64_bits_are_refused_naming_the_table(spark):
+    day = AS_OF.date() - dt.timedelta(days=1)
+    titles = spark.createDataFrame([("i1", [1.0, -0.5])], "item_id string, embedding array<float>")
+    # 2**33 views at weight 1.0 (2**30 fixed-point units) of a vector whose largest element is 1: 2**63 and more.
+    tiles = spark.createDataFrame([("bot", "browse", day, day, "i1", "view", 2 ** 33)], INTERACTION_DAY_STATE)
+    with pytest.raises(Exception, match="state_interactions: 1 users' weighted events overflow"):
+        item_vector_means({"view": 1.0}, AS_OF, "UTC", titles, "interest_vector")(tiles, None).collect()
+
+
 def test_user_vectors_stream_through_arrow_batches_smaller_than_a_user(spark):
     """Users whose rows straddle Arrow batches (two rows per batch here) still get one mean each, equal to the
     weighted mean in float64."""
