@@ -269,7 +269,7 @@ def _partial_sums(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
     events x rint(fixed_weight x vector) and of events x fixed_weight. ``merged_item_vector_sums`` adds them up.
 
     Run where the rows meet their item's vector (partitioned by item), so that what crosses the shuffle to the
-    users is a partial sum per user and task, not every (user, item) row with its vector: 8.3 GB for 20,000 users
+    users is a partial sum per user and task, not every (user, item) row with its vector: 8.8 GB for 20,000 users
     over 180 days, half of that full run's time. Whole numbers, so how the rows are split moves no bit."""
     held = _HeldSums()
     for rows in batches:
