@@ -1,6 +1,8 @@
 """A one-day incremental step at two revisions of the code, on the same long-history warehouse.
 
     python benchmarks/step_ab.py --old 41219f6                 # 2,000 users, 180 days: about 25 minutes
+    python benchmarks/step_ab.py --old HEAD --old-set warehouse.settled_compaction_days=1 --users 20000
+                                                               # one revision, two settings: about 35 minutes
 
 One generated warehouse (``--users`` users over ``--days`` days, model off) without its last day's events is run
 in full by each revision's code (so each steps tables its own code wrote, folded with its own key), then the last
@@ -73,6 +75,7 @@ def settings(work: Path, users: int, days: int, seed: int) -> list[str]:
 
 
 def main(old: str = typer.Option(..., help="The revision to compare with (the new side is this checkout)."),
+         old_set: list[str] = typer.Option([], help="KEY=VALUE settings for the old side's steps only."),
          rounds: int = 2, users: int = 2000, days: int = 180, seed: int = 42,
          work: Path = ROOT / "benchmarks" / ".work" / "step_ab", out: Path = RESULTS) -> None:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -95,7 +98,8 @@ def main(old: str = typer.Option(..., help="The revision to compare with (the ne
     def stepped(side: str, code: Path) -> list[float]:
         events = work / "events" / f"{side}_{len(bytes_read[side])}"
         events.mkdir(parents=True)
-        seconds = seconds_at(code, STEP, [str(work / f"base_{side}"), str(work / "runs"), str(events), *common])
+        extra = old_set if side == "old" else []
+        seconds = seconds_at(code, STEP, [str(work / f"base_{side}"), str(work / "runs"), str(events), *common, *extra])
         bytes_read[side].append(bytes_read_by_group(events))
         return seconds
 
@@ -111,7 +115,7 @@ def main(old: str = typer.Option(..., help="The revision to compare with (the ne
                      "second_step_s": round(statistics.median(r[1] for r in runs), 1)}
               for side, runs in measured.items()}
     result = {
-        "old": old, "new": f"{head_revision()} (the checkout, with any uncommitted changes)",
+        "old": old, "old_settings": old_set, "new": f"{head_revision()} (the checkout, with any uncommitted changes)",
         "users": users, "days": days, "rounds": rounds,
         "seconds_per_round": measured, "median": median, "bytes_read_per_round": bytes_read,
         "second_step_new_over_old": round(median["new"]["second_step_s"] / median["old"]["second_step_s"], 3),

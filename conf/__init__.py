@@ -41,6 +41,9 @@ class _Section(BaseModel):
 class WarehouseConf(_Section):
     path: str = "./warehouse"
     engine: Literal["auto", "delta-rs", "delta-spark"] = "auto"
+    # A daily step appends the day's summaries to the settled tables and rewrites each (a row per user) only when
+    # its boundary crosses a date whose ordinal is a multiple of this; 1: rewritten every step. Moves no value.
+    settled_compaction_days: int = Field(7, ge=1)
 
 
 class SparkConf(_Section):

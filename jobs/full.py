@@ -172,10 +172,13 @@ def write_tiles(wh: Warehouse, rec: RunRecorder, plan: StepPlan, clean: dict[str
     return tiles
 
 
-def write_settled(wh: Warehouse, rec: RunRecorder, plan: StepPlan, settled: dict[str, DataFrame]) -> dict[str, DataFrame]:
-    """Replace each settled table (``write_once``: one row per user, so written whole), then read them back."""
+def write_settled(wh: Warehouse, rec: RunRecorder, plan: StepPlan, settled: dict[str, DataFrame],
+                  appended: Collection[str] = ()) -> dict[str, DataFrame]:
+    """Replace each settled table (``write_once``), or append to those ``appended`` (a step's crossing summaries),
+    then read them back."""
     with rec.stage("settle") as st:
-        write_once(wh, rec, plan, [(table, wh.overwrite, rows) for table, rows in settled.items()])
+        write_once(wh, rec, plan, [(table, wh.append if table in appended else wh.overwrite, rows)
+                                   for table, rows in settled.items()])
         st.rows_out = sum(wh.count(table) for table in settled)
     return {table: wh.read(table) for table in settled}
 

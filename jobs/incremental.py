@@ -219,9 +219,9 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
         photographed = photo_tiles(cfg, as_of, old_before["settled_image_interest"], state["state_interactions"],
                                    before["state_interactions"], rewritten["state_interactions"], catalogue)
         vectors = embedded_vectors(cfg, wh, {**clean, "social": written}, photographed, rec, cleanup)
-        state |= write_settled(wh, rec, plan, moved_settled_tables(cfg, as_of, vectors, found_settled, old_before,
-                                                                   {**state, "items": clean["items"]}, before,
-                                                                   rewritten, catalogue))
+        state |= write_settled(wh, rec, plan, *moved_settled_tables(cfg, as_of, vectors, found_settled, old_before,
+                                                                    {**state, "items": clean["items"]}, before,
+                                                                    rewritten, catalogue))
         with rec.stage("features") as st:
             inputs = {**state, "users": clean["users"], "items": clean["items"]}
             if folded_alike:

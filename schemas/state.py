@@ -36,8 +36,10 @@ EVENT_DAY_STATE = StructType([
     StructField("last_ts", TimestampType(), False),
 ])
 
-# The ``state_events`` tiles of every partition before ``settled_before``, merged: one row per user. A step
-# folds these and the tiles from ``settled_before`` on, so its cost does not grow with the days behind it.
+# The ``state_events`` tiles of every partition before ``settled_before``, merged: one row per user (a few where
+# steps appended the summaries of the partitions that crossed the boundary; ``settled_before`` then says which
+# boundary each row was settled up to). A step folds these and the tiles from ``settled_before`` on, so its cost
+# does not grow with the days behind it.
 # Every part merges exactly: a set of days, integer counts, a latest time.
 EVENT_SUMMARY = StructType([
     StructField("user_id", StringType(), False),

@@ -87,11 +87,25 @@ def fold_inputs(cfg, as_of: dt.datetime, clean: dict[str, DataFrame], vectors=No
     return {**tiles, **settled_tables(cfg, as_of, vectors or NO_VECTORS)(tiles)}
 
 
-def settled_fold(fold_of, *args, before: dt.date, summarize=None):
+def settled_fold(fold_of, *args, before: dt.date, summarize=None, appended_from: dt.date | None = None):
     """tiles -> the fold ``fold_of(*args, before)`` over them, with the tiles of the partitions before ``before``
-    settled into one summary per user (``summarize``; default: the ``state_events`` one), as the jobs keep them."""
+    settled into one summary per user (``summarize``; default: the ``state_events`` one), as the jobs keep them.
+    With ``appended_from``: settled as a step that appended leaves them (``crossed``), the summaries of the partitions
+    before ``appended_from`` beside those of the partitions from it to ``before``, two rows per user."""
     from jobs.features.activity import event_summaries
-    from jobs.features.state import settled
+    from jobs.features.state import crossed, settled
 
-    fold = fold_of(*args, before)
-    return lambda tiles: fold(tiles, tiles.transform(settled(before, summarize or event_summaries)))
+    fold, summarize = fold_of(*args, before), summarize or event_summaries
+
+    def summaries(tiles):
+        if appended_from is None:
+            return tiles.transform(settled(before, summarize))
+        return tiles.transform(settled(appended_from, summarize)).unionByName(
+            crossed(tiles, appended_from, before, summarize))
+    return lambda tiles: fold(tiles, summaries(tiles))
+
+
+def halfway(start: dt.date, end: dt.date) -> dt.date:
+    """The date halfway from ``start`` to ``end`` (``start`` when ``end`` is not after it): a settled boundary that
+    an appending step moved on to ``end``."""
+    return start + dt.timedelta(days=max((end - start).days, 0) // 2)

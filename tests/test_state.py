@@ -22,14 +22,14 @@ from jobs.features.conversion import (SessionRule, browse_day_state, closed_sess
 from jobs.features.rfm import order_day_state, order_totals, rfm_from_state
 from jobs.features.social import social_day_state, social_from_state, social_totals
 from jobs.features.state import replace_partitions, resettled, settled
-from jobs.features.state_profiles import (CatalogueChange, EventsSeen, Family, events_seen, photo_tiles,
+from jobs.features.state_profiles import (CatalogueChange, EventsSeen, Family, compacts, events_seen, photo_tiles,
                                           refolded_users, touched_users)
 from jobs.features.text_vectors import item_vector_means, item_vector_sums
 from jobs.features.time_patterns import time_patterns_from_state
 from schemas.events import BROWSE, TRANSACTIONS
 from schemas.items import ITEMS
 from schemas.social import SOCIAL, SOCIAL_KINDS
-from tests.helpers import AS_OF, by_user, naive, rows, settled_fold, ts, padded
+from tests.helpers import AS_OF, by_user, halfway, naive, rows, settled_fold, ts, padded
 
 WINDOWS = [1, 3, 7]
 RFM_COLUMNS = [c for w in WINDOWS for c in (f"orders_{w}d", f"spend_{w}d")] + [
@@ -129,8 +129,12 @@ def test_folding_partitions_after_day_k_with_late_data_equals_rfm_over_every_lin
     # Settled before the first partition holding a day of the longest window (the rows here are filed anywhere).
     window_from = as_of.date() - dt.timedelta(days=max(WINDOWS))
     before = min([line[4] for line in every if line[3].date() >= window_from], default=as_of.date())
-    fold = lambda b: settled_fold(rfm_from_state, WINDOWS, as_of, "UTC", before=b, summarize=order_totals)  # noqa: E731
-    assert_same_rfm(by_user(state.transform(fold(before))), by_user(tiles(every).transform(fold(START.date()))))
+    fold = lambda b, appended_from=None: settled_fold(rfm_from_state, WINDOWS, as_of, "UTC", before=b,  # noqa: E731
+                                                      summarize=order_totals, appended_from=appended_from)
+    expected = by_user(tiles(every).transform(fold(START.date())))
+    assert_same_rfm(by_user(state.transform(fold(before))), expected)
+    # Settled by steps that appended: two rows per user, which the fold merges.
+    assert_same_rfm(by_user(state.transform(fold(before, halfway(START.date(), before)))), expected)
 
 
 EVENTS = StructType([StructField("user_id", StringType(), False), StructField("ts", TimestampType(), False),
@@ -158,14 +162,30 @@ def test_folding_event_partitions_equals_activity_and_time_patterns_over_every_e
     window_from = as_of.date() - dt.timedelta(days=2)
     settled_before = min([line[3] for line in every if line[1].date() >= window_from], default=as_of.date())
 
-    def fold(state, before):
-        return by_user(state.transform(settled_fold(activity_from_state, as_of, 2, "UTC", before=before))
-                       .join(state.transform(settled_fold(time_patterns_from_state, as_of, night, "UTC", before=before)),
-                             "user_id"))
-    folded, expected = fold(state, settled_before), fold(tiles(every), START.date())
-    assert folded.keys() == expected.keys()
-    for user in expected:
-        assert {c: folded[user][c] for c in ACTIVITY_COLUMNS} == {c: expected[user][c] for c in ACTIVITY_COLUMNS}, user
+    def fold(state, before, appended_from=None):
+        def of(fold_of, *args):
+            return state.transform(settled_fold(fold_of, *args, before=before, appended_from=appended_from))
+        return by_user(of(activity_from_state, as_of, 2, "UTC").join(of(time_patterns_from_state, as_of, night, "UTC"),
+                                                                       "user_id"))
+    expected = fold(tiles(every), START.date())
+    # Settled once, and by steps that appended (two rows per user, which the folds merge).
+    for folded in (fold(state, settled_before), fold(state, settled_before, halfway(START.date(), settled_before))):
+        assert folded.keys() == expected.keys()
+        for user in expected:
+            assert {c: folded[user][c] for c in ACTIVITY_COLUMNS} == {c: expected[user][c] for c in ACTIVITY_COLUMNS}, user
+
+
+def test_a_step_compacts_a_settled_table_when_its_boundary_crosses_a_date_whose_ordinal_the_period_divides():
+    # Ordinal 1 is Monday 0001-01-01, so with a 7-day period the dates whose ordinal 7 divides are the Sundays.
+    sunday = dt.date(2025, 1, 5)
+    assert sunday.weekday() == 6
+    days = [sunday + dt.timedelta(days=n) for n in range(-3, 12)]
+    for was in days:
+        for now in days:
+            if now >= was:
+                crossed_sunday = any((was + dt.timedelta(days=n)).weekday() == 6 for n in range((now - was).days))
+                assert compacts(was, now, 7) == crossed_sunday, (was, now)
+                assert compacts(was, now, 1) == (now > was)  # a period of 1: rewritten whenever the boundary moves
 
 
 def test_moving_the_settled_boundary_merges_the_crossing_partitions_and_settles_rewritten_users_again(spark):
@@ -208,10 +228,12 @@ def test_folding_social_partitions_equals_social_features_over_every_row(spark, 
     # Social has no window: settled before the first partition holding a day from as_of's on (the rows here are
     # filed anywhere; the jobs' filing bound puts that partition at most a day before as_of's).
     settled_before = min([line[4] for line in every if line[3].date() >= as_of.date()], default=as_of.date())
-    fold = lambda before: settled_fold(social_from_state, as_of, "UTC", before=before, summarize=social_totals)  # noqa: E731
-    folded = rows(state.transform(fold(settled_before)))
+    fold = lambda before, appended_from=None: settled_fold(social_from_state, as_of, "UTC", before=before,  # noqa: E731
+                                                           summarize=social_totals, appended_from=appended_from)
     expected = rows(tiles(every).transform(fold(START.date())))
-    assert [sorted(r.items()) for r in folded] == [sorted(r.items()) for r in expected]
+    for folded in (rows(state.transform(fold(settled_before))),
+                   rows(state.transform(fold(settled_before, halfway(START.date(), settled_before))))):
+        assert [sorted(r.items()) for r in folded] == [sorted(r.items()) for r in expected]
 
 
 WEIGHTS = {"view": 1.0, "click": 1.0, "fav": 2.0, "cart": 3.0, "buy": 5.0}  # conf/local.yaml's affinity weights
@@ -240,16 +262,22 @@ def test_folding_interaction_partitions_equals_affinity_and_interest_vectors(spa
     # With the partitions before the first holding a day from as_of's on settled (the rows here are filed anywhere),
     # the folds equal those of all the tiles, bit for bit: their sums are whole numbers.
     settled_before = min([line[4] for line in every if line[3].date() >= as_of.date()], default=as_of.date())
-    affinity = lambda before: settled_fold(affinity_from_state, WEIGHTS, 2, as_of, "UTC", items,  # noqa: E731
-                                           before=before, summarize=affinity_weights(WEIGHTS, items))
-    assert rows(state.transform(affinity(settled_before))) == rows(tiles(every).transform(affinity(START.date())))
+    appended_from = halfway(START.date(), settled_before)  # settled by steps that appended: two rows per key
+    affinity = lambda before, appended_from=None: settled_fold(  # noqa: E731
+        affinity_from_state, WEIGHTS, 2, as_of, "UTC", items, before=before, summarize=affinity_weights(WEIGHTS, items),
+        appended_from=appended_from)
+    expected = rows(tiles(every).transform(affinity(START.date())))
+    assert rows(state.transform(affinity(settled_before))) == expected
+    assert rows(state.transform(affinity(settled_before, appended_from))) == expected
     # The interest vectors (i4 has no title vector, as an item with no title).
     titles = spark.createDataFrame([("i1", [1.0, 0.0, 0.5]), ("i2", [0.1, 0.7, 0.0]), ("i3", [0.3, 0.3, 0.9])],
                                    "item_id string, embedding array<float>")
-    fold = lambda before: settled_fold(item_vector_means, WEIGHTS, as_of, "UTC", titles, "interest_vector",  # noqa: E731
-                                       before=before, summarize=item_vector_sums(WEIGHTS, titles))
+    fold = lambda before, appended_from=None: settled_fold(  # noqa: E731
+        item_vector_means, WEIGHTS, as_of, "UTC", titles, "interest_vector", before=before,
+        summarize=item_vector_sums(WEIGHTS, titles), appended_from=appended_from)
     folded = rows(state.transform(fold(settled_before)))
     assert folded == rows(tiles(every).transform(fold(START.date())))
+    assert rows(state.transform(fold(settled_before, appended_from))) == folded
     assert folded == rows(item_vector_means(WEIGHTS, as_of, "UTC", titles, "interest_vector")(tiles(every), None))
 
 
@@ -349,10 +377,12 @@ def test_folding_price_partitions_equals_the_median_over_every_line(spark, lines
     state, every = folded_in_steps(tiles, lines, late, k, lambda line: (line[4],))
     # Prices have no window: settled before the first partition holding a day from as_of's on.
     settled_before = min([line[4] for line in every if line[3].date() >= as_of.date()], default=as_of.date())
-    fold = lambda before: settled_fold(price_from_state, [0.25, 0.75], as_of, "UTC", items,  # noqa: E731
-                                       before=before, summarize=price_lines)
+    fold = lambda before, appended_from=None: settled_fold(price_from_state, [0.25, 0.75], as_of, "UTC", items,  # noqa: E731
+                                                           before=before, summarize=price_lines,
+                                                           appended_from=appended_from)
     folded = rows(state.transform(fold(settled_before)))
     assert folded == rows(tiles(every).transform(fold(START.date())))
+    assert rows(state.transform(fold(settled_before, halfway(START.date(), settled_before)))) == folded
     paid = defaultdict(list)
     for _, user, amount, at, _ in every:
         if amount is not None and at < as_of:

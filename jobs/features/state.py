@@ -49,22 +49,41 @@ def settled(before: date, summarize: Summarize, close: Close | None = None) -> C
                           .withColumn("settled_before", F.lit(before)))
 
 
-def resettled(old: DataFrame, old_before: date | None, tiles: DataFrame, changed: DataFrame, before: date,
+def resettled(old: DataFrame, old_before: date | None, tiles: DataFrame, changed: DataFrame | None, before: date,
               summarize: Summarize, merge: Summarize, close: Close | None = None) -> DataFrame:
     """The settled rows of ``old`` (settled before ``old_before``) moved to ``before``: what ``settled(before)``
     gives over ``tiles``, without reading the partitions ``old`` already holds.
 
-    Each user's row merges their tiles in the partitions that crossed the boundary. ``changed`` (user_id):
-    users with rows in a partition before ``old_before`` that the step rewrote (late data, users or items
+    Each user's row merges their tiles in the partitions that crossed the boundary. ``changed`` (user_id; None:
+    nobody): users with rows in a partition before ``old_before`` that the step rewrote (late data, users or items
     that changed, as the tiles were before the rewrite or after); theirs are settled again from all their
     tiles. A boundary that moved back (an earlier as_of), or none, settles everyone again.
     """
     if old_before is None or old_before > before:
         return tiles.transform(settled(before, summarize, close))
-    crossing = tiles.filter((F.col("dt") >= F.lit(old_before)) & (F.col("dt") < F.lit(before)))
-    kept = old.join(changed, "user_id", "left_anti").drop("settled_before")
-    moved = kept.unionByName(crossing.join(changed, "user_id", "left_anti").transform(summarize)).transform(merge)
+    kept, crossing = old.drop("settled_before"), tiles.filter(_crossing(old_before, before))
+    if changed is not None:
+        kept, crossing = kept.join(changed, "user_id", "left_anti"), crossing.join(changed, "user_id", "left_anti")
+    moved = kept.unionByName(crossing.transform(summarize)).transform(merge)
     if close:
         moved = moved.transform(close(before))
-    again = tiles.join(changed, "user_id", "left_semi").transform(settled(before, summarize, close)).drop("settled_before")
-    return moved.unionByName(again).withColumn("settled_before", F.lit(before))
+    if changed is not None:
+        again = tiles.join(changed, "user_id", "left_semi").transform(settled(before, summarize, close))
+        moved = moved.unionByName(again.drop("settled_before"))
+    return moved.withColumn("settled_before", F.lit(before))
+
+
+def crossed(tiles: DataFrame, old_before: date, before: date, summarize: Summarize) -> DataFrame:
+    """The summaries of ``tiles`` in the partitions that crossed a boundary moved from ``old_before`` to ``before``,
+    marked with ``before``: what a step appends to a settled table instead of rewriting it
+    (``state_profiles.moved_settled_tables``).
+
+    The folds union a settled table's rows with the recent tiles' summaries and merge them per user, so rows of
+    several boundaries side by side fold as their merge does, when the merge only adds (sums, unions, minima and
+    maxima) and nothing is closed at the boundary."""
+    return (tiles.filter(_crossing(old_before, before)).transform(summarize)
+            .withColumn("settled_before", F.lit(before)))
+
+
+def _crossing(old_before: date, before: date) -> F.Column:
+    return (F.col("dt") >= F.lit(old_before)) & (F.col("dt") < F.lit(before))

@@ -33,7 +33,7 @@ from jobs.features.intent import (intent_counts, intent_recency, intent_summarie
 from jobs.features.profiles import profiles_from_features
 from jobs.features.rfm import order_day_state, order_totals, rfm_from_state
 from jobs.features.social import social_day_state, social_from_state, social_totals
-from jobs.features.state import Close, Summarize, replace_partitions, resettled, settled
+from jobs.features.state import Close, Summarize, crossed, replace_partitions, resettled, settled
 from jobs.features.text_vectors import (IMAGE_COLUMNS, ITEM_TEXTS, item_vector_means, item_vector_sums, merged_item_vector_sums,
                                         text_means, written_texts)
 from jobs.features.time_patterns import time_patterns_from_state
@@ -265,31 +265,53 @@ def settled_tables(cfg: Config, as_of: datetime, vectors: Vectors
 def moved_settled_tables(cfg: Config, as_of: datetime, vectors: Vectors, old: dict[str, DataFrame],
                          old_before: dict[str, date | None], tiles: dict[str, DataFrame], before: dict[str, DataFrame],
                          rewritten: dict[str, list[date]], catalogue: CatalogueChange | None = None
-                         ) -> dict[str, DataFrame]:
-    """Every settled table moved from ``old`` (settled before ``old_before``) to ``as_of`` (``resettled``): equal to
-    ``settled_tables`` over ``tiles``, the tile tables after the step, with the clean ``items``; ``before``: as the
-    step found them; ``rewritten``: the partitions the step rewrote in each; ``catalogue``: the items' change, if
-    any (users with settled rows on an item whose ``item_columns`` changed are settled again)."""
-    moved = {}
+                         ) -> tuple[dict[str, DataFrame], set[str]]:
+    """Every settled table moved from ``old`` (settled before ``old_before``) to ``as_of``, as the folds read it:
+    equal to ``settled_tables`` over ``tiles``, the tile tables after the step, with the clean ``items``; ``before``:
+    as the step found them; ``rewritten``: the partitions the step rewrote in each; ``catalogue``: the items' change,
+    if any (users with settled rows on an item whose ``item_columns`` changed are settled again).
+
+    Returns the rows of each table, and the names of those whose rows are to be appended, not written whole: the
+    summaries of the partitions that crossed the boundary (``crossed``). A table takes an append when its merge only
+    adds (no ``close``), no user's rows are settled again, and the boundary crosses no compaction day
+    (``compacts``). Otherwise it is rewritten, merged to a row per user (``resettled``). So a day costs what the
+    day's crossing tiles cost, not a rewrite of every user's summaries."""
+    moved, appended = {}, set()
     for name, t in settled_of(cfg, tiles["items"], vectors).items():
-        was = old_before[name]
+        was, now = old_before[name], settled_before(cfg, as_of, name)
         users = settled_again(tiles[t.tiles], before[t.tiles], rewritten[t.tiles], was, t.item_columns, catalogue)
-        moved[name] = resettled(old[name], was, tiles[t.tiles], users, settled_before(cfg, as_of, name), t.summarize,
-                                t.merge, t.close)
-    return moved
+        if (t.close is None and users is None and was is not None and was <= now
+                and not compacts(was, now, cfg.warehouse.settled_compaction_days)):
+            moved[name] = crossed(tiles[t.tiles], was, now, t.summarize)
+            appended.add(name)
+        else:
+            moved[name] = resettled(old[name], was, tiles[t.tiles], users, now, t.summarize, t.merge, t.close)
+    return moved, appended
+
+
+def compacts(was: date, now: date, every: int) -> bool:
+    """Whether moving a settled boundary from ``was`` to ``now`` rewrites the table whole rather than appending: the
+    days it crosses include one whose ordinal is a multiple of ``every`` (``warehouse.settled_compaction_days``).
+
+    From one compaction to the next the boundary crosses at most ``every`` days, so a table holds at most ``every``
+    rows per user (and key), however many days the steps skip; and every warehouse compacts on the same dates."""
+    return any((was + timedelta(days=i)).toordinal() % every == 0 for i in range((now - was).days))
 
 
 def settled_again(tiles: DataFrame, tiles_before: DataFrame, rewritten: list[date], was: date | None,
-                  item_columns: tuple[str, ...], catalogue: CatalogueChange | None) -> DataFrame:
+                  item_columns: tuple[str, ...], catalogue: CatalogueChange | None) -> DataFrame | None:
     """user_id of every user whose rows in a table settled before ``was`` are settled again from all their ``tiles``
     (``resettled``'s ``changed``): those with tiles, as the step found them (``tiles_before``) or left them, in a
-    rewritten partition before ``was``, and those with tiles before it on an item whose ``item_columns`` changed."""
-    again = F.col("dt").isin([dt for dt in rewritten if was is not None and dt < was])
-    changed = [tiles.filter(again), tiles_before.filter(again)]
-    if catalogue is not None and item_columns and was is not None:
+    rewritten partition before ``was``, and those with tiles before it on an item whose ``item_columns`` changed.
+    None when there can be none: no partition before ``was`` was rewritten, and no such column changed."""
+    if was is None:
+        return None
+    again = [dt for dt in rewritten if dt < was]
+    changed = [df.filter(F.col("dt").isin(again)) for df in (tiles, tiles_before)] if again else []
+    if catalogue is not None and item_columns:
         changed.append(tiles.filter(F.col("dt") < F.lit(was)).join(catalogue.changed_in(item_columns), "item_id",
                                                                    "left_semi"))
-    return reduce(DataFrame.unionByName, [df.select("user_id") for df in changed]).distinct()
+    return reduce(DataFrame.unionByName, [df.select("user_id") for df in changed]).distinct() if changed else None
 
 
 def photo_tiles(cfg: Config, as_of: datetime, was: date | None, tiles: DataFrame, tiles_before: DataFrame,
@@ -303,7 +325,8 @@ def photo_tiles(cfg: Config, as_of: datetime, was: date | None, tiles: DataFrame
     if was is None or was > settled_before(cfg, as_of, "settled_image_interest"):
         return tiles
     users = settled_again(tiles, tiles_before, rewritten, was, IMAGE_COLUMNS, catalogue)
-    return tiles.filter(F.col("dt") >= F.lit(was)).unionByName(tiles.join(users, "user_id", "left_semi"))
+    recent = tiles.filter(F.col("dt") >= F.lit(was))
+    return recent if users is None else recent.unionByName(tiles.join(users, "user_id", "left_semi"))
 
 
 def feature_families(cfg: Config, as_of: datetime, items: DataFrame, vectors: Vectors = NO_VECTORS) -> list[Family]:
