@@ -1,8 +1,12 @@
 """A one-day incremental step at two revisions of the code, on the same long-history warehouse.
 
     python benchmarks/step_ab.py --old 41219f6                 # 2,000 users, 180 days: about 25 minutes
-    python benchmarks/step_ab.py --old HEAD --old-set warehouse.settled_compaction_days=1 --users 20000
+    python benchmarks/step_ab.py --old HEAD --old-set warehouse.settled_compaction_days=1 \
+        --new-set warehouse.settled_compaction_days=1000 --users 20000 --work $PWD/benchmarks/.work/step_ab_20k
                                                                # one revision, two settings: about 35 minutes
+
+``--reuse`` steps the bases an earlier run left in ``--work`` (the same revisions, sizes and seed): the generation and
+the two full runs are most of a run at 20,000 users.
 
 One generated warehouse (``--users`` users over ``--days`` days, model off) without its last day's events is run
 in full by each revision's code (so each steps tables its own code wrote, folded with its own key), then the last
@@ -76,6 +80,8 @@ def settings(work: Path, users: int, days: int, seed: int) -> list[str]:
 
 def main(old: str = typer.Option(..., help="The revision to compare with (the new side is this checkout)."),
          old_set: list[str] = typer.Option([], help="KEY=VALUE settings for the old side's steps only."),
+         new_set: list[str] = typer.Option([], help="KEY=VALUE settings for the new side's steps only."),
+         reuse: bool = typer.Option(False, help="Step the bases an earlier run left in --work."),
          rounds: int = 2, users: int = 2000, days: int = 180, seed: int = 42,
          work: Path = ROOT / "benchmarks" / ".work" / "step_ab", out: Path = RESULTS) -> None:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -83,22 +89,26 @@ def main(old: str = typer.Option(..., help="The revision to compare with (the ne
     from jobs.ingest import run_generate
     from jobs.spark import spark_session
 
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    (work / "hmac.key").write_text("step-ab-" + "0" * 56)
+    work = work.resolve()  # each side's runs start in its own checkout
+    if not reuse:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        (work / "hmac.key").write_text("step-ab-" + "0" * 56)
+    shutil.rmtree(work / "events", ignore_errors=True)
     common = settings(work, users, days, seed)
     source = load_config(overrides=[*common, f"warehouse.path={work / 'source'}"])
     at = lambda name: load_config(overrides=[*common, f"warehouse.path={work / name}"])  # noqa: E731
     spark = spark_session(source.spark)
-    run_generate(source, spark)
-    without_last_day(spark, source, at("inputs"))
+    if not reuse:
+        run_generate(source, spark)
+        without_last_day(spark, source, at("inputs"))
 
     bytes_read: dict[str, list[dict[str, int]]] = {"old": [], "new": []}
 
     def stepped(side: str, code: Path) -> list[float]:
         events = work / "events" / f"{side}_{len(bytes_read[side])}"
         events.mkdir(parents=True)
-        extra = old_set if side == "old" else []
+        extra = old_set if side == "old" else new_set
         seconds = seconds_at(code, STEP, [str(work / f"base_{side}"), str(work / "runs"), str(events), *common, *extra])
         bytes_read[side].append(bytes_read_by_group(events))
         return seconds
@@ -106,6 +116,8 @@ def main(old: str = typer.Option(..., help="The revision to compare with (the ne
     with checkout(old, work / "old") as old_code:
         sides = {"old": old_code, "new": ROOT}
         for side, code in sides.items():
+            if reuse:
+                continue
             shutil.copytree(work / "inputs", work / f"base_{side}")
             seconds_at(code, FULL, [*common, f"warehouse.path={work / f'base_{side}'}"])
             land_last_day(spark, source, at(f"base_{side}"))
@@ -116,6 +128,7 @@ def main(old: str = typer.Option(..., help="The revision to compare with (the ne
               for side, runs in measured.items()}
     result = {
         "old": old, "old_settings": old_set, "new": f"{head_revision()} (the checkout, with any uncommitted changes)",
+        "new_settings": new_set,
         "users": users, "days": days, "rounds": rounds,
         "seconds_per_round": measured, "median": median, "bytes_read_per_round": bytes_read,
         "second_step_new_over_old": round(median["new"]["second_step_s"] / median["old"]["second_step_s"], 3),
