@@ -92,8 +92,9 @@ def alternated(rounds: int, sides: dict[str, Path], run: Callable[[str, Path], l
     return measured
 
 
-def head_revision() -> str:
-    return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+def head_revision(name: str = "HEAD") -> str:
+    """The short commit hash ``name`` (a branch, a tag, ``HEAD``) stands for now: what a result file records."""
+    return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", name], capture_output=True,
                           text=True).stdout.strip()
 
 

@@ -127,7 +127,7 @@ def main(old: str = typer.Option(..., help="The revision to compare with (the ne
                      "second_step_s": round(statistics.median(r[1] for r in runs), 1)}
               for side, runs in measured.items()}
     result = {
-        "old": old, "old_settings": old_set, "new": f"{head_revision()} (the checkout, with any uncommitted changes)",
+        "old": head_revision(old), "old_settings": old_set, "new": f"{head_revision()} (the checkout, with any uncommitted changes)",
         "new_settings": new_set,
         "users": users, "days": days, "rounds": rounds,
         "seconds_per_round": measured, "median": median, "bytes_read_per_round": bytes_read,
