@@ -105,7 +105,8 @@ def settled_fold(fold_of, *args, before: dt.date, summarize=None, appended_from:
     return lambda tiles: fold(tiles, summaries(tiles))
 
 
-def halfway(start: dt.date, end: dt.date) -> dt.date:
-    """The date halfway from ``start`` to ``end`` (``start`` when ``end`` is not after it): a settled boundary that
-    an appending step moved on to ``end``."""
-    return start + dt.timedelta(days=max((end - start).days, 0) // 2)
+def between(start: dt.date, end: dt.date, share: float) -> dt.date:
+    """The date ``share`` of the way from ``start`` to ``end``, in whole days (``start`` when ``end`` is not after it):
+    where a settled boundary stood before appending steps moved it on to ``end`` (``settled_fold``'s
+    ``appended_from``). At 1 the settled rows are one per user; below it, up to two."""
+    return start + dt.timedelta(days=int(max((end - start).days, 0) * share))

@@ -29,7 +29,7 @@ from jobs.features.time_patterns import time_patterns_from_state
 from schemas.events import BROWSE, TRANSACTIONS
 from schemas.items import ITEMS
 from schemas.social import SOCIAL, SOCIAL_KINDS
-from tests.helpers import AS_OF, by_user, halfway, naive, rows, settled_fold, ts, padded
+from tests.helpers import AS_OF, between, by_user, naive, rows, settled_fold, ts, padded
 
 WINDOWS = [1, 3, 7]
 RFM_COLUMNS = [c for w in WINDOWS for c in (f"orders_{w}d", f"spend_{w}d")] + [
@@ -99,13 +99,14 @@ LINE = st.tuples(st.sampled_from(["o1", "o2", "o3", "o4", "o5", "o6"]), st.sampl
 
 
 def fold_property(line: st.SearchStrategy, examples: int):
-    """A hypothesis property over random rows, a split day k, an as_of (a UTC midnight) and late rows."""
+    """A hypothesis property over random rows, a split day k, an as_of (a UTC midnight), late rows, and where appending
+    steps left the settled boundary before it reached the fold's (``share`` of the way there: ``between``)."""
     def decorate(test):
         return settings(max_examples=examples, deadline=None,
                         suppress_health_check=[HealthCheck.function_scoped_fixture])(
             given(lines=st.lists(line, min_size=1, max_size=25), k=st.integers(0, 9),
                   as_of=st.integers(1, 11).map(lambda day: START + dt.timedelta(days=day)),
-                  late=st.lists(line, max_size=4))(test))
+                  late=st.lists(line, max_size=4), share=st.floats(0, 1))(test))
     return decorate
 
 
@@ -123,7 +124,8 @@ def folded_in_steps(state_of, lines, late, k, partition_of, keys=("dt",)):
 
 
 @fold_property(LINE, examples=10)
-def test_folding_partitions_after_day_k_with_late_data_equals_rfm_over_every_line(spark, lines, k, as_of, late):
+def test_folding_partitions_after_day_k_with_late_data_equals_rfm_over_every_line(spark, lines, k, as_of, late,
+                                                                                  share):
     tiles = lambda x: tx(spark, x).transform(order_day_state("UTC"))  # noqa: E731
     state, every = folded_in_steps(tiles, lines, late, k, lambda line: (line[4],))
     # Settled before the first partition holding a day of the longest window (the rows here are filed anywhere).
@@ -131,10 +133,9 @@ def test_folding_partitions_after_day_k_with_late_data_equals_rfm_over_every_lin
     before = min([line[4] for line in every if line[3].date() >= window_from], default=as_of.date())
     fold = lambda b, appended_from=None: settled_fold(rfm_from_state, WINDOWS, as_of, "UTC", before=b,  # noqa: E731
                                                       summarize=order_totals, appended_from=appended_from)
-    expected = by_user(tiles(every).transform(fold(START.date())))
-    assert_same_rfm(by_user(state.transform(fold(before))), expected)
-    # Settled by steps that appended: two rows per user, which the fold merges.
-    assert_same_rfm(by_user(state.transform(fold(before, halfway(START.date(), before)))), expected)
+    # Settled as steps that appended leave it (up to two rows per user, which the fold merges).
+    assert_same_rfm(by_user(state.transform(fold(before, between(START.date(), before, share)))),
+                    by_user(tiles(every).transform(fold(START.date()))))
 
 
 EVENTS = StructType([StructField("user_id", StringType(), False), StructField("ts", TimestampType(), False),
@@ -153,7 +154,8 @@ def test_all_events_keep_the_partition_each_event_was_filed_under(spark):
 
 
 @fold_property(EVENT_LINE, examples=8)
-def test_folding_event_partitions_equals_activity_and_time_patterns_over_every_event(spark, lines, k, as_of, late):
+def test_folding_event_partitions_equals_activity_and_time_patterns_over_every_event(spark, lines, k, as_of, late,
+                                                                                     share):
     tiles = lambda x: spark.createDataFrame(x, EVENTS).transform(event_day_state("UTC"))  # noqa: E731
     state, every = folded_in_steps(tiles, lines, late, k, lambda line: (line[2], line[3]), keys=("source", "dt"))
     night = [23, 0, 1]
@@ -167,12 +169,12 @@ def test_folding_event_partitions_equals_activity_and_time_patterns_over_every_e
             return state.transform(settled_fold(fold_of, *args, before=before, appended_from=appended_from))
         return by_user(of(activity_from_state, as_of, 2, "UTC").join(of(time_patterns_from_state, as_of, night, "UTC"),
                                                                        "user_id"))
+    # Settled as steps that appended leave it (up to two rows per user, which the folds merge).
+    folded = fold(state, settled_before, between(START.date(), settled_before, share))
     expected = fold(tiles(every), START.date())
-    # Settled once, and by steps that appended (two rows per user, which the folds merge).
-    for folded in (fold(state, settled_before), fold(state, settled_before, halfway(START.date(), settled_before))):
-        assert folded.keys() == expected.keys()
-        for user in expected:
-            assert {c: folded[user][c] for c in ACTIVITY_COLUMNS} == {c: expected[user][c] for c in ACTIVITY_COLUMNS}, user
+    assert folded.keys() == expected.keys()
+    for user in expected:
+        assert {c: folded[user][c] for c in ACTIVITY_COLUMNS} == {c: expected[user][c] for c in ACTIVITY_COLUMNS}, user
 
 
 def test_a_step_compacts_a_settled_table_when_its_boundary_crosses_a_date_whose_ordinal_the_period_divides():
@@ -222,7 +224,7 @@ def social_of(spark, lines):
 
 
 @fold_property(SOCIAL_LINE, examples=6)
-def test_folding_social_partitions_equals_social_features_over_every_row(spark, lines, k, as_of, late):
+def test_folding_social_partitions_equals_social_features_over_every_row(spark, lines, k, as_of, late, share):
     tiles = lambda x: social_of(spark, x).transform(social_day_state("UTC"))  # noqa: E731
     state, every = folded_in_steps(tiles, lines, late, k, lambda line: (line[4],))
     # Social has no window: settled before the first partition holding a day from as_of's on (the rows here are
@@ -230,10 +232,9 @@ def test_folding_social_partitions_equals_social_features_over_every_row(spark, 
     settled_before = min([line[4] for line in every if line[3].date() >= as_of.date()], default=as_of.date())
     fold = lambda before, appended_from=None: settled_fold(social_from_state, as_of, "UTC", before=before,  # noqa: E731
                                                            summarize=social_totals, appended_from=appended_from)
+    folded = rows(state.transform(fold(settled_before, between(START.date(), settled_before, share))))
     expected = rows(tiles(every).transform(fold(START.date())))
-    for folded in (rows(state.transform(fold(settled_before))),
-                   rows(state.transform(fold(settled_before, halfway(START.date(), settled_before))))):
-        assert [sorted(r.items()) for r in folded] == [sorted(r.items()) for r in expected]
+    assert [sorted(r.items()) for r in folded] == [sorted(r.items()) for r in expected]
 
 
 WEIGHTS = {"view": 1.0, "click": 1.0, "fav": 2.0, "cart": 3.0, "buy": 5.0}  # conf/local.yaml's affinity weights
@@ -252,7 +253,7 @@ def browse_and_tx(spark, lines):
 
 
 @fold_property(INTERACTION_LINE, examples=6)
-def test_folding_interaction_partitions_equals_affinity_and_interest_vectors(spark, lines, k, as_of, late):
+def test_folding_interaction_partitions_equals_affinity_and_interest_vectors(spark, lines, k, as_of, late, share):
     items = padded(spark, [("i1", "t1", "toys", "Apex", 10.0), ("i2", "t2", "toys", "Nova", 20.0),
                                    ("i3", "t3", "books", "Apex", 30.0), ("i4", "t4", "pet", None, 40.0)], ITEMS)
     source = lambda kind: "transaction" if kind == "buy" else "browse"  # noqa: E731
@@ -262,22 +263,20 @@ def test_folding_interaction_partitions_equals_affinity_and_interest_vectors(spa
     # With the partitions before the first holding a day from as_of's on settled (the rows here are filed anywhere),
     # the folds equal those of all the tiles, bit for bit: their sums are whole numbers.
     settled_before = min([line[4] for line in every if line[3].date() >= as_of.date()], default=as_of.date())
-    appended_from = halfway(START.date(), settled_before)  # settled by steps that appended: two rows per key
+    appended_from = between(START.date(), settled_before, share)  # as appending steps leave it: up to two rows per key
     affinity = lambda before, appended_from=None: settled_fold(  # noqa: E731
         affinity_from_state, WEIGHTS, 2, as_of, "UTC", items, before=before, summarize=affinity_weights(WEIGHTS, items),
         appended_from=appended_from)
-    expected = rows(tiles(every).transform(affinity(START.date())))
-    assert rows(state.transform(affinity(settled_before))) == expected
-    assert rows(state.transform(affinity(settled_before, appended_from))) == expected
+    assert rows(state.transform(affinity(settled_before, appended_from))) == rows(tiles(every).transform(
+        affinity(START.date())))
     # The interest vectors (i4 has no title vector, as an item with no title).
     titles = spark.createDataFrame([("i1", [1.0, 0.0, 0.5]), ("i2", [0.1, 0.7, 0.0]), ("i3", [0.3, 0.3, 0.9])],
                                    "item_id string, embedding array<float>")
     fold = lambda before, appended_from=None: settled_fold(  # noqa: E731
         item_vector_means, WEIGHTS, as_of, "UTC", titles, "interest_vector", before=before,
         summarize=item_vector_sums(WEIGHTS, titles), appended_from=appended_from)
-    folded = rows(state.transform(fold(settled_before)))
+    folded = rows(state.transform(fold(settled_before, appended_from)))
     assert folded == rows(tiles(every).transform(fold(START.date())))
-    assert rows(state.transform(fold(settled_before, appended_from))) == folded
     assert folded == rows(item_vector_means(WEIGHTS, as_of, "UTC", titles, "interest_vector")(tiles(every), None))
 
 
@@ -371,7 +370,7 @@ def test_price_state_keeps_the_multiset_so_the_median_is_exact(spark):
 
 
 @fold_property(LINE, examples=8)
-def test_folding_price_partitions_equals_the_median_over_every_line(spark, lines, k, as_of, late):
+def test_folding_price_partitions_equals_the_median_over_every_line(spark, lines, k, as_of, late, share):
     items = padded(spark, [("i1", "t", "c", "b", float(p)) for p in (5, 500, 5000, 50_000)], ITEMS)
     tiles = lambda x: tx(spark, x).transform(price_day_state("UTC"))  # noqa: E731
     state, every = folded_in_steps(tiles, lines, late, k, lambda line: (line[4],))
@@ -380,9 +379,8 @@ def test_folding_price_partitions_equals_the_median_over_every_line(spark, lines
     fold = lambda before, appended_from=None: settled_fold(price_from_state, [0.25, 0.75], as_of, "UTC", items,  # noqa: E731
                                                            before=before, summarize=price_lines,
                                                            appended_from=appended_from)
-    folded = rows(state.transform(fold(settled_before)))
+    folded = rows(state.transform(fold(settled_before, between(START.date(), settled_before, share))))
     assert folded == rows(tiles(every).transform(fold(START.date())))
-    assert rows(state.transform(fold(settled_before, halfway(START.date(), settled_before)))) == folded
     paid = defaultdict(list)
     for _, user, amount, at, _ in every:
         if amount is not None and at < as_of:
