@@ -109,7 +109,8 @@ def main(old: str = typer.Option(..., help="The revision to compare with (the ne
         events = work / "events" / f"{side}_{len(bytes_read[side])}"
         events.mkdir(parents=True)
         extra = old_set if side == "old" else new_set
-        seconds = seconds_at(code, STEP, [str(work / f"base_{side}"), str(work / "runs"), str(events), *common, *extra])
+        seconds = seconds_at(code, STEP,
+                             [str(work / f"base_{side}"), str(work / "runs"), str(events), *common, *extra])
         bytes_read[side].append(bytes_read_by_group(events))
         return seconds
 
@@ -127,8 +128,8 @@ def main(old: str = typer.Option(..., help="The revision to compare with (the ne
                      "second_step_s": round(statistics.median(r[1] for r in runs), 1)}
               for side, runs in measured.items()}
     result = {
-        "old": head_revision(old), "old_settings": old_set, "new": f"{head_revision()} (the checkout, with any uncommitted changes)",
-        "new_settings": new_set,
+        "old": head_revision(old), "old_settings": old_set,
+        "new": f"{head_revision()} (the checkout, with any uncommitted changes)", "new_settings": new_set,
         "users": users, "days": days, "rounds": rounds,
         "seconds_per_round": measured, "median": median, "bytes_read_per_round": bytes_read,
         "second_step_new_over_old": round(median["new"]["second_step_s"] / median["old"]["second_step_s"], 3),

@@ -91,7 +91,7 @@ def settled_fold(fold_of, *args, before: dt.date, summarize=None, appended_from:
     """tiles -> the fold ``fold_of(*args, before)`` over them, with the tiles of the partitions before ``before``
     settled into one summary per user (``summarize``; default: the ``state_events`` one), as the jobs keep them.
     With ``appended_from``: settled as a step that appended leaves them (``crossed``), the summaries of the partitions
-    before ``appended_from`` beside those of the partitions from it to ``before``, two rows per user."""
+    before ``appended_from`` beside those of the partitions from it to ``before``: up to two rows per user."""
     from jobs.features.activity import event_summaries
     from jobs.features.state import crossed, settled
 
