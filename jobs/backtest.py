@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 
 from conf import Config
 from jobs.clock import add_days, day_start, midnight_after
-from jobs.features.state_profiles import EVENT_TABLES, events_seen, profiles_from_state, settled_tables
+from jobs.features.state_profiles import EVENT_TABLES, events_seen, profiles_from_state
 from jobs.full import embedded_vectors, open_warehouse, read_and_validate
 from jobs.model.challengers import BINARY_TARGETS, reported
 from jobs.model.evaluate import HeldOut, evaluation_sample, intervals, metrics
@@ -151,9 +151,8 @@ def backtest_round(cfg: Config, spark: SparkSession, wh, tiles: dict[str, DataFr
     with rec.stage(f"score {label}") as st:
         existing = tiles["users"].transform(users_at(origin.as_of, zone, tiles["state_events"]))
         users = evaluation_sample(existing.select("user_id"), m.evaluation_users, m.seed)
-        known = {**tiles, **settled_tables(cfg, origin.as_of, vectors)(tiles),
-                 "users": tiles["users"].join(users, "user_id", "left_semi")}
-        profiles = profiles_from_state(cfg, origin.as_of, rec.started_at, present, vectors)(known)
+        known = {**tiles, "users": tiles["users"].join(users, "user_id", "left_semi")}
+        profiles = profiles_from_state(cfg, origin.as_of, rec.started_at, present, vectors, settle=False)(known)
         found = scored_round(candidates, outcome_rows(cfg, tiles, profiles, origin.as_of, snap.spec), snap.spec,
                              scored_bundles(candidates, choice))
         st.rows_out = len(next(iter(found.values())).bought)

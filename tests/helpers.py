@@ -87,9 +87,10 @@ def fold_inputs(cfg, as_of: dt.datetime, clean: dict[str, DataFrame], vectors=No
     return {**tiles, **settled_tables(cfg, as_of, vectors or NO_VECTORS)(tiles)}
 
 
-def settled_fold(fold_of, *args, before: dt.date, summarize=None, appended_from: dt.date | None = None):
+def settled_fold(fold_of, *args, before: dt.date | None, summarize=None, appended_from: dt.date | None = None):
     """tiles -> the fold ``fold_of(*args, before)`` over them, with the tiles of the partitions before ``before``
     settled into one summary per user (``summarize``; default: the ``state_events`` one), as the jobs keep them.
+    ``before`` None: nothing settled, every tile read (as the model's snapshots fold).
     With ``appended_from``: settled as a step that appended leaves them (``crossed``), the summaries of the partitions
     before ``appended_from`` beside those of the partitions from it to ``before``: up to two rows per user."""
     from jobs.features.activity import event_summaries

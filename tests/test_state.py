@@ -22,8 +22,8 @@ from jobs.features.conversion import (SessionRule, browse_day_state, closed_sess
 from jobs.features.rfm import order_day_state, order_totals, rfm_from_state
 from jobs.features.social import social_day_state, social_from_state, social_totals
 from jobs.features.state import replace_partitions, resettled, settled
-from jobs.features.state_profiles import (CatalogueChange, EventsSeen, Family, compacts, events_seen, photo_tiles,
-                                          refolded_users, touched_users)
+from jobs.features.state_profiles import (CatalogueChange, EventsSeen, Family, SettledTable, compacts, events_seen,
+                                          photo_tiles, refolded_users, touched_users)
 from jobs.features.text_vectors import item_vector_means, item_vector_sums
 from jobs.features.time_patterns import time_patterns_from_state
 from schemas.events import BROWSE, TRANSACTIONS
@@ -135,7 +135,7 @@ def test_folding_partitions_after_day_k_with_late_data_equals_rfm_over_every_lin
                                                       summarize=order_totals, appended_from=appended_from)
     # Settled as steps that appended leave it (up to two rows per user, which the fold merges).
     assert_same_rfm(by_user(state.transform(fold(before, between(START.date(), before, share)))),
-                    by_user(tiles(every).transform(fold(START.date()))))
+                    by_user(tiles(every).transform(fold(None))))
 
 
 EVENTS = StructType([StructField("user_id", StringType(), False), StructField("ts", TimestampType(), False),
@@ -171,7 +171,7 @@ def test_folding_event_partitions_equals_activity_and_time_patterns_over_every_e
                                                                        "user_id"))
     # Settled as steps that appended leave it (up to two rows per user, which the folds merge).
     folded = fold(state, settled_before, between(START.date(), settled_before, share))
-    expected = fold(tiles(every), START.date())
+    expected = fold(tiles(every), None)
     assert folded.keys() == expected.keys()
     for user in expected:
         assert {c: folded[user][c] for c in ACTIVITY_COLUMNS} == {c: expected[user][c] for c in ACTIVITY_COLUMNS}, user
@@ -188,6 +188,13 @@ def test_a_step_compacts_a_settled_table_when_its_boundary_crosses_a_date_whose_
                 crossed_sunday = any((was + dt.timedelta(days=n)).weekday() == 6 for n in range((now - was).days))
                 assert compacts(was, now, 7) == crossed_sunday, (was, now)
                 assert compacts(was, now, 1) == (now > was)  # a period of 1: rewritten whenever the boundary moves
+
+
+def test_a_settled_table_that_closes_its_rows_at_the_boundary_cannot_be_declared_to_take_appends():
+    close = closed_sessions(RULE, 1, "UTC")
+    with pytest.raises(ValueError, match="state_browse summaries cannot both add and close"):
+        SettledTable("state_browse", session_summaries(RULE), merged_session_summaries(RULE), close=close, adds=True)
+    assert not SettledTable("state_browse", session_summaries(RULE), merged_session_summaries(RULE), close=close).adds
 
 
 def test_moving_the_settled_boundary_merges_the_crossing_partitions_and_settles_rewritten_users_again(spark):
@@ -233,7 +240,7 @@ def test_folding_social_partitions_equals_social_features_over_every_row(spark, 
     fold = lambda before, appended_from=None: settled_fold(social_from_state, as_of, "UTC", before=before,  # noqa: E731
                                                            summarize=social_totals, appended_from=appended_from)
     folded = rows(state.transform(fold(settled_before, between(START.date(), settled_before, share))))
-    expected = rows(tiles(every).transform(fold(START.date())))
+    expected = rows(tiles(every).transform(fold(None)))
     assert [sorted(r.items()) for r in folded] == [sorted(r.items()) for r in expected]
 
 
@@ -268,7 +275,7 @@ def test_folding_interaction_partitions_equals_affinity_and_interest_vectors(spa
         affinity_from_state, WEIGHTS, 2, as_of, "UTC", items, before=before, summarize=affinity_weights(WEIGHTS, items),
         appended_from=appended_from)
     assert rows(state.transform(affinity(settled_before, appended_from))) == rows(tiles(every).transform(
-        affinity(START.date())))
+        affinity(None)))
     # The interest vectors (i4 has no title vector, as an item with no title).
     titles = spark.createDataFrame([("i1", [1.0, 0.0, 0.5]), ("i2", [0.1, 0.7, 0.0]), ("i3", [0.3, 0.3, 0.9])],
                                    "item_id string, embedding array<float>")
@@ -276,7 +283,7 @@ def test_folding_interaction_partitions_equals_affinity_and_interest_vectors(spa
         item_vector_means, WEIGHTS, as_of, "UTC", titles, "interest_vector", before=before,
         summarize=item_vector_sums(WEIGHTS, titles), appended_from=appended_from)
     folded = rows(state.transform(fold(settled_before, appended_from)))
-    assert folded == rows(tiles(every).transform(fold(START.date())))
+    assert folded == rows(tiles(every).transform(fold(None)))
     assert folded == rows(item_vector_means(WEIGHTS, as_of, "UTC", titles, "interest_vector")(tiles(every), None))
 
 
@@ -288,7 +295,7 @@ def conversion_of(tiles, orders, before, sessions=None):
     close = closed_sessions(RULE, 1, "UTC")
     if sessions is None:
         sessions = tiles.transform(settled(before, session_summaries(RULE), close))
-    return conversion_from_state(AS_OF, RULE, "UTC", before, START.date())(tiles, sessions, orders, orders.limit(0))
+    return conversion_from_state(AS_OF, RULE, "UTC", before, None)(tiles, sessions, orders, orders.limit(0))
 
 
 def test_a_gap_session_across_midnight_and_two_partitions_stays_one_session(spark):
@@ -307,7 +314,7 @@ def test_a_gap_session_across_midnight_and_two_partitions_stays_one_session(spar
     for part in day_parts[1:]:
         state = state.unionByName(part)
     orders = lines.transform(order_day_state("UTC"))
-    folded = by_user(conversion_of(state, orders, START.date()))
+    folded = by_user(conversion_of(state, orders, None))
     u1 = folded["u1"]
     assert (u1["views"], u1["carts"], u1["favs"], u1["sessions"]) == (3, 1, 1, 3)
     assert (u1["avg_session_events"], u1["avg_session_minutes"]) == (5 / 3, (15 + 0 + 90) / 3)
@@ -341,7 +348,7 @@ def test_sessions_settled_at_any_boundary_or_moved_there_give_the_same_profile_a
         return {u: (r["sessions"], r["avg_session_events"], r["avg_session_minutes"], r["views"])
                 for u, r in out.items()}
 
-    for before in (d(1), d(28), d(31)):  # nothing settled; the late piece on the boundary; all
+    for before in (None, d(1), d(28), d(31)):  # nothing settled (none; before any tile); the late piece; all
         assert profile(before) == expected, before
     close = closed_sessions(RULE, 1, "UTC")
     old = tiles.transform(settled(d(27), session_summaries(RULE), close))
@@ -380,7 +387,7 @@ def test_folding_price_partitions_equals_the_median_over_every_line(spark, lines
                                                            before=before, summarize=price_lines,
                                                            appended_from=appended_from)
     folded = rows(state.transform(fold(settled_before, between(START.date(), settled_before, share))))
-    assert folded == rows(tiles(every).transform(fold(START.date())))
+    assert folded == rows(tiles(every).transform(fold(None)))
     paid = defaultdict(list)
     for _, user, amount, at, _ in every:
         if amount is not None and at < as_of:

@@ -34,11 +34,14 @@ def from_partition(day: date, lead: int) -> Column:
     return F.col("dt") >= F.lit(first_partition(day, lead))
 
 
-def unsettled(as_of: datetime, zone: str, settled_before: date) -> Callable[[DataFrame], DataFrame]:
+def unsettled(as_of: datetime, zone: str, settled_before: date | None) -> Callable[[DataFrame], DataFrame]:
     """tiles -> those a fold reads beside a summary settled before ``settled_before``: the tiles of the partitions
-    from it on (the summary stands for the others), of days before ``as_of``'s."""
+    from it on (the summary stands for the others), of days before ``as_of``'s. None: nothing is settled, so every
+    partition."""
     today = local_midnight_date(as_of, zone)
-    return lambda tiles: tiles.filter((F.col("dt") >= F.lit(settled_before)) & (F.col("day") < F.lit(today)))
+    before_today = F.col("day") < F.lit(today)
+    return lambda tiles: tiles.filter(before_today if settled_before is None
+                                      else (F.col("dt") >= F.lit(settled_before)) & before_today)
 
 
 def days_between(as_of: datetime | Column, column: Column) -> Column:

@@ -39,11 +39,15 @@ Summarize = Callable[[DataFrame], DataFrame]
 Close = Callable[[date], Summarize]
 
 
-def settled(before: date, summarize: Summarize, close: Close | None = None) -> Callable[[DataFrame], DataFrame]:
+def settled(before: date | None, summarize: Summarize, close: Close | None = None) -> Callable[[DataFrame], DataFrame]:
     """tiles -> one summary row per user of their tiles in the partitions before ``before``, marked with it.
 
     Those partitions hold no row of a day any window reaches (``state_profiles.settled_before``), so the folds
-    read this instead of them, and the tiles from ``before`` on."""
+    read this instead of them, and the tiles from ``before`` on. None: nothing settled, no row (the folds then
+    read every partition)."""
+    if before is None:
+        return lambda tiles: tiles.filter(F.lit(False)).transform(summarize).withColumn("settled_before",
+                                                                                       F.lit(None).cast("date"))
     return lambda tiles: (tiles.filter(F.col("dt") < F.lit(before)).transform(summarize)
                           .transform(close(before) if close else lambda rows: rows)
                           .withColumn("settled_before", F.lit(before)))
@@ -80,7 +84,7 @@ def crossed(tiles: DataFrame, old_before: date, before: date, summarize: Summari
 
     The folds union a settled table's rows with the recent tiles' summaries and merge them per user, so rows of
     several boundaries side by side fold as their merge does, when the merge only adds (sums, unions, minima and
-    maxima) and nothing is closed at the boundary."""
+    maxima) and nothing is closed at the boundary: ``state_profiles.SettledTable.adds``."""
     return (tiles.filter(_crossing(old_before, before)).transform(summarize)
             .withColumn("settled_before", F.lit(before)))
 

@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from conf import Config
 from jobs.clock import add_days, local_midnight_date
 from jobs.frames import checkpointed
-from jobs.features.state_profiles import Vectors, profiles_from_state, settled_tables
+from jobs.features.state_profiles import Vectors, profiles_from_state
 from jobs.model.challengers import BINARY_TARGETS, CANDIDATES, REFERENCE, reported
 from jobs.model.evaluate import evaluation_sample, metrics, reliability
 from jobs.model.inputs import (TEXT_DIM, TEXT_VECTORS, InputSpec, category_vocabulary, holdout_flag, horizon_labels,
@@ -81,12 +81,11 @@ def snapshot_stage(cfg: Config, wh: Warehouse, tiles: dict[str, DataFrame], as_o
     """
     m, zone = cfg.model, cfg.time.zone
     cutoff = add_days(as_of, -m.horizon_days, zone)
-    known = {**tiles, **settled_tables(cfg, cutoff, vectors)(tiles),
-             "users": tiles["users"].transform(users_at(cutoff, zone, tiles["state_events"]))}
+    known = {**tiles, "users": tiles["users"].transform(users_at(cutoff, zone, tiles["state_events"]))}
     vocabulary = category_vocabulary(cutoff, zone, MAX_CATEGORIES, tiles["items"])(tiles["state_interactions"])
     spec = InputSpec(tuple(cfg.features.rfm_windows), vocabulary, cfg.tags.active_window_days, image_width(vectors),
                      tuple(cfg.features.short_windows), m.horizon_days, zone)
-    at_cutoff = profiles_from_state(cfg, cutoff, updated_at, present, vectors)(known)
+    at_cutoff = profiles_from_state(cfg, cutoff, updated_at, present, vectors, settle=False)(known)
     at_cutoff = at_cutoff.persist(StorageLevel.MEMORY_AND_DISK)
     labels = horizon_labels(cutoff, m.horizon_days, zone, spec.categories, m.spend_tier_quantiles)(known)
     rows = (at_cutoff.transform(model_inputs(spec)).join(labels, "user_id")
