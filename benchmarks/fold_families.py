@@ -13,9 +13,7 @@ benchmarks/results/fold_families.json.
 from __future__ import annotations
 
 import json
-import os
 import sys
-import time
 from pathlib import Path
 
 import typer
@@ -23,57 +21,27 @@ import typer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.results_file import write_result  # noqa: E402  (after the path)
+from benchmarks.fold_inputs import fold_inputs, noop_seconds  # noqa: E402  (after the path)
+from benchmarks.results_file import write_result  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "fold_families.json"
 
 
 def main(warehouse: Path = ROOT / "benchmarks" / ".work" / "scale" / "n30", out: Path = RESULTS,
          rounds: int = 2) -> None:
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from pyspark.sql import DataFrame
-    from pyspark.sql import functions as F
+    from jobs.features.state_profiles import feature_families, profiles_from_state, settled_tables
 
-    from conf import load_config
-    from jobs.clock import midnight_after
-    from jobs.features.state_profiles import (Vectors, events_seen, feature_families,
-                                              profiles_from_state, settled_tables)
-    from jobs.features.text_vectors import title_vectors
-    from jobs.full import open_warehouse
-    from jobs.spark import spark_session
-    from jobs.validation import clean_rows
-    from jobs.validation.validate import tag_table
-    from schemas import STATE_TABLES
-
-    if not (warehouse / "state_events").exists():
-        raise typer.BadParameter(f"{warehouse} holds no tiles: run benchmarks/scale.py first (it builds n30)")
-    cfg = load_config(overrides=[f"warehouse.path={warehouse}", "model.enabled=false",
-                                 f"privacy.key_file={warehouse.parent / 'hmac.key'}"])
-    spark = spark_session(cfg.spark)
-    wh = open_warehouse(cfg, spark)
-
-    def clean(table: str) -> DataFrame:
-        return wh.read(table).transform(tag_table(table, cfg.validation)).transform(clean_rows(table)).cache()
-
-    state = {t: wh.read(t) for t in STATE_TABLES}
-    users, items = clean("users"), clean("items")
-    texts = (wh.read("embedding_cache").filter(F.col("model_id") == cfg.embedding.resolved_model_id())
-             .select("text_sha256", "embedding"))
-    vectors = Vectors(texts, title_vectors(items, texts, cfg.embedding.item_text), None)
-    seen = events_seen(state["state_events"], cfg.validation.max_days_after_partition)
-    as_of, present = midnight_after(seen.latest, cfg.time.zone), seen.sources
-    inputs = {**state, **settled_tables(cfg, as_of, vectors)({**state, "items": items}), "users": users, "items": items}
-
-    def seconds(df: DataFrame) -> float:
-        started = time.perf_counter()
-        df.write.format("noop").mode("overwrite").save()
-        return round(time.perf_counter() - started, 1)
+    found = fold_inputs(warehouse)
+    cfg, spark, state, vectors, as_of, present = (found.cfg, found.spark, found.state, found.vectors, found.as_of,
+                                                  found.present)
+    users, items = state["users"], state["items"]
+    inputs = {**state, **settled_tables(cfg, as_of, vectors)(state)}
 
     measured: dict[str, float] = {}
     for _ in range(rounds):
-        measured = {family.name: seconds(family.fold(inputs))
+        measured = {family.name: noop_seconds(family.fold(inputs))
                     for family in feature_families(cfg, as_of, items, vectors)}
-        measured["all"] = seconds(profiles_from_state(cfg, as_of, as_of, present, vectors)(inputs))
+        measured["all"] = noop_seconds(profiles_from_state(cfg, as_of, as_of, present, vectors)(inputs))
         print(json.dumps(measured), flush=True)
     users_n = users.count()
     spark.stop()
