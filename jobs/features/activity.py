@@ -68,7 +68,8 @@ def merged_event_summaries(summaries: DataFrame) -> DataFrame:
             .select(*EVENT_SUMMARY.fieldNames()))
 
 
-def summary_before(as_of: datetime, zone: str, settled_before: date) -> Callable[[DataFrame, DataFrame], DataFrame]:
+def summary_before(as_of: datetime, zone: str, settled_before: date | None
+                   ) -> Callable[[DataFrame, DataFrame], DataFrame]:
     """(tiles, settled) -> one ``EVENT_SUMMARY`` per user of every event before ``as_of``: the settled summary merged
     with one of the tiles after it."""
     return lambda tiles, settled: (settled.select(*EVENT_SUMMARY.fieldNames())
@@ -77,7 +78,7 @@ def summary_before(as_of: datetime, zone: str, settled_before: date) -> Callable
                                    .transform(merged_event_summaries))
 
 
-def activity_from_state(as_of: datetime, recent_days: int, zone: str, settled_before: date
+def activity_from_state(as_of: datetime, recent_days: int, zone: str, settled_before: date | None
                         ) -> Callable[[DataFrame, DataFrame], DataFrame]:
     """(``EVENT_DAY_STATE`` tiles, ``SETTLED_EVENTS``) -> per user, from events before ``as_of``: distinct active (local)
     days, events in the last ``recent_days`` local days, the last event and the days since it.

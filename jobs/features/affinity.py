@@ -80,7 +80,7 @@ def merged_affinity(rows: DataFrame) -> DataFrame:
 
 
 def affinity_from_state(weights: dict[str, float], k: int, as_of: datetime, zone: str, items: DataFrame,
-                        settled_before: date) -> Callable[[DataFrame, DataFrame], DataFrame]:
+                        settled_before: date | None) -> Callable[[DataFrame, DataFrame], DataFrame]:
     """(``INTERACTION_DAY_STATE`` tiles, ``SETTLED_AFFINITY`` settled before ``settled_before``) -> per user, from
     their events before ``as_of``: the top-k categories and brands by weight, with shares (``top_k_shares``). The
     tiles read are those of the partitions from ``settled_before`` on; the settled rows stand for the others."""
@@ -139,7 +139,8 @@ def price_lines(tiles: DataFrame) -> DataFrame:
     return tiles.groupBy("user_id", "unit_price").agg(F.sum("lines").alias("lines")).select(*PRICE_SUMMARY.fieldNames())
 
 
-def price_from_state(quantiles: list[float], as_of: datetime, zone: str, items: DataFrame, settled_before: date
+def price_from_state(quantiles: list[float], as_of: datetime, zone: str, items: DataFrame,
+                     settled_before: date | None
                      ) -> Callable[[DataFrame, DataFrame], DataFrame]:
     """(``PRICE_DAY_STATE`` tiles, ``SETTLED_PRICES`` settled before ``settled_before``) -> per user: the median unit
     price paid before ``as_of`` (over the multiset of prices, exact), banded low/mid/high by the catalogue's price

@@ -134,8 +134,8 @@ def browse_day_state(zone: str) -> Callable[[DataFrame], DataFrame]:
     return apply
 
 
-def conversion_from_state(as_of: datetime, rule: SessionRule, zone: str, sessions_settled_before: date,
-                          orders_settled_before: date
+def conversion_from_state(as_of: datetime, rule: SessionRule, zone: str, sessions_settled_before: date | None,
+                          orders_settled_before: date | None
                           ) -> Callable[[DataFrame, DataFrame, DataFrame, DataFrame], DataFrame]:
     """(``BROWSE_DAY_STATE`` tiles, ``SETTLED_SESSIONS`` settled before ``sessions_settled_before``, ``ORDER_DAY_STATE``
     tiles, ``SETTLED_ORDERS`` settled before ``orders_settled_before``) -> per user, before ``as_of``: funnel counts,

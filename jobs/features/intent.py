@@ -69,7 +69,8 @@ def merged_intent_summaries(summaries: DataFrame) -> DataFrame:
             .select(*BROWSE_SUMMARY.fieldNames()))
 
 
-def last_intent_times(as_of: datetime, zone: str, settled_before: date) -> Callable[[DataFrame, DataFrame], DataFrame]:
+def last_intent_times(as_of: datetime, zone: str, settled_before: date | None
+                      ) -> Callable[[DataFrame, DataFrame], DataFrame]:
     """(``BROWSE_DAY_STATE`` tiles, ``SETTLED_BROWSE`` settled before ``settled_before``) -> per user, before ``as_of``:
     when they last carted and favourited, and the days since. The tiles read are those of the partitions from
     ``settled_before`` on; the settled summary stands for the others."""

@@ -48,7 +48,8 @@ def order_totals(rows: DataFrame) -> DataFrame:
             .select(*ORDER_SUMMARY.fieldNames()))
 
 
-def orders_before(as_of: datetime, zone: str, settled_before: date) -> Callable[[DataFrame, DataFrame], DataFrame]:
+def orders_before(as_of: datetime, zone: str, settled_before: date | None
+                  ) -> Callable[[DataFrame, DataFrame], DataFrame]:
     """(``ORDER_DAY_STATE`` tiles, ``SETTLED_ORDERS`` settled before ``settled_before``) -> the tiles from it on, of days
     before ``as_of``'s, and one row per settled user in the same columns with a null ``day``: in no window."""
     def apply(tiles: DataFrame, settled: DataFrame) -> DataFrame:
@@ -57,7 +58,7 @@ def orders_before(as_of: datetime, zone: str, settled_before: date) -> Callable[
     return apply
 
 
-def rfm_from_state(windows: list[int], as_of: datetime, zone: str, settled_before: date
+def rfm_from_state(windows: list[int], as_of: datetime, zone: str, settled_before: date | None
                    ) -> Callable[[DataFrame, DataFrame], DataFrame]:
     """(``ORDER_DAY_STATE`` tiles, ``SETTLED_ORDERS``) -> per user, from orders before ``as_of`` (a local midnight):
     orders and spend in each window of local days, all-time frequency and monetary, first and last order,

@@ -37,7 +37,8 @@ def social_totals(rows: DataFrame) -> DataFrame:
             .select(*SOCIAL_SUMMARY.fieldNames()))
 
 
-def social_from_state(as_of: datetime, zone: str, settled_before: date) -> Callable[[DataFrame, DataFrame], DataFrame]:
+def social_from_state(as_of: datetime, zone: str, settled_before: date | None
+                      ) -> Callable[[DataFrame, DataFrame], DataFrame]:
     """(``SOCIAL_DAY_STATE`` tiles, ``SETTLED_SOCIAL`` settled before ``settled_before``) -> per user, before ``as_of``:
     counts per kind and the mean rating of their reviews. The tiles read are those of the partitions from
     ``settled_before`` on; the settled summary stands for the others."""

@@ -26,7 +26,7 @@ def pattern_summaries(counts: DataFrame) -> DataFrame:
     )
 
 
-def time_patterns_from_state(as_of: datetime, night_hours: list[int], zone: str, settled_before: date
+def time_patterns_from_state(as_of: datetime, night_hours: list[int], zone: str, settled_before: date | None
                              ) -> Callable[[DataFrame, DataFrame], DataFrame]:
     """(``EVENT_DAY_STATE`` tiles, ``SETTLED_EVENTS``) -> per user, before ``as_of``: the share of events in each local
     hour (24) and ISO weekday (7, Monday first), the peaks (earliest on ties), and the weekend and night shares."""
