@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
+import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
@@ -11,8 +12,8 @@ from conf import EmbeddingConf
 from jobs.embed import embed_column, embed_settings
 from jobs.features.affinity import interaction_day_state
 from jobs.features.common import FIXED_POINT
-from jobs.features.text_vectors import (item_vector_means, partial_item_vector_sums, text_means, texts_to_embed,
-                                        title_vectors, written_texts)
+from jobs.features.text_vectors import (_user_chunks, item_vector_means, partial_item_vector_sums, text_means,
+                                        texts_to_embed, title_vectors, written_texts)
 from schemas.events import BROWSE, TRANSACTIONS
 from schemas.items import ITEMS
 from schemas.social import SOCIAL
@@ -194,6 +195,13 @@ def test_interest_partial_sums_are_one_row_per_user_and_task(straddling):
     weight_sums = {user: sum(row.weight_sum for row in partials if row.user_id == user) for user, *_ in tiles}
     assert weight_sums == {user: sum(n * round(STREAM_WEIGHTS[kind] * FIXED_POINT)
                                      for u, _, _, _, _, kind, n in tiles if u == user) for user, *_ in tiles}
+
+
+def test_a_user_whose_rows_arrive_apart_is_refused_not_split():
+    """The chunks take Spark's sort as given; rows that were not sorted by user would give a user two partial
+    rows, so they are an error."""
+    with pytest.raises(ValueError, match="a user's rows arrived apart"):
+        list(_user_chunks(iter([pd.DataFrame({"user_id": ["u1", "u2", "u1", "u3"]})])))
 
 
 def test_threads_follow_the_task_cpu_share(spark):

@@ -78,9 +78,8 @@ def _weighted_sums(owners: np.ndarray, columns: np.ndarray, weights: np.ndarray,
     return np.asarray(matrix @ vectors)
 
 
-def _user_chunks(batches: Iterator[pd.DataFrame], order: list[str]
-                 ) -> Iterator[tuple[pd.DataFrame, np.ndarray, np.ndarray]]:
-    """A partition's rows, sorted by ``order`` (``user_id`` first), as chunks of whole users: each chunk's rows,
+def _user_chunks(batches: Iterator[pd.DataFrame]) -> Iterator[tuple[pd.DataFrame, np.ndarray, np.ndarray]]:
+    """A partition's rows, which Spark sorted (``user_id`` first), as chunks of whole users: each chunk's rows,
     its distinct users, and each row's index into them.
 
     Arrow batches arrive in the partition's order, so a user's rows are contiguous; only the last user of a
@@ -96,15 +95,24 @@ def _user_chunks(batches: Iterator[pd.DataFrame], order: list[str]
         done = (rows["user_id"] != last).to_numpy()
         carry = rows[~done]
         if done.any():
-            yield _owners(rows[done], order)
+            yield _owners(rows[done])
     if carry is not None and len(carry):
-        yield _owners(carry, order)
+        yield _owners(carry)
 
 
-def _owners(rows: pd.DataFrame, order: list[str]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    rows = rows.sort_values(order, kind="stable").reset_index(drop=True)
-    users, owners = np.unique(rows["user_id"].to_numpy(dtype=object), return_inverse=True)
-    return rows, users, owners
+def _owners(rows: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Rows with each user's contiguous, kept in Spark's order -> rows, users in that order, each row's user index.
+
+    Read from the contiguous runs, not sorted again: Spark's sort already put the rows in the order their sums
+    are added in, and sorting strings in pandas and again in ``np.unique`` cost more than the sums."""
+    rows = rows.reset_index(drop=True)
+    ids = rows["user_id"].to_numpy(dtype=object)
+    firsts = np.r_[True, ids[1:] != ids[:-1]]
+    users = ids[firsts]
+    if not pd.Index(users).is_unique:
+        raise ValueError("text_vectors: a user's rows arrived apart; the rows must be sorted by user_id "
+                         "within each partition (_sorted_by_user) before they are added up")
+    return rows, users, np.cumsum(firsts) - 1
 
 
 def _sorted_by_user(df: DataFrame, order: list[str]) -> DataFrame:
@@ -122,7 +130,7 @@ def _text_means(half_life_days: float) -> Callable[[Iterator[pd.DataFrame]], Ite
     and the texts stay, so a daily step keeps the vectors of users who wrote nothing new.
     """
     def apply(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for rows, users, owners in _user_chunks(batches, TEXT_ORDER):
+        for rows, users, owners in _user_chunks(batches):
             yield _text_means_of(rows, users, owners, half_life_days)
     return apply
 
@@ -211,7 +219,7 @@ def _added(rows: pd.DataFrame, users: np.ndarray, owners: np.ndarray) -> tuple[n
 
 def _added_sums(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
     """pandas: a partition's ``INTEREST_SUMMARY`` rows, each user's contiguous -> one per user, their sums added."""
-    for chunk in _user_chunks(batches, ["user_id"]):
+    for chunk in _user_chunks(batches):
         users, sums, totals = _added(*chunk)
         yield pd.DataFrame({"user_id": users, "vector_sums": list(sums), "weight_sum": totals})
 
@@ -220,7 +228,7 @@ def _mean_vectors(name: str) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.D
     """pandas: ``INTEREST_SUMMARY`` rows, each user's contiguous -> (user_id, ``name``): per user with any weight,
     their sums added, over the weights added, as float32 (float64 arithmetic, as Spark's long / long then cast)."""
     def apply(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for chunk in _user_chunks(batches, ["user_id"]):
+        for chunk in _user_chunks(batches):
             users, sums, totals = _added(*chunk)
             weighed = totals > 0
             means = sums[weighed].astype(np.float64) / totals[weighed].astype(np.float64)[:, None]
@@ -239,7 +247,7 @@ def _partial_sums(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
     whole users at a time (``_user_chunks``), so memory stays at a batch however many users the task sees; holding
     every user's sums until the task ended did not scale (at 80,000 users a capped table of them handed on a
     row per user again and again: 5.4 GB of shuffle). Whole numbers, so how the rows are split moves no bit."""
-    for rows, users, owners in _user_chunks(batches, ["user_id"]):
+    for rows, users, owners in _user_chunks(batches):
         vectors = np.stack(rows["embedding"].to_numpy())
         weights = rows["fixed_weight"].to_numpy(dtype=np.int64)
         events = rows["events"].to_numpy(dtype=np.int64)
