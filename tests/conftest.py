@@ -17,10 +17,12 @@ SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
 # Every test JVM pyspark starts (this process's session, and the ``portrait`` commands the tests run) evaluates
 # expressions interpreted, as Spark's own test suites can: on tables of a few hundred rows, compiling Java for
 # each query costs more than it saves (test_state + test_features: 99 s against 119-148 s; test_validation +
-# test_exactly_once: 149-187 s against 189-198 s). Results are the same by Spark's contract; the spark-submit
-# test, the benchmarks and every real run keep code generation.
+# test_exactly_once: 149-187 s against 189-198 s). Adaptive execution is off too: on such tables it only
+# replans each query between stages that a static plan runs at once (a 120-user full run, five pairs alternated in
+# one JVM: 31.2 s against 35.1 s on average, every pair faster). Results are the same by Spark's contract; the
+# spark-submit test, the benchmarks and every real run keep code generation and adaptive execution.
 INTERPRETED = ("--conf spark.sql.codegen.wholeStage=false --conf spark.sql.codegen.factoryMode=NO_CODEGEN "
-               "pyspark-shell")
+               "--conf spark.sql.adaptive.enabled=false pyspark-shell")
 os.environ.setdefault("PYSPARK_SUBMIT_ARGS", INTERPRETED)
 
 
