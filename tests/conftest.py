@@ -21,9 +21,9 @@ SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
 # replans each query between stages that a static plan runs at once (a 120-user full run, five pairs alternated in
 # one JVM: 31.2 s against 35.1 s on average, every pair faster). Results are the same by Spark's contract; the
 # spark-submit test, the benchmarks and every real run keep code generation and adaptive execution.
-INTERPRETED = ("--conf spark.sql.codegen.wholeStage=false --conf spark.sql.codegen.factoryMode=NO_CODEGEN "
+TEST_JVM_ARGS = ("--conf spark.sql.codegen.wholeStage=false --conf spark.sql.codegen.factoryMode=NO_CODEGEN "
                "--conf spark.sql.adaptive.enabled=false pyspark-shell")
-os.environ.setdefault("PYSPARK_SUBMIT_ARGS", INTERPRETED)
+os.environ.setdefault("PYSPARK_SUBMIT_ARGS", TEST_JVM_ARGS)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the marks into the node ids
