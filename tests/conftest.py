@@ -22,7 +22,7 @@ SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
 # one JVM: 31.2 s against 35.1 s on average, every pair faster). Results are the same by Spark's contract; the
 # spark-submit test, the benchmarks and every real run keep code generation and adaptive execution.
 TEST_JVM_ARGS = ("--conf spark.sql.codegen.wholeStage=false --conf spark.sql.codegen.factoryMode=NO_CODEGEN "
-               "--conf spark.sql.adaptive.enabled=false pyspark-shell")
+                 "--conf spark.sql.adaptive.enabled=false pyspark-shell")
 os.environ.setdefault("PYSPARK_SUBMIT_ARGS", TEST_JVM_ARGS)
 
 
