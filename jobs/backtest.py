@@ -29,9 +29,8 @@ from jobs.full import embedded_vectors, open_warehouse, read_and_validate
 from jobs.model.challengers import BINARY_TARGETS, reported
 from jobs.model.evaluate import HeldOut, evaluation_sample, intervals, metrics
 from jobs.model.inputs import users_at
-from jobs.model.selection import (NO_CHOICE, PUBLISHED, Choice, choose, fit_candidates, outcome_rows, scored_bundles,
-                                  scored_round)
-from jobs.model.stages import snapshot_stage, train_stage
+from jobs.model.selection import NO_CHOICE, PUBLISHED, Choice, choose, outcome_rows, scored_bundles, scored_round
+from jobs.model.stages import candidates_stage, snapshot_stage
 from jobs.model.tracking import log_backtest
 from jobs.runs import RunRecorder, write_run
 from schemas import STATE_TABLES
@@ -145,8 +144,7 @@ def backtest_round(cfg: Config, spark: SparkSession, wh, tiles: dict[str, DataFr
         snap = snapshot_stage(cfg, wh, tiles, origin.as_of, present, vectors, rec.run_id, rec.started_at,
                               table="backtest_snapshot")
         snap.profiles_at_cutoff.unpersist()
-        network = train_stage(cfg, spark, wh, snap, rec.run_id).bundle
-        candidates = fit_candidates(network, snap.table.filter(~F.col("holdout")), m.seed, m.baselines)
+        _, candidates = candidates_stage(cfg, spark, wh, snap, rec.run_id, m.baselines)
         st.rows_in = wh.count("backtest_snapshot")
     with rec.stage(f"score {label}") as st:
         existing = tiles["users"].transform(users_at(origin.as_of, zone, tiles["state_events"]))

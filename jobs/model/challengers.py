@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Callable
 
 import numpy as np
@@ -23,6 +23,8 @@ from pyspark.ml.feature import StandardScaler
 from pyspark.ml.functions import array_to_vector
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+
+from jobs.together import run_together
 
 # Binary target -> (label column in the snapshot, the validation metric its champion is chosen by).
 BINARY_TARGETS = {"propensity": ("bought", "propensity_roc_auc"), "churn": ("churned", "churn_pr_auc")}
@@ -223,10 +225,16 @@ def fit_challengers(train: DataFrame, spec, seed: int) -> dict[str, dict[str, Sc
     A target with one class only in the training rows gets only the rule: there is nothing to learn from."""
     classes = train.agg(*[F.countDistinct(label).alias(target)
                           for target, (label, _) in BINARY_TARGETS.items()]).first()
-    return {target: {REFERENCE: fit_rfm_rule(train, spec, target),
-                     **({LOGISTIC: fit_logistic(train, label), TREES: fit_trees(train, label, seed)}
-                        if classes[target] > 1 else {})}
-            for target, (label, _) in BINARY_TARGETS.items()}
+    fits: dict[tuple[str, str], Callable[[], Scorer]] = {}
+    for target, (label, _) in BINARY_TARGETS.items():
+        fits[target, REFERENCE] = partial(fit_rfm_rule, train, spec, target)
+        if classes[target] > 1:
+            fits[target, LOGISTIC] = partial(fit_logistic, train, label)
+            fits[target, TREES] = partial(fit_trees, train, label, seed)
+    # Fitted at once (jobs/together.py): each fit is a chain of small Spark jobs, mostly waiting.
+    fitted = dict(zip(fits, run_together(train.sparkSession, *fits.values())))
+    return {target: {method: scorer for (t, method), scorer in fitted.items() if t == target}
+            for target in BINARY_TARGETS}
 
 
 def stacked(parts: list[Scorer], weights: np.ndarray, intercept: float) -> Scorer:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Callable
 
 from pyspark.ml import Pipeline, PipelineModel
@@ -13,6 +14,7 @@ from pyspark.ml.functions import array_to_vector
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from jobs.together import run_together
 from schemas.model import SEGMENTS
 
 # Interpretable profile columns a segment is described by (z-score of its mean vs the population).
@@ -54,16 +56,22 @@ def _pipeline(k: int, seed: int) -> Pipeline:
                             KMeans(k=k, seed=seed, featuresCol="features", predictionCol="segment_id")])
 
 
+def _silhouette(sampled: DataFrame, k: int, seed: int) -> float:
+    """The silhouette of ``sampled`` (user_id, raw) clustered into ``k`` segments by ``_pipeline``."""
+    evaluator = ClusteringEvaluator(featuresCol="features", predictionCol="segment_id")
+    return float(evaluator.evaluate(_pipeline(k, seed).fit(sampled).transform(sampled)))
+
+
 def fit_segments(scored: DataFrame, k_min: int, k_max: int, sample: int, seed: int) -> SegmentModel:
     """Pick k in [k_min, k_max] by silhouette on a sample, then fit KMeans with it on every user."""
     vectors = _vectors(scored).select("user_id", "raw").cache()
     total = vectors.count()
     fraction = min(1.0, sample / max(total, 1))
     sampled = vectors.sample(fraction=fraction, seed=seed).cache() if fraction < 1 else vectors
-    evaluator = ClusteringEvaluator(featuresCol="features", predictionCol="segment_id")
-    silhouettes = {}
-    for k in range(k_min, min(k_max, max(sampled.count() - 1, k_min)) + 1):
-        silhouettes[k] = float(evaluator.evaluate(_pipeline(k, seed).fit(sampled).transform(sampled)))
+    ks = range(k_min, min(k_max, max(sampled.count() - 1, k_min)) + 1)
+    # Every k fitted at once (jobs/together.py): a k-means iteration on a sample is a job of millisecond tasks.
+    found = run_together(scored.sparkSession, *(partial(_silhouette, sampled, k, seed) for k in ks))
+    silhouettes = dict(zip(ks, found))
     best = max(silhouettes, key=lambda k: (silhouettes[k], -k))
     pipeline = _pipeline(best, seed).fit(vectors)
     if sampled is not vectors:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
 
 import numpy as np
 from pyspark.sql import Column, DataFrame
@@ -19,11 +20,12 @@ from pyspark.sql import functions as F
 from conf import Config
 from jobs.frames import checkpointed
 from jobs.model.challengers import (BINARY_TARGETS, CANDIDATES, NETWORK, REFERENCE, STACK, TREES, Scorer,
-                                    fit_challengers, fit_stack, platt, reported, select_champions, stacked)
+                                    fit_stack, platt, reported, select_champions, stacked)
 from jobs.model.evaluate import HeldOut, category_logistic_scores, held_out, metrics
 from jobs.model.inputs import InputSpec, horizon_labels, model_inputs
 from jobs.model.network import ModelBundle
 from jobs.model.score import predict
+from jobs.together import run_together
 
 PUBLISHED = "model"  # the method whose scores profiles carry
 
@@ -75,11 +77,6 @@ class Choice:
 
 NO_CHOICE = Choice({t: NETWORK for t in BINARY_TARGETS}, {}, {})
 STACK_PARTS = tuple(m for m in CANDIDATES if m != STACK)
-
-
-def fit_candidates(network: ModelBundle, train: DataFrame, seed: int, challengers: bool) -> Candidates:
-    """The challengers fitted on ``train`` (a snapshot's rows, holdout excluded) beside the trained network."""
-    return Candidates(network, fit_challengers(train, network.spec, seed) if challengers else {}, train)
 
 
 def rule_category_scores(spec: InputSpec) -> Column:
@@ -136,7 +133,10 @@ def scored_round(candidates: Candidates, rows: DataFrame, spec: InputSpec,
         truth = rows.select("user_id", "bought", "churned", "categories")
         inputs = rows.select("user_id", "behaviour", "text", "interest")
         scores = candidate_scores(candidates, inputs, spec, bundles)
-        return {method: held_out(truth, s, len(spec.categories)) for method, s in scores.items()}
+        # Collected at once (jobs/together.py): each is a join of a few thousand rows, mostly waiting.
+        found = run_together(rows.sparkSession, *(partial(held_out, truth, s, len(spec.categories))
+                                                  for s in scores.values()))
+        return dict(zip(scores, found))
 
 
 CLIP = 1e-12  # probabilities this close to 0 or 1 are read back as margins of about -+27.6

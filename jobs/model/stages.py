@@ -11,6 +11,7 @@ import json
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -22,12 +23,12 @@ from conf import Config
 from jobs.clock import add_days, local_midnight_date
 from jobs.frames import checkpointed
 from jobs.features.state_profiles import Vectors, profiles_from_state
-from jobs.model.challengers import BINARY_TARGETS, CANDIDATES, REFERENCE, reported
+from jobs.model.challengers import BINARY_TARGETS, CANDIDATES, REFERENCE, fit_challengers, reported
 from jobs.model.evaluate import evaluation_sample, metrics, reliability
 from jobs.model.inputs import (TEXT_DIM, TEXT_VECTORS, InputSpec, category_vocabulary, holdout_flag, horizon_labels,
                                model_inputs, users_at)
-from jobs.model.selection import (NO_CHOICE, PUBLISHED, Candidates, Choice, choose, fit_candidates, outcome_rows,
-                                  published_bundle, scored_bundles, scored_round)
+from jobs.model.selection import (NO_CHOICE, PUBLISHED, Candidates, Choice, choose, outcome_rows, published_bundle,
+                                  scored_bundles, scored_round)
 from jobs.model.network import ModelBundle, NetworkShape
 from jobs.model.score import predict, with_model_scores
 from jobs.model.serving import save_serving
@@ -37,6 +38,7 @@ from jobs.model.train import TrainSettings, distributed_train, final_state
 from jobs.runs import RunRecorder
 from jobs.storage import Warehouse
 from jobs.tags import model_tags
+from jobs.together import run_together
 from schemas.model import MODEL_METRICS, TRAINING_SNAPSHOT
 
 MAX_CATEGORIES = 50  # the category head's vocabulary: the most bought categories
@@ -137,28 +139,55 @@ def train_stage(cfg: Config, spark: SparkSession, wh: Warehouse, snapshot: Snaps
     return Trained(bundle, list(state["history"]), int(result["resumed_from"]), directory)
 
 
+def candidates_stage(cfg: Config, spark: SparkSession, wh: Warehouse, snapshot: Snapshot, run_id: str,
+                     challengers: bool) -> tuple[Trained, Candidates]:
+    """The network trained (``train_stage``) and, with ``challengers``, the challengers fitted on the same training
+    rows (the snapshot's, holdout excluded), at once (jobs/together.py): the network trains in processes of its
+    own while the challengers' small Spark jobs run."""
+    train = snapshot.table.filter(~F.col("holdout"))
+    trained, fitted = run_together(spark, partial(train_stage, cfg, spark, wh, snapshot, run_id),
+                                   partial(fit_challengers, train, snapshot.spec, cfg.model.seed) if challengers
+                                   else dict)
+    return trained, Candidates(trained.bundle, fitted, train)
+
+
+def snapshots_stage(cfg: Config, spark: SparkSession, wh: Warehouse, tiles: dict[str, DataFrame], as_of: datetime,
+                    present: set[str], vectors: Vectors, run_id: str, updated_at: datetime
+                    ) -> tuple[Snapshot, Snapshot | None]:
+    """The training snapshot (``snapshot_stage`` at ``as_of``: cutoff T = as_of - H) and, when the validation round
+    runs (``model.baselines``, and ``room_to_validate``), the validation snapshot one horizon earlier (cutoff
+    T - H, ``validation_snapshot``), written at once (jobs/together.py): two folds from the same tiles, whose
+    many small stages leave cores idle one at a time."""
+    cutoff = add_days(as_of, -cfg.model.horizon_days, cfg.time.zone)
+    write = partial(snapshot_stage, cfg, wh, tiles, present=present, vectors=vectors, run_id=run_id,
+                    updated_at=updated_at)
+    if not (cfg.model.baselines and room_to_validate(cfg, tiles, cutoff)):
+        return write(as_of), None
+    training, early = run_together(spark, partial(write, as_of), partial(write, cutoff, table="validation_snapshot"))
+    early.profiles_at_cutoff.unpersist()  # validation scores the users at T (the training snapshot's)
+    return training, early
+
+
 def validation_stage(cfg: Config, spark: SparkSession, wh: Warehouse, tiles: dict[str, DataFrame], snapshot: Snapshot,
-                     present: set[str], vectors: Vectors, run_id: str, updated_at: datetime) -> tuple[Choice, int]:
-    """Inside the training window, out of time: every candidate fitted at T - 2H (``validation_snapshot``),
-    scored on the users of T - H against what they did in [T - H, T). Returns the choice and the users."""
+                     early: Snapshot, run_id: str) -> tuple[Choice, int]:
+    """Inside the training window, out of time: every candidate fitted at T - 2H (``early``, the
+    ``validation_snapshot``), scored on the users of T - H against what they did in [T - H, T). Returns the choice
+    and the users."""
     m = cfg.model
     at = snapshot.cutoff  # T - H: the training snapshot's cutoff, and validation's scoring date
-    early = snapshot_stage(cfg, wh, tiles, at, present, vectors, run_id, updated_at, table="validation_snapshot")
-    early.profiles_at_cutoff.unpersist()
-    network = train_stage(cfg, spark, wh, early, run_id).bundle
-    candidates = fit_candidates(network, early.table.filter(~F.col("holdout")), m.seed, challengers=True)
+    _, candidates = candidates_stage(cfg, spark, wh, early, run_id, challengers=True)
     users = evaluation_sample(snapshot.profiles_at_cutoff.select("user_id"), m.evaluation_users, m.seed)
     profiles = snapshot.profiles_at_cutoff.join(users, "user_id", "left_semi")
     found = scored_round(candidates, outcome_rows(cfg, tiles, profiles, at, early.spec), early.spec)
     return choose(found, m.seed, m.stack), len(next(iter(found.values())).bought)
 
 
-def room_to_validate(cfg: Config, tiles: dict[str, DataFrame], snapshot: Snapshot) -> bool:
-    """Whether a validation snapshot (cutoff T - 2H) would have any day of events before its cutoff."""
+def room_to_validate(cfg: Config, tiles: dict[str, DataFrame], cutoff: datetime) -> bool:
+    """Whether a validation snapshot for the training snapshot of ``cutoff`` (its own cutoff one horizon earlier)
+    would have any day of events before its cutoff."""
     first = tiles["state_events"].agg(F.min("day")).first()[0]
     zone = cfg.time.zone
-    return first is not None and first < local_midnight_date(add_days(snapshot.cutoff, -cfg.model.horizon_days, zone),
-                                                             zone)
+    return first is not None and first < local_midnight_date(add_days(cutoff, -cfg.model.horizon_days, zone), zone)
 
 
 def evaluate_stage(cfg: Config, snapshot: Snapshot, candidates: Candidates, trained: Trained) -> None:
@@ -248,22 +277,20 @@ def model_stages(cfg: Config, spark: SparkSession, wh: Warehouse, tiles: dict[st
     """Snapshot, train, evaluate, score and segment, each a recorded stage; then log it all to MLflow."""
     m = cfg.model
     with rec.stage("snapshot") as st:
-        snap = snapshot_stage(cfg, wh, tiles, as_of, present, vectors, rec.run_id, rec.started_at)
+        snap, early = snapshots_stage(cfg, spark, wh, tiles, as_of, present, vectors, rec.run_id, rec.started_at)
         st.rows_out = rec.rows_out["training_snapshot"] = wh.count("training_snapshot")
         rec.details["cutoff"] = snap.cutoff.isoformat()
     choice, why = NO_CHOICE, "the network: no challengers (model.baselines is false)"
-    if m.baselines and room_to_validate(cfg, tiles, snap):
+    if early is not None:
         with rec.stage("validate") as st:
-            choice, st.rows_in = validation_stage(cfg, spark, wh, tiles, snap, present, vectors, rec.run_id,
-                                                  rec.started_at)
+            choice, st.rows_in = validation_stage(cfg, spark, wh, tiles, snap, early, rec.run_id)
         why = "on validation " + ", ".join(
             f"{BINARY_TARGETS[t][1]} {choice.validation.get(BINARY_TARGETS[t][1], {}).get(w)}" for t, w in
             choice.winners.items())
     elif m.baselines:
         why = "the network: no room for a validation window (T - 2 x horizon is before the first event)"
     with rec.stage("train") as st:
-        trained = train_stage(cfg, spark, wh, snap, rec.run_id)
-        candidates = fit_candidates(trained.bundle, snap.table.filter(~F.col("holdout")), m.seed, m.baselines)
+        trained, candidates = candidates_stage(cfg, spark, wh, snap, rec.run_id, m.baselines)
         trained.bundle, trained.choice = published_bundle(candidates, choice), choice
         st.rows_in = st.rows_out
         rec.details["checkpoints"] = trained.checkpoint_dir
