@@ -1,11 +1,12 @@
 """``portrait demo`` at two revisions of the code, alternating: what ``make demo`` costs after its setup.
 
     python benchmarks/demo_ab.py --old 4da1533        # about 30 minutes with 2 rounds
+    python benchmarks/demo_ab.py --old 4da1533 --also 61923f2   # a third side in the same rounds: about 45 minutes
 
 Each run is a new process, in a new empty directory, with the revision's checkout first on its path: it generates
 10k users over 30 days, runs the full recompute with the model, and shows the tables, as ``make demo`` does after
 ``make setup``. Both sides use this checkout's virtual environment. The sides alternate (old, new, old, new), so a
-slow minute of the machine falls on both. Reports each side's median wall time and new / old. Writes
+slow minute of the machine falls on both. Reports each side's median wall time, new / old and new / also. Writes
 benchmarks/results/demo_ab.json.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import typer
@@ -54,21 +56,26 @@ def stage_seconds(log: str) -> list[list]:
 
 
 def main(old: str = typer.Option(..., help="The revision to compare with (the new side is this checkout)."),
+         also: str = typer.Option(None, help="A second revision to compare with, in the same rounds (side 'also')."),
          rounds: int = 2, work: Path = ROOT / "benchmarks" / ".work" / "demo_ab", out: Path = RESULTS) -> None:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    with checkout(old, work / "old") as old_code:
-        measured = alternated(rounds, {"old": old_code, "new": ROOT},
+    with ExitStack() as checkouts:
+        sides = {"old": checkouts.enter_context(checkout(old, work / "old"))}
+        if also:
+            sides["also"] = checkouts.enter_context(checkout(also, work / "also"))
+        measured = alternated(rounds, {**sides, "new": ROOT},
                               lambda side, code: demo_seconds(code, work / f"demo_{side}"))
     median = {side: round(statistics.median(r[0] for r in runs), 1) for side, runs in measured.items()}
     stages = {side: stage_seconds((work / f"demo_{side}.log").read_text()) for side in measured}
     write_result(out, {
         "old": old, "new": f"{head_revision()} (the checkout, with any uncommitted changes)", "rounds": rounds,
+        **({"also": also, "new_over_also": round(median["new"] / median["also"], 3)} if also else {}),
         "seconds_per_round": {side: [r[0] for r in runs] for side, runs in measured.items()},
         "median_s": median, "new_over_old": round(median["new"] / median["old"], 3),
         "stages_last_round_s": stages,
         "conditions": "portrait demo (10k users, 30 days, model on), each run a new process in a new directory; "
-                      "one virtual environment for both sides; sides alternate",
+                      "one virtual environment for every side; sides alternate",
     })
 
 

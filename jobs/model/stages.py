@@ -151,30 +151,14 @@ def candidates_stage(cfg: Config, spark: SparkSession, wh: Warehouse, snapshot: 
     return trained, Candidates(trained.bundle, fitted, train)
 
 
-def snapshots_stage(cfg: Config, spark: SparkSession, wh: Warehouse, tiles: dict[str, DataFrame], as_of: datetime,
-                    present: set[str], vectors: Vectors, run_id: str, updated_at: datetime
-                    ) -> tuple[Snapshot, Snapshot | None]:
-    """The training snapshot (``snapshot_stage`` at ``as_of``: cutoff T = as_of - H) and, when the validation round
-    runs (``model.baselines``, and ``room_to_validate``), the validation snapshot one horizon earlier (cutoff
-    T - H, ``validation_snapshot``), written at once (jobs/together.py): two folds from the same tiles, whose
-    many small stages leave cores idle one at a time."""
-    cutoff = add_days(as_of, -cfg.model.horizon_days, cfg.time.zone)
-    write = partial(snapshot_stage, cfg, wh, tiles, present=present, vectors=vectors, run_id=run_id,
-                    updated_at=updated_at)
-    if not (cfg.model.baselines and room_to_validate(cfg, tiles, cutoff)):
-        return write(as_of), None
-    training, early = run_together(spark, partial(write, as_of), partial(write, cutoff, table="validation_snapshot"))
-    early.profiles_at_cutoff.unpersist()  # validation scores the users at T (the training snapshot's)
-    return training, early
-
-
 def validation_stage(cfg: Config, spark: SparkSession, wh: Warehouse, tiles: dict[str, DataFrame], snapshot: Snapshot,
-                     early: Snapshot, run_id: str) -> tuple[Choice, int]:
-    """Inside the training window, out of time: every candidate fitted at T - 2H (``early``, the
-    ``validation_snapshot``), scored on the users of T - H against what they did in [T - H, T). Returns the choice
-    and the users."""
+                     present: set[str], vectors: Vectors, run_id: str, updated_at: datetime) -> tuple[Choice, int]:
+    """Inside the training window, out of time: every candidate fitted at T - 2H (``validation_snapshot``),
+    scored on the users of T - H against what they did in [T - H, T). Returns the choice and the users."""
     m = cfg.model
     at = snapshot.cutoff  # T - H: the training snapshot's cutoff, and validation's scoring date
+    early = snapshot_stage(cfg, wh, tiles, at, present, vectors, run_id, updated_at, table="validation_snapshot")
+    early.profiles_at_cutoff.unpersist()
     _, candidates = candidates_stage(cfg, spark, wh, early, run_id, challengers=True)
     users = evaluation_sample(snapshot.profiles_at_cutoff.select("user_id"), m.evaluation_users, m.seed)
     profiles = snapshot.profiles_at_cutoff.join(users, "user_id", "left_semi")
@@ -182,12 +166,12 @@ def validation_stage(cfg: Config, spark: SparkSession, wh: Warehouse, tiles: dic
     return choose(found, m.seed, m.stack), len(next(iter(found.values())).bought)
 
 
-def room_to_validate(cfg: Config, tiles: dict[str, DataFrame], cutoff: datetime) -> bool:
-    """Whether a validation snapshot for the training snapshot of ``cutoff`` (its own cutoff one horizon earlier)
-    would have any day of events before its cutoff."""
+def room_to_validate(cfg: Config, tiles: dict[str, DataFrame], snapshot: Snapshot) -> bool:
+    """Whether a validation snapshot (cutoff T - 2H) would have any day of events before its cutoff."""
     first = tiles["state_events"].agg(F.min("day")).first()[0]
     zone = cfg.time.zone
-    return first is not None and first < local_midnight_date(add_days(cutoff, -cfg.model.horizon_days, zone), zone)
+    return first is not None and first < local_midnight_date(add_days(snapshot.cutoff, -cfg.model.horizon_days, zone),
+                                                             zone)
 
 
 def evaluate_stage(cfg: Config, snapshot: Snapshot, candidates: Candidates, trained: Trained) -> None:
@@ -277,13 +261,14 @@ def model_stages(cfg: Config, spark: SparkSession, wh: Warehouse, tiles: dict[st
     """Snapshot, train, evaluate, score and segment, each a recorded stage; then log it all to MLflow."""
     m = cfg.model
     with rec.stage("snapshot") as st:
-        snap, early = snapshots_stage(cfg, spark, wh, tiles, as_of, present, vectors, rec.run_id, rec.started_at)
+        snap = snapshot_stage(cfg, wh, tiles, as_of, present, vectors, rec.run_id, rec.started_at)
         st.rows_out = rec.rows_out["training_snapshot"] = wh.count("training_snapshot")
         rec.details["cutoff"] = snap.cutoff.isoformat()
     choice, why = NO_CHOICE, "the network: no challengers (model.baselines is false)"
-    if early is not None:
+    if m.baselines and room_to_validate(cfg, tiles, snap):
         with rec.stage("validate") as st:
-            choice, st.rows_in = validation_stage(cfg, spark, wh, tiles, snap, early, rec.run_id)
+            choice, st.rows_in = validation_stage(cfg, spark, wh, tiles, snap, present, vectors, rec.run_id,
+                                                  rec.started_at)
         why = "on validation " + ", ".join(
             f"{BINARY_TARGETS[t][1]} {choice.validation.get(BINARY_TARGETS[t][1], {}).get(w)}" for t, w in
             choice.winners.items())
