@@ -250,6 +250,7 @@ class ModelConf(_Section):
     experiment: str = "portrait"
     baselines: bool = True                      # also fit the RFM rule and MLlib baselines, for the metrics table
     stack: bool = False                         # also fit the stack of the candidates (off: see README)
+    tree_rows_per_worker: int = Field(500_000, ge=1)  # boosted trees: one xgboost worker per this many training rows
     propensity_tag_min: float = Field(0.5, gt=0, lt=1)
     churn_tag_min: float = Field(0.5, gt=0, lt=1)
     segments_k_min: int = Field(5, ge=2)

@@ -12,8 +12,8 @@ from conf import EmbeddingConf
 from jobs.embed import embed_column, embed_settings
 from jobs.features.affinity import interaction_day_state
 from jobs.features.common import FIXED_POINT
-from jobs.features.text_vectors import (_user_chunks, item_vector_means, partial_item_vector_sums, text_means,
-                                        texts_to_embed, title_vectors, written_texts)
+from jobs.features.text_vectors import (_user_chunks, item_vector_means, item_vector_sums, partial_item_vector_sums,
+                                        text_means, texts_to_embed, title_vectors, written_texts)
 from schemas.events import BROWSE, TRANSACTIONS
 from schemas.items import ITEMS
 from schemas.social import SOCIAL
@@ -195,6 +195,29 @@ def test_interest_partial_sums_are_one_row_per_user_and_task(straddling):
     weight_sums = {user: sum(row.weight_sum for row in partials if row.user_id == user) for user, *_ in tiles}
     assert weight_sums == {user: sum(n * round(STREAM_WEIGHTS[kind] * FIXED_POINT)
                                      for u, _, _, _, _, kind, n in tiles if u == user) for user, *_ in tiles}
+
+
+def test_interest_sums_are_plain_pythons_when_many_users_in_a_batch_share_items(spark):
+    """Thirty users reaching three items with three kinds, so that each task's Arrow batch holds several users' rows
+    on the same (item, kind) pair, whose term is rounded once per chunk of users. Every user's fixed-point sums
+    must be plain Python's, row by row: events x round(round(weight x FIXED_POINT) x element)."""
+    rng = np.random.default_rng(3)
+    vectors = {f"i{n}": rng.normal(size=4).astype(np.float32) for n in range(3)}
+    kinds = sorted(STREAM_WEIGHTS)
+    day = AS_OF.date() - dt.timedelta(days=1)
+    tiles = [(f"u{u:02d}", "browse", day, day, f"i{(u + j) % 3}", kinds[(u * j + j) % 3], 1 + (u * j) % 4)
+             for u in range(30) for j in range(3)]
+    titles = spark.createDataFrame([(k, v.tolist()) for k, v in vectors.items()],
+                                   "item_id string, embedding array<float>")
+    state = spark.createDataFrame(tiles, INTERACTION_DAY_STATE)
+    out = {row.user_id: row for row in state.transform(item_vector_sums(STREAM_WEIGHTS, titles)).collect()}
+    assert len(out) == 30
+    for user in out:
+        mine = [(vectors[item], round(STREAM_WEIGHTS[kind] * FIXED_POINT), n)
+                for u, _, _, _, item, kind, n in tiles if u == user]
+        expected = [sum(n * round(weight * float(v[d])) for v, weight, n in mine) for d in range(4)]
+        assert list(out[user].vector_sums) == expected, user
+        assert out[user].weight_sum == sum(weight * n for _, weight, n in mine)
 
 
 def test_a_user_whose_rows_arrive_apart_is_refused_not_split():

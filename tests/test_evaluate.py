@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from jobs.model.challengers import Scorer, fit_logistic, fit_trees, platt, select_champions, stacked
+from jobs.model.challengers import Scorer, fit_logistic, fit_trees, platt, select_champions, stacked, tree_workers
 from jobs.model.evaluate import HeldOut, category_logistic_scores
 from tests.helpers import ts
 
@@ -215,3 +215,10 @@ def test_the_rfm_rule_is_quintiles_of_the_training_rows_cut_as_a_plain_sort_cuts
     days = {u: d for u, *_, d in users}
     assert [round(float(np.expm1(v))) for u, v in zip(ids, idle) if u != "never"] == \
         [days[u] for u in ids if u != "never"]
+
+
+def test_tree_workers_follow_the_training_rows_within_the_task_slots():
+    assert tree_workers(7_000, 2, 500_000) == 1          # the demo: one worker, so both targets fit at once
+    assert tree_workers(1_000_001, 8, 500_000) == 3      # a worker per 500,000 rows, rounded up
+    assert tree_workers(10 ** 9, 8, 500_000) == 8        # never more than the task slots
+    assert tree_workers(0, 2, 500_000) == 1              # and never none

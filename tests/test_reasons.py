@@ -157,3 +157,26 @@ def test_a_published_stack_weighs_z_scores_over_the_training_rows_and_names_the_
         .transform(model_scores(replace(network, scorers={"propensity": stack}), 3))
     tag = [t for t in scored.transform(model_labels(cfg, {})).collect() if t.tag == "likely_buyer"][0]
     assert re.search(r"\bcarts(_\d+d)?=3\b", tag.reason), tag.reason
+
+
+def test_the_networks_attributions_are_captums_over_its_plain_forward():
+    """The scorer's integrated gradients hold the text and interest part of the first layer (``from_behaviour``);
+    they must be Captum's own attributions over ``forward`` with every input passed along the path."""
+    import torch
+    from captum.attr import IntegratedGradients
+
+    from jobs.model.network import UserModel
+    from jobs.model.score import IG_STEPS, _integrated_gradients
+
+    torch.manual_seed(5)
+    network = UserModel(NetworkShape(n_behaviour=6, text_dim=4, n_categories=3, embedding_dim=5, hidden_dim=7,
+                                     n_text_vectors=2, image_dim=2)).double().eval()
+    network.set_standardisation(torch.rand(6, dtype=torch.float64), torch.rand(6, dtype=torch.float64) + 0.5)
+    behaviour, text, interest = (torch.randn(9, width, dtype=torch.float64) for width in (6, 8, 6))
+    for head in (1, 2):
+        expected = IntegratedGradients(lambda b, t, i: network(b, t, i)[head]).attribute(
+            behaviour, baselines=network.mean.expand_as(behaviour), additional_forward_args=(text, interest),
+            n_steps=IG_STEPS).detach().numpy()
+        assert np.abs(expected).max() > 1e-3  # the heads move with the behaviour: a real comparison
+        np.testing.assert_allclose(_integrated_gradients(network, head, behaviour, text, interest), expected,
+                                   rtol=1e-9, atol=1e-12)

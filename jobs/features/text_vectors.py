@@ -237,27 +237,33 @@ def _mean_vectors(name: str) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.D
 
 
 def _partial_sums(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-    """pandas: a task's (user_id, fixed_weight, events, embedding) rows, each user's contiguous -> ``INTEREST_SUMMARY``
-    rows of partial sums, one per user the task saw: per user, the sums of events x rint(fixed_weight x vector) and
-    of events x fixed_weight. ``merged_item_vector_sums`` adds them up.
+    """pandas: a task's (user_id, item_id, fixed_weight, events, embedding) rows, each user's contiguous ->
+    ``INTEREST_SUMMARY`` rows of partial sums, one per user the task saw: per user, the sums of events x
+    rint(fixed_weight x vector) and of events x fixed_weight. ``merged_item_vector_sums`` adds them up.
 
     Run where the rows meet their item's vector (partitioned by item), so that what crosses the shuffle to the
     users is a partial sum per user and task, not every (user, item) row with its vector: 8.8 GB for 20,000 users
     over 180 days, half of that full run's time. The task's rows come sorted by user and are added a chunk of
     whole users at a time (``_user_chunks``), so memory stays at a batch however many users the task sees; holding
     every user's sums until the task ended did not scale (at 80,000 users a capped table of them handed on a
-    row per user again and again: 5.4 GB of shuffle). Whole numbers, so how the rows are split moves no bit."""
+    row per user again and again: 5.4 GB of shuffle). Whole numbers, so how the rows are split moves no bit.
+
+    A term rint(fixed_weight x vector) is the same for every user who reached that item with that weight, so a
+    chunk rounds each (item, weight) pair once: the popular items' rows, most of a chunk, cost an index each."""
     for rows, users, owners in _user_chunks(batches):
-        vectors = np.stack(rows["embedding"].to_numpy())
+        pairs = rows.groupby(["item_id", "fixed_weight"], sort=False).ngroup().to_numpy()  # 0.. in first-seen order
+        first = np.unique(pairs, return_index=True)[1]
+        vectors = np.stack(rows["embedding"].to_numpy()[first])
         weights = rows["fixed_weight"].to_numpy(dtype=np.int64)
         events = rows["events"].to_numpy(dtype=np.int64)
-        bounds = events.astype(np.float64) * weights * (np.abs(vectors).max(axis=1).astype(np.float64) + 1)  # no wrap
-        # rint(weight x vector) in float64, in place: one (rows x dim) temporary instead of four, and the events
+        largest = np.abs(vectors).max(axis=1).astype(np.float64)[pairs]  # per row, its item's largest |element|
+        bounds = events.astype(np.float64) * weights * (largest + 1)  # no wrap
+        # rint(weight x vector) in float64, in place: one (pairs x dim) temporary instead of four, and the events
         # multiplied in by the sparse product that adds each user's rows (a third of the time, the same bits).
         terms = vectors.astype(np.float64)
-        terms *= weights[:, None]
+        terms *= weights[first][:, None]
         terms = np.rint(terms, out=terms).astype(np.int64)
-        sums = _weighted_sums(owners, np.arange(len(rows)), events, len(users), terms)
+        sums = _weighted_sums(owners, pairs, events, len(users), terms)
         totals, bound = _per_user(owners, weights * events, bounds)
         _overflow_check(bound, "weighted events")
         yield pd.DataFrame({"user_id": users, "vector_sums": list(sums), "weight_sum": totals})
@@ -270,7 +276,7 @@ def partial_item_vector_sums(weights: dict[str, float], item_vectors: DataFrame)
     def apply(tiles: DataFrame) -> DataFrame:
         rows = (tiles.withColumn("fixed_weight", fixed_kind_weight(weights)).filter(F.col("fixed_weight") > 0)
                 .groupBy("user_id", "item_id", "fixed_weight").agg(F.sum("events").alias("events"))
-                .join(item_vectors, "item_id").select("user_id", "fixed_weight", "events", "embedding")
+                .join(item_vectors, "item_id").select("user_id", "item_id", "fixed_weight", "events", "embedding")
                 .sortWithinPartitions("user_id"))
         return rows.mapInPandas(_partial_sums, INTEREST_SUMMARY)
     return apply

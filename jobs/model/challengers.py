@@ -206,13 +206,23 @@ def fit_logistic(train: DataFrame, label: str) -> Scorer:
     return Scorer(LOGISTIC, buffer.getvalue())
 
 
-def fit_trees(train: DataFrame, label: str, seed: int) -> Scorer:
-    """Gradient-boosted trees (``xgboost.spark``: one distributed fit) of ``label`` on the behaviour vector."""
+def tree_workers(rows: int, parallelism: int, rows_per_worker: int) -> int:
+    """How many xgboost workers fit ``rows`` training rows: one per ``rows_per_worker``
+    (``model.tree_rows_per_worker``), at least one, at most one per task slot (``parallelism``).
+
+    A fit is one barrier stage that starts a tracker and waits for every worker: on the demo's 7,000 rows two
+    workers took 4.4 s where one took 3.1, and held both cores, so the two targets' fits could not run at once."""
+    return max(1, min(parallelism, -(-rows // rows_per_worker)))
+
+
+def fit_trees(train: DataFrame, label: str, seed: int, workers: int | None = None) -> Scorer:
+    """Gradient-boosted trees (``xgboost.spark``: one distributed fit) of ``label`` on the behaviour vector, on
+    ``workers`` workers (``tree_workers``; None: one per task slot)."""
     from xgboost.spark import SparkXGBClassifier
 
     # Quiet: its per-round training loss and parameter dumps would bury the job's own console lines.
     logging.getLogger("XGBoost-PySpark").setLevel(logging.WARNING)
-    workers = max(1, train.sparkSession.sparkContext.defaultParallelism)
+    workers = workers or max(1, train.sparkSession.sparkContext.defaultParallelism)
     trees = SparkXGBClassifier(features_col="behaviour", label_col=label, num_workers=workers, n_estimators=100,
                                max_depth=4, learning_rate=0.1, subsample=0.8, random_state=seed, verbosity=0,
                                verbose=False)
@@ -220,17 +230,19 @@ def fit_trees(train: DataFrame, label: str, seed: int) -> Scorer:
     return Scorer(TREES, bytes(model.get_booster().save_raw("ubj")))
 
 
-def fit_challengers(train: DataFrame, spec, seed: int) -> dict[str, dict[str, Scorer]]:
+def fit_challengers(train: DataFrame, spec, seed: int, tree_rows_per_worker: int) -> dict[str, dict[str, Scorer]]:
     """target -> challenger -> fitted scorer, on the training rows (user_id, behaviour and the labels).
-    A target with one class only in the training rows gets only the rule: there is nothing to learn from."""
-    classes = train.agg(*[F.countDistinct(label).alias(target)
-                          for target, (label, _) in BINARY_TARGETS.items()]).first()
+    A target with one class only in the training rows gets only the rule: there is nothing to learn from.
+    The trees' workers follow the rows (``tree_workers``)."""
+    classes = train.agg(F.count(F.lit(1)).alias("rows"), *[F.countDistinct(label).alias(target)
+                                                            for target, (label, _) in BINARY_TARGETS.items()]).first()
+    workers = tree_workers(classes["rows"], train.sparkSession.sparkContext.defaultParallelism, tree_rows_per_worker)
     fits: dict[tuple[str, str], Callable[[], Scorer]] = {}
     for target, (label, _) in BINARY_TARGETS.items():
         fits[target, REFERENCE] = partial(fit_rfm_rule, train, spec, target)
         if classes[target] > 1:
             fits[target, LOGISTIC] = partial(fit_logistic, train, label)
-            fits[target, TREES] = partial(fit_trees, train, label, seed)
+            fits[target, TREES] = partial(fit_trees, train, label, seed, workers)
     # Fitted at once (jobs/together.py): each fit is a chain of small Spark jobs, mostly waiting.
     fitted = dict(zip(fits, run_together(train.sparkSession, *fits.values())))
     return {target: {method: scorer for (t, method), scorer in fitted.items() if t == target}

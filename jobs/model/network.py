@@ -62,7 +62,23 @@ class UserModel(nn.Module):
 
     def forward(self, behaviour: torch.Tensor, text: torch.Tensor, interest: torch.Tensor):
         x = torch.cat([(behaviour - self.mean) / self.std, text, interest], dim=1)
-        embedding = self.tower(x)
+        return self._outputs(self.tower(x))
+
+    def held_inputs(self, text: torch.Tensor, interest: torch.Tensor) -> torch.Tensor:
+        """The first layer's pre-activation from ``text`` and ``interest`` alone, its bias included: what
+        ``from_behaviour`` adds to the behaviour's part."""
+        first = self.tower[0]
+        return torch.cat([text, interest], dim=1) @ first.weight[:, self.shape.n_behaviour:].T + first.bias
+
+    def from_behaviour(self, behaviour: torch.Tensor, held: torch.Tensor):
+        """``forward`` with the text and interest inputs' part of the first layer given (``held_inputs``): an
+        integrated-gradients path moves the behaviour alone, and the held inputs are 1,152 of the layer's
+        columns, computed once per user instead of once per step of the path."""
+        first = self.tower[0]
+        x = ((behaviour - self.mean) / self.std) @ first.weight[:, :self.shape.n_behaviour].T + held
+        return self._outputs(self.tower[1:](x))
+
+    def _outputs(self, embedding: torch.Tensor):
         return (embedding, self.propensity(embedding).squeeze(1), self.churn(embedding).squeeze(1),
                 self.category(embedding), self.spend(embedding))
 

@@ -145,9 +145,10 @@ def candidates_stage(cfg: Config, spark: SparkSession, wh: Warehouse, snapshot: 
     rows (the snapshot's, holdout excluded), at once (jobs/together.py): the network trains in processes of its
     own while the challengers' small Spark jobs run."""
     train = snapshot.table.filter(~F.col("holdout"))
+    m = cfg.model
     trained, fitted = run_together(spark, partial(train_stage, cfg, spark, wh, snapshot, run_id),
-                                   partial(fit_challengers, train, snapshot.spec, cfg.model.seed) if challengers
-                                   else dict)
+                                   partial(fit_challengers, train, snapshot.spec, m.seed, m.tree_rows_per_worker)
+                                   if challengers else dict)
     return trained, Candidates(trained.bundle, fitted, train)
 
 
