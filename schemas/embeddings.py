@@ -19,3 +19,17 @@ IMAGE_CACHE = StructType([
     StructField("reason", StringType(), True),
     StructField("created_at", TimestampType(), False),
 ])
+
+
+# Per user, from the user's reviews and comments (``text_means``): the recency-weighted mean embedding, and the
+# plain mean of the recent ones (null without any).
+TEXT_VECTORS = StructType([
+    StructField("user_id", StringType(), False),
+    StructField("text_vector", ArrayType(FloatType()), False),
+    StructField("recent_text_vector", ArrayType(FloatType()), True),
+])
+
+
+def mean_vector_schema(name: str) -> StructType:
+    """user_id and one mean vector named ``name`` (``item_vector_means``)."""
+    return StructType([StructField("user_id", StringType(), False), StructField(name, ArrayType(FloatType()), False)])

@@ -13,7 +13,9 @@ from pyspark.sql import functions as F
 from jobs.clock import local_midnight_date
 from jobs.features.affinity import fixed_kind_weight
 from jobs.features.common import SECONDS_PER_DAY, before, unsettled, within_days
+from schemas.embeddings import TEXT_VECTORS, mean_vector_schema
 from schemas.state import INTEREST_SUMMARY
+from udfs.vector_batches import Columns, NullableRows, map_vector_batches
 
 TEXT_KINDS = ("review", "comment")
 
@@ -60,9 +62,6 @@ def tiled_texts(social: DataFrame, texts_tile: DataFrame) -> DataFrame:
     keys = texts_tile.select("text_sha256").distinct()
     return (social.transform(with_text_keys()).join(keys, "text_sha256", "left_semi")
             .drop("norm_text", "text_sha256"))
-
-
-TEXT_VECTORS_SCHEMA = "user_id string, text_vector array<float>, recent_text_vector array<float>"
 
 
 def _weighted_sums(owners: np.ndarray, columns: np.ndarray, weights: np.ndarray, n_owners: int,
@@ -120,16 +119,16 @@ def _sorted_by_user(df: DataFrame, order: list[str]) -> DataFrame:
     return df.repartition("user_id").sortWithinPartitions(*order)
 
 
-def _text_means(half_life_days: float) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+def _text_means(half_life_days: float) -> Callable[[Iterator[pd.DataFrame]], Iterator[Columns]]:
     """pandas: a partition's (user_id, ts, text_sha256, recent, embedding) rows -> per user the recency-weighted
-    mean and the mean of the recent rows (``TEXT_VECTORS_SCHEMA``).
+    mean and the mean of the recent rows (``TEXT_VECTORS``).
 
     Rows are partitioned by user, so every user is complete within one partition; each user's rows are
     summed in (ts, text_sha256) order. A text's weight is counted from the user's newest text, not from
     as_of: the mean is the same (the ratio of the weights is), and it does not change while as_of moves
     and the texts stay, so a daily step keeps the vectors of users who wrote nothing new.
     """
-    def apply(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def apply(batches: Iterator[pd.DataFrame]) -> Iterator[Columns]:
         for rows, users, owners in _user_chunks(batches):
             yield _text_means_of(rows, users, owners, half_life_days)
     return apply
@@ -138,8 +137,8 @@ def _text_means(half_life_days: float) -> Callable[[Iterator[pd.DataFrame]], Ite
 TEXT_ORDER = ["user_id", "ts", "text_sha256"]
 
 
-def _text_means_of(rows: pd.DataFrame, users: np.ndarray, owners: np.ndarray, half_life_days: float) -> pd.DataFrame:
-    """One chunk of whole users -> their rows of ``TEXT_VECTORS_SCHEMA``."""
+def _text_means_of(rows: pd.DataFrame, users: np.ndarray, owners: np.ndarray, half_life_days: float) -> Columns:
+    """One chunk of whole users -> their rows of ``TEXT_VECTORS``."""
     vectors = np.stack(rows["embedding"].to_numpy()).astype(np.float64)
     newest = rows.groupby("user_id", sort=False)["ts"].transform("max")
     age_days = (newest - rows["ts"]).dt.total_seconds().to_numpy(dtype=np.float64) / SECONDS_PER_DAY
@@ -151,9 +150,8 @@ def _text_means_of(rows: pd.DataFrame, users: np.ndarray, owners: np.ndarray, ha
     recent_n = np.bincount(owners[recent], minlength=len(users))
     recent_sums = _weighted_sums(owners[recent], at[recent], np.ones(int(recent.sum())), len(users), vectors)
     recent_means = recent_sums / np.maximum(recent_n, 1)[:, None]
-    return pd.DataFrame({"user_id": users, "text_vector": list(means.astype(np.float32)),
-                         "recent_text_vector": [m.astype(np.float32) if n else None
-                                                for m, n in zip(recent_means, recent_n)]})
+    return {"user_id": users, "text_vector": means.astype(np.float32),
+            "recent_text_vector": NullableRows(recent_means.astype(np.float32), recent_n > 0)}
 
 
 def written_texts(social: DataFrame) -> DataFrame:
@@ -178,8 +176,8 @@ def text_means(as_of: datetime, half_life_days: float, recent_days: int, zone: s
         rows = (written.filter(before(as_of)).join(embeddings, "text_sha256")
                 .select("user_id", "ts", "text_sha256", within_days(as_of, recent_days, zone).alias("recent"),
                         "embedding"))
-        return rows.transform(lambda df: _sorted_by_user(df, TEXT_ORDER)).mapInPandas(
-            _text_means(half_life_days), TEXT_VECTORS_SCHEMA)
+        return rows.transform(lambda df: _sorted_by_user(df, TEXT_ORDER)).transform(
+            map_vector_batches(_text_means(half_life_days), TEXT_VECTORS))
     return apply
 
 
@@ -217,26 +215,26 @@ def _added(rows: pd.DataFrame, users: np.ndarray, owners: np.ndarray) -> tuple[n
     return (users, *_per_user(owners, terms, rows["weight_sum"].to_numpy(dtype=np.int64)))
 
 
-def _added_sums(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+def _added_sums(batches: Iterator[pd.DataFrame]) -> Iterator[Columns]:
     """pandas: a partition's ``INTEREST_SUMMARY`` rows, each user's contiguous -> one per user, their sums added."""
     for chunk in _user_chunks(batches):
         users, sums, totals = _added(*chunk)
-        yield pd.DataFrame({"user_id": users, "vector_sums": list(sums), "weight_sum": totals})
+        yield {"user_id": users, "vector_sums": sums, "weight_sum": totals}
 
 
-def _mean_vectors(name: str) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+def _mean_vectors(name: str) -> Callable[[Iterator[pd.DataFrame]], Iterator[Columns]]:
     """pandas: ``INTEREST_SUMMARY`` rows, each user's contiguous -> (user_id, ``name``): per user with any weight,
     their sums added, over the weights added, as float32 (float64 arithmetic, as Spark's long / long then cast)."""
-    def apply(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def apply(batches: Iterator[pd.DataFrame]) -> Iterator[Columns]:
         for chunk in _user_chunks(batches):
             users, sums, totals = _added(*chunk)
             weighed = totals > 0
             means = sums[weighed].astype(np.float64) / totals[weighed].astype(np.float64)[:, None]
-            yield pd.DataFrame({"user_id": users[weighed], name: list(means.astype(np.float32))})
+            yield {"user_id": users[weighed], name: means.astype(np.float32)}
     return apply
 
 
-def _partial_sums(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+def _partial_sums(batches: Iterator[pd.DataFrame]) -> Iterator[Columns]:
     """pandas: a task's (user_id, item_id, fixed_weight, events, embedding) rows, each user's contiguous ->
     ``INTEREST_SUMMARY`` rows of partial sums, one per user the task saw: per user, the sums of events x
     rint(fixed_weight x vector) and of events x fixed_weight. ``merged_item_vector_sums`` adds them up.
@@ -266,7 +264,7 @@ def _partial_sums(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         sums = _weighted_sums(owners, pairs, events, len(users), terms)
         totals, bound = _per_user(owners, weights * events, bounds)
         _overflow_check(bound, "weighted events")
-        yield pd.DataFrame({"user_id": users, "vector_sums": list(sums), "weight_sum": totals})
+        yield {"user_id": users, "vector_sums": sums, "weight_sum": totals}
 
 
 def partial_item_vector_sums(weights: dict[str, float], item_vectors: DataFrame) -> Callable[[DataFrame], DataFrame]:
@@ -278,7 +276,7 @@ def partial_item_vector_sums(weights: dict[str, float], item_vectors: DataFrame)
                 .groupBy("user_id", "item_id", "fixed_weight").agg(F.sum("events").alias("events"))
                 .join(item_vectors, "item_id").select("user_id", "item_id", "fixed_weight", "events", "embedding")
                 .sortWithinPartitions("user_id"))
-        return rows.mapInPandas(_partial_sums, INTEREST_SUMMARY)
+        return rows.transform(map_vector_batches(_partial_sums, INTEREST_SUMMARY))
     return apply
 
 
@@ -291,7 +289,8 @@ def item_vector_sums(weights: dict[str, float], item_vectors: DataFrame) -> Call
 
 def merged_item_vector_sums(summaries: DataFrame) -> DataFrame:
     """``INTEREST_SUMMARY`` rows -> one per user: their sums added (whole numbers, so exact in any order)."""
-    return summaries.transform(lambda df: _sorted_by_user(df, ["user_id"])).mapInPandas(_added_sums, INTEREST_SUMMARY)
+    return summaries.transform(lambda df: _sorted_by_user(df, ["user_id"])).transform(
+        map_vector_batches(_added_sums, INTEREST_SUMMARY))
 
 
 def item_vector_means(weights: dict[str, float], as_of: datetime, zone: str, item_vectors: DataFrame, name: str,
@@ -315,6 +314,6 @@ def item_vector_means(weights: dict[str, float], as_of: datetime, zone: str, ite
             sums = settled.select(*INTEREST_SUMMARY.fieldNames()).unionByName(recent)
         # Added and divided in numpy, a user's rows at a time: Spark's array lambdas (``aggregate`` over
         # ``zip_with``, ``transform``) box every element; they took a fifth of a 20,000-user step's settling.
-        return sums.transform(lambda df: _sorted_by_user(df, ["user_id"])).mapInPandas(
-            _mean_vectors(name), f"user_id string, {name} array<float>")
+        return sums.transform(lambda df: _sorted_by_user(df, ["user_id"])).transform(
+            map_vector_batches(_mean_vectors(name), mean_vector_schema(name)))
     return apply
