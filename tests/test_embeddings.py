@@ -220,6 +220,26 @@ def test_interest_sums_are_plain_pythons_when_many_users_in_a_batch_share_items(
         assert out[user].weight_sum == sum(weight * n for _, weight, n in mine)
 
 
+def test_interest_sums_add_a_users_days_and_skip_items_without_a_vector(spark):
+    """Tiles are one row per (user, day, item, kind): a user's days on the same item and kind add up, a row whose
+    item has no vector adds nothing, and a user with only such rows gets no sums. Checked against plain Python over
+    the rows."""
+    days = [AS_OF.date() - dt.timedelta(days=d) for d in (1, 2)]
+    vector = [0.75, -0.5, 0.1]
+    titles = spark.createDataFrame([("i1", vector)], "item_id string, embedding array<float>")
+    tiles = [("u1", "browse", days[0], days[0], "i1", "view", 2), ("u1", "browse", days[1], days[1], "i1", "view", 3),
+             ("u1", "browse", days[1], days[1], "i1", "cart", 1), ("u1", "browse", days[0], days[0], "i9", "cart", 4),
+             ("u2", "browse", days[0], days[0], "i9", "view", 5)]
+    out = {row.user_id: row for row in spark.createDataFrame(tiles, INTERACTION_DAY_STATE).transform(
+        item_vector_sums(STREAM_WEIGHTS, titles)).collect()}
+    assert sorted(out) == ["u1"]
+    f32 = [float(np.float32(v)) for v in vector]
+    mine = [(round(STREAM_WEIGHTS[kind] * FIXED_POINT), n) for u, _, _, _, item, kind, n in tiles
+            if u == "u1" and item == "i1"]
+    assert list(out["u1"].vector_sums) == [sum(n * round(w * v) for w, n in mine) for v in f32]
+    assert out["u1"].weight_sum == sum(w * n for w, n in mine)
+
+
 def test_a_user_whose_rows_arrive_apart_is_refused_not_split():
     """The chunks take Spark's sort as given; rows that were not sorted by user would give a user two partial
     rows, so they are an error."""
