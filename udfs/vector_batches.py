@@ -33,10 +33,6 @@ class NullableRows:
 Columns = Mapping[str, object]
 
 
-def _is_list(type_: pa.DataType) -> bool:
-    return pa.types.is_list(type_) or pa.types.is_large_list(type_)
-
-
 def list_array(rows: np.ndarray | NullableRows, type_: pa.DataType) -> pa.Array:
     """A [n, dim] matrix -> an Arrow list (or large list) array of n rows of dim elements (absent rows null),
     without a Python step per row."""
@@ -51,18 +47,17 @@ def list_array(rows: np.ndarray | NullableRows, type_: pa.DataType) -> pa.Array:
 
 def record_batch(columns: Columns, schema: pa.Schema) -> pa.RecordBatch:
     """Columns by name -> a record batch of ``schema``'s fields, in its order and with its types."""
-    arrays = [list_array(columns[f.name], f.type)
-              if _is_list(f.type) and (isinstance(columns[f.name], NullableRows)
-                                               or getattr(columns[f.name], "ndim", 1) == 2)
-              else pa.array(columns[f.name], type=f.type)
-              for f in schema]
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+    def arrow(value: object, type_: pa.DataType) -> pa.Array:
+        matrix = isinstance(value, NullableRows) or getattr(value, "ndim", 1) == 2
+        return list_array(value, type_) if matrix else pa.array(value, type=type_)
+    return pa.RecordBatch.from_arrays([arrow(columns[f.name], f.type) for f in schema], schema=schema)
 
 
 def map_vector_batches(compute: Callable[[Iterator[pd.DataFrame]], Iterator[Columns]],
                        schema: StructType) -> Callable[[DataFrame], DataFrame]:
-    """df -> ``schema``'s rows: ``compute`` reads the partition as pandas frames (each Arrow batch converted as
-    ``mapInPandas`` converts it, array columns as numpy arrays) and yields ``Columns``, which go back as Arrow."""
+    """df -> ``schema``'s rows: ``compute`` reads the partition as pandas frames (each Arrow batch through
+    ``RecordBatch.to_pandas``: array columns as numpy arrays, timestamps time-zone aware, where ``mapInPandas``
+    gives them naive in the session's zone) and yields ``Columns``, which go back as Arrow."""
     def apply(df: DataFrame) -> DataFrame:
         large = df.sparkSession.conf.get("spark.sql.execution.arrow.useLargeVarTypes", "false") == "true"
         arrow_schema = to_arrow_schema(schema, timezone="UTC", prefers_large_types=large)
