@@ -20,7 +20,7 @@ from jobs.features.state_profiles import (Vectors, day_states, events_seen, fold
                                           profiles_from_state, settled_tables)
 from jobs.privacy import ingest_privacy
 from jobs.frames import checkpointed, conform
-from jobs.model.stages import ModelOutputs, model_stages
+from jobs.model.stages import ModelOutputs, fold_dates, model_stages
 from jobs.clock import midnight_after
 from jobs.features.text_vectors import title_vectors
 from jobs.inputs import read_inputs
@@ -246,7 +246,9 @@ def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = No
         # The vectors first: the interest vector's settled sums weigh the items' title vectors.
         vectors = embedded_vectors(cfg, wh, clean, tiles["state_interactions"], rec, cleanup)
         tiles |= {"users": clean["users"], "items": clean["items"]}
-        tiles |= write_settled(wh, rec, plan, settled_tables(cfg, as_of, vectors)(tiles))
+        # Split where the model's snapshots fold too, so that each tile is summarised once for every fold.
+        spans = fold_dates(cfg, as_of)
+        tiles |= write_settled(wh, rec, plan, settled_tables(cfg, as_of, vectors, spans=spans)(tiles))
         rec.partitions = sorted({str(r[0]) for r in tiles["state_events"].select("dt").distinct().collect()})
         present = seen.sources
         gaps = DataGaps(browse_missing="browse" not in present, social_missing="social" not in present)

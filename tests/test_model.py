@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +36,8 @@ def _generated_clean(spark):
     return cfg, {name: df.localCheckpoint() for name, df in tables.inputs().items()}
 
 
-def _features_at(cfg, clean, cutoff, spark):
-    from jobs.features.state_profiles import Vectors, profiles_from_state
+def _hashed_vectors(clean):
+    from jobs.features.state_profiles import Vectors
     from jobs.features.text_vectors import texts_to_embed, title_vectors
 
     # Real per-text vectors are not needed to test point-in-time logic: any fixed vector per text key will do.
@@ -45,7 +45,13 @@ def _features_at(cfg, clean, cutoff, spark):
         "text_sha256", F.transform(F.sequence(F.lit(1), F.lit(384)),
                                    lambda i: (F.abs(F.hash("text_sha256", i)) % 1000 / 1000.0).cast("float"))
         .alias("embedding")).distinct()  # one vector per text, as the embed stage produces
-    vectors = Vectors(embeddings, title_vectors(clean["items"], embeddings))
+    return Vectors(embeddings, title_vectors(clean["items"], embeddings))
+
+
+def _features_at(cfg, clean, cutoff, spark):
+    from jobs.features.state_profiles import profiles_from_state
+
+    vectors = _hashed_vectors(clean)
     tiles = fold_inputs(cfg, cutoff, clean, vectors)
     tiles["users"] = clean["users"].transform(users_at(cutoff, "UTC", tiles["state_events"]))
     profiles = profiles_from_state(cfg, cutoff, cutoff, {"transactions", "browse", "social"}, vectors)(tiles)
@@ -96,6 +102,23 @@ def test_changing_events_at_or_after_the_cutoff_changes_no_feature(spark):
         tiles_of(c) | {"users": c["users"].transform(users_at(cutoff, "UTC", tiles_of(c)["state_events"]))}))
     a, b = label(clean), label(changed)
     assert any(a[u]["spend"] != b[u]["spend"] for u in a)
+
+
+def test_the_snapshots_fold_the_full_jobs_settled_spans_to_what_every_tile_gives(spark):
+    from jobs.features.state_profiles import profiles_from_state, settled_tables, spanned_tables
+
+    cfg, clean = _generated_clean(spark)
+    vectors, tiles = _hashed_vectors(clean), tiles_of(clean)
+    as_of, spans = ts(11, 0), (ts(5, 0), ts(8, 0))  # the full job's as_of, and its snapshots' cutoffs T - 2H and T - H
+    settled = settled_tables(cfg, as_of, vectors, spans=spans)(tiles)
+    assert {r["settled_before"] for r in settled["settled_interest"].select("settled_before").collect()} == {
+        date(2025, 1, d) for d in (4, 7, 10)}  # each cutoff's boundary (the day before it: the filing bound), as_of's
+    present = {"transactions", "browse", "social"}
+    for cutoff in spans:
+        at = {**tiles, "users": clean["users"].transform(users_at(cutoff, "UTC", tiles["state_events"]))}
+        from_spans = profiles_from_state(cfg, cutoff, cutoff, present, vectors, spanned_tables(cfg))({**at, **settled})
+        every_tile = profiles_from_state(cfg, cutoff, cutoff, present, vectors, settle=False)(at)
+        assert _rows(from_spans) == _rows(every_tile)
 
 
 def test_users_at_keeps_only_users_a_team_knew_at_the_cutoff(spark):

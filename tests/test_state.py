@@ -21,7 +21,7 @@ from jobs.features.conversion import (SessionRule, browse_day_state, closed_sess
                                       merged_session_summaries, session_summaries)
 from jobs.features.rfm import order_day_state, order_totals, rfm_from_state
 from jobs.features.social import social_day_state, social_from_state, social_totals
-from jobs.features.state import replace_partitions, resettled, settled
+from jobs.features.state import replace_partitions, resettled, settled, spanned
 from jobs.features.state_profiles import (CatalogueChange, EventsSeen, Family, SettledTable, compacts, events_seen,
                                           photo_tiles, refolded_users, touched_users)
 from jobs.features.text_vectors import item_vector_means, item_vector_sums
@@ -220,6 +220,34 @@ def test_moving_the_settled_boundary_merges_the_crossing_partitions_and_settles_
     # An as_of moved back, or nothing settled yet: everyone is settled again from the tiles.
     again = resettled(old, d(3), now, changed.limit(0), d(2), event_summaries, merged_event_summaries)
     assert sorted((r.user_id, r.days, r.settled_before) for r in again.collect()) == [("u1", [d(1)], d(2))]
+
+
+def test_spanned_summaries_are_a_row_per_user_and_span_marked_with_its_end_and_a_fold_reads_those_up_to_its_own(spark):
+    d = lambda day: dt.date(2025, 1, day)  # noqa: E731
+    # "u@1" holds the character that joins a user's key to its span while the summaries run.
+    events = [("u@1", ts(1, 10), "browse", d(1)), ("u@1", ts(3, 11), "browse", d(3)), ("u@1", ts(3, 13), "browse", d(3)),
+              ("u@1", ts(5, 8), "social", d(5)), ("u2", ts(2, 9), "browse", d(2)), ("u2", ts(6, 9), "browse", d(6))]
+    tiles = spark.createDataFrame(events, EVENTS).transform(event_day_state("UTC"))
+
+    spans = tiles.transform(spanned([d(2), d(4)], d(6), event_summaries))
+
+    hours = lambda *hs: [sum(h == x for h in hs) for x in range(24)]  # noqa: E731
+    weekdays = lambda *ws: [sum(w == x for w in ws) for x in range(1, 8)]  # noqa: E731 (1 = Monday)
+    # 2025-01-01 is a Wednesday. Partitions before the 2nd end at the 2nd, [2nd, 4th) at the 4th, [4th, 6th) at the
+    # 6th; the 6th's partition is no span's.
+    assert sorted((r.user_id, r.days, r.hour_counts, r.weekday_counts, r.last_ts, r.settled_before)
+                  for r in spans.collect()) == [
+        ("u2", [d(2)], hours(9), weekdays(4), naive(ts(2, 9)), d(4)),
+        ("u@1", [d(1)], hours(10), weekdays(3), naive(ts(1, 10)), d(2)),
+        ("u@1", [d(3)], hours(11, 13), weekdays(5, 5), naive(ts(3, 13)), d(4)),
+        ("u@1", [d(5)], hours(8), weekdays(7), naive(ts(5, 8)), d(6))]
+    # A fold as of the 4th (boundary the 4th) reads the rows up to it and the tiles from it on: what it folds from
+    # every tile.
+    as_of = dt.datetime(2025, 1, 4, tzinfo=dt.timezone.utc)
+    every_tile = tiles.transform(settled_fold(time_patterns_from_state, as_of, [0, 1, 2], "UTC", before=None))
+    up_to = spans.filter(F.col("settled_before") <= d(4))
+    from_spans = time_patterns_from_state(as_of, [0, 1, 2], "UTC", d(4))(tiles, up_to)
+    assert rows(from_spans) == rows(every_tile) and len(rows(every_tile)) == 2
 
 
 SOCIAL_LINE = st.tuples(st.sampled_from(["u1", "u2"]), st.sampled_from(SOCIAL_KINDS),

@@ -8,7 +8,8 @@ assembles them into profiles (docs/incremental-design.md).
 from __future__ import annotations
 
 from datetime import date
-from typing import Callable
+from functools import reduce
+from typing import Callable, Sequence
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -51,6 +52,28 @@ def settled(before: date | None, summarize: Summarize, close: Close | None = Non
     return lambda tiles: (tiles.filter(F.col("dt") < F.lit(before)).transform(summarize)
                           .transform(close(before) if close else lambda rows: rows)
                           .withColumn("settled_before", F.lit(before)))
+
+
+def spanned(edges: Sequence[date], before: date, summarize: Summarize) -> Callable[[DataFrame], DataFrame]:
+    """tiles -> one summary row per user and span of their tiles in the partitions before ``before``: the spans end
+    at each of ``edges`` (ascending, each before ``before``) and at ``before``, and each row is marked with its span's
+    end. The rows ``settled(edges[0])`` and then ``crossed`` at each later end would make, for summaries that only
+    add (``state_profiles.SettledTable.adds``): a fold as of any of those ends reads the rows up to it.
+
+    The span's end joins the user key while ``summarize`` runs (every summary groups by user_id and reads nothing
+    else of it), so each summary's aggregation runs once over all the spans, not once per span."""
+    def apply(tiles: DataFrame) -> DataFrame:
+        end = reduce(lambda later, edge: F.when(F.col("dt") < F.lit(edge), F.lit(edge)).otherwise(later),
+                     reversed(edges), F.lit(before))
+        keyed = tiles.filter(F.col("dt") < F.lit(before)).withColumn(
+            "user_id", F.concat(F.col("user_id"), F.lit(_SPAN_MARK), F.date_format(end, "yyyy-MM-dd")))
+        return (keyed.transform(summarize)
+                .withColumn("settled_before", F.to_date(F.expr(f"right(user_id, {_DATE_CHARS})")))
+                .withColumn("user_id", F.expr(f"left(user_id, length(user_id) - {_DATE_CHARS + len(_SPAN_MARK)})")))
+    return apply
+
+
+_SPAN_MARK, _DATE_CHARS = "@", len("yyyy-mm-dd")  # the key "<user_id>@<span end>" while ``spanned`` summarises
 
 
 def resettled(old: DataFrame, old_before: date | None, tiles: DataFrame, changed: DataFrame | None, before: date,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import reduce
 from operator import or_
-from typing import Callable
+from typing import Callable, Sequence
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -33,7 +33,7 @@ from jobs.features.intent import (intent_counts, intent_recency, intent_summarie
 from jobs.features.profiles import profiles_from_features
 from jobs.features.rfm import order_day_state, order_totals, rfm_from_state
 from jobs.features.social import social_day_state, social_from_state, social_totals
-from jobs.features.state import Close, Summarize, crossed, replace_partitions, resettled, settled
+from jobs.features.state import Close, Summarize, crossed, replace_partitions, resettled, settled, spanned
 from jobs.features.text_vectors import (IMAGE_COLUMNS, ITEM_TEXTS, item_vector_means, item_vector_sums, merged_item_vector_sums,
                                         text_means, written_texts)
 from jobs.features.time_patterns import time_patterns_from_state
@@ -218,9 +218,10 @@ def no_summaries(schema: StructType) -> Summarize:
     return lambda tiles: tiles.sparkSession.createDataFrame([], schema)
 
 
-def settled_of(cfg: Config, items: DataFrame, vectors: Vectors) -> dict[str, SettledTable]:
+def settled_of(cfg: Config, items: DataFrame | None, vectors: Vectors) -> dict[str, SettledTable]:
     """Every settled table, with the summaries of ``cfg``'s settings: affinity's read the clean ``items``' categories
-    and brands, the interest sums the items' title vectors (``vectors``)."""
+    and brands, the interest sums the items' title vectors (``vectors``). (None: the tables are wanted, not their
+    summaries.)"""
     f, e = cfg.features, cfg.embedding
     sessions = session_rule(cfg)
 
@@ -262,20 +263,47 @@ def settled_before(cfg: Config, as_of: datetime, table: str) -> date:
     return first_partition(today - timedelta(days=settled_window(cfg, table)), cfg.validation.max_days_after_partition)
 
 
-def settled_tables(cfg: Config, as_of: datetime, vectors: Vectors, settle: bool = True
-                   ) -> Callable[[dict[str, DataFrame]], dict[str, DataFrame]]:
+Settle = bool | frozenset[str]  # the settled tables a fold reads: all (True), none (False), or those named
+
+
+def settles(settle: Settle, table: str) -> bool:
+    """Whether a fold with ``settle`` reads ``table`` (a settled table) rather than every tile under it."""
+    return settle is True or (not isinstance(settle, bool) and table in settle)
+
+
+def settled_tables(cfg: Config, as_of: datetime, vectors: Vectors, settle: bool = True,
+                   spans: Sequence[datetime] = ()) -> Callable[[dict[str, DataFrame]], dict[str, DataFrame]]:
     """{tile table: frame, and the clean ``items``} -> every settled table as of ``as_of``, settled from all the
     tiles: what the full job writes. ``vectors``: those the profiles are then folded with. ``settle`` False: every
-    table empty, for a fold that reads every tile (``profiles_from_state``)."""
-    return lambda tiles: {name: tiles[t.tiles].transform(settled(fold_boundary(cfg, as_of, name, settle), t.summarize,
-                                                                 t.close))
-                          for name, t in settled_of(cfg, tiles["items"], vectors).items()}
+    table empty, for a fold that reads every tile (``profiles_from_state``).
+
+    ``spans``: earlier dates that folds will also read these tables at (the model's snapshots). A table whose
+    summaries only add (``SettledTable.adds``) is then written as the summaries of the spans between those dates'
+    boundaries, each row marked with its span's end, as if steps had appended them (``spanned``): a fold at as_of
+    merges them all, one at an earlier date those up to its boundary (``spanned_tables``). Each tile is summarised
+    once for every fold, instead of once per fold."""
+    def apply(tiles: dict[str, DataFrame]) -> dict[str, DataFrame]:
+        found = {}
+        for name, t in settled_of(cfg, tiles["items"], vectors).items():
+            before = fold_boundary(cfg, as_of, name, settle)
+            if before is None or not t.adds or not spans:
+                found[name] = tiles[t.tiles].transform(settled(before, t.summarize, t.close))
+                continue
+            edges = sorted(e for e in {settled_before(cfg, d, name) for d in spans} if e < before)
+            found[name] = tiles[t.tiles].transform(spanned(edges, before, t.summarize))
+        return found
+    return apply
 
 
-def fold_boundary(cfg: Config, as_of: datetime, table: str, settle: bool) -> date | None:
+def spanned_tables(cfg: Config) -> frozenset[str]:
+    """The settled tables ``settled_tables`` splits at its ``spans``: a fold at one of those dates reads them."""
+    return frozenset(name for name, t in settled_of(cfg, None, NO_VECTORS).items() if t.adds)
+
+
+def fold_boundary(cfg: Config, as_of: datetime, table: str, settle: Settle) -> date | None:
     """The partition ``table`` (a settled table) is settled before for a fold as of ``as_of`` (``settled_before``),
-    or None when the fold settles nothing and reads every tile."""
-    return settled_before(cfg, as_of, table) if settle else None
+    or None when the fold settles nothing there and reads every tile."""
+    return settled_before(cfg, as_of, table) if settles(settle, table) else None
 
 
 def moved_settled_tables(cfg: Config, as_of: datetime, vectors: Vectors, old: dict[str, DataFrame],
@@ -346,9 +374,9 @@ def photo_tiles(cfg: Config, as_of: datetime, was: date | None, tiles: DataFrame
 
 
 def feature_families(cfg: Config, as_of: datetime, items: DataFrame, vectors: Vectors = NO_VECTORS,
-                     settle: bool = True) -> list[Family]:
+                     settle: Settle = True) -> list[Family]:
     """Every family of profile columns, each folded from its state tables (and settled tables) as of ``as_of``;
-    ``settle`` False: from every tile, beside empty settled tables."""
+    ``settle`` False: from every tile, beside empty settled tables; a set: from those settled tables only."""
     f, e, zone = cfg.features, cfg.embedding, cfg.time.zone
     recent = cfg.tags.active_window_days
     lead = cfg.validation.max_days_after_partition
@@ -424,18 +452,22 @@ def fold_key(cfg: Config, present: set[str]) -> str:
 
 
 def profiles_from_state(cfg: Config, as_of: datetime, updated_at: datetime, present: set[str],
-                        vectors: Vectors = NO_VECTORS, settle: bool = True
+                        vectors: Vectors = NO_VECTORS, settle: Settle = True
                         ) -> Callable[[dict[str, DataFrame]], DataFrame]:
     """{tile table: frame, settled table: frame (``settled_tables`` as of ``as_of``), plus clean ``users`` and ``items``}
     -> profiles: every family folded for every user.
 
     ``settle`` False: folded from every tile, with nothing settled (no settled table needed): for a date whose
-    settled tables nobody keeps (the model's snapshots, the backtest's origins). Settling there would summarise
-    the same tiles only for the folds to merge the summaries again: the training snapshot of a 10,000-user demo
-    took 0.75 of the time this way, with the same rows."""
+    settled tables nobody keeps (the backtest's origins). Settling there would summarise the same tiles only for
+    the folds to merge the summaries again: the training snapshot of a 10,000-user demo took 0.75 of the time this
+    way, with the same rows. A set of settled tables: those, as written with ``as_of`` among their ``spans``
+    (``settled_tables``; their rows up to as_of's boundary are read), and every tile for the others: the model's
+    snapshots in the full job, which summarises each tile once for all its folds."""
     def apply(state: dict[str, DataFrame]) -> DataFrame:
-        if not settle:
-            state = {**state, **settled_tables(cfg, as_of, vectors, settle=False)(state)}
+        if settle is not True:
+            empty = settled_tables(cfg, as_of, vectors, settle=False)(state)
+            state = {**state, **{name: state[name].filter(F.col("settled_before") <= F.lit(
+                settled_before(cfg, as_of, name))) if settles(settle, name) else rows for name, rows in empty.items()}}
         families = feature_families(cfg, as_of, state["items"], vectors, settle)
         features = [family.fold(state) for family in families]
         return state["users"].transform(profiles_from_features(cfg, as_of, updated_at, present, features))

@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 from conf import Config
 from jobs.clock import add_days, local_midnight_date
 from jobs.frames import checkpointed
-from jobs.features.state_profiles import Vectors, profiles_from_state
+from jobs.features.state_profiles import Settle, Vectors, profiles_from_state, spanned_tables
 from jobs.model.challengers import BINARY_TARGETS, CANDIDATES, REFERENCE, fit_challengers, reported
 from jobs.model.evaluate import evaluation_sample, metrics, reliability
 from jobs.model.inputs import (TEXT_DIM, TEXT_VECTORS, InputSpec, category_vocabulary, holdout_flag, horizon_labels,
@@ -74,12 +74,25 @@ def image_width(vectors: Vectors) -> int:
     return int(first["n"]) if first else 0
 
 
+def fold_dates(cfg: Config, as_of: datetime) -> tuple[datetime, ...]:
+    """The earlier dates the model's stages fold profiles at, as of ``as_of``: the training snapshot's cutoff
+    T = as_of - horizon and, with the challengers, the validation snapshot's T - horizon. The full job splits its
+    settled tables there (``settled_tables``' spans), so these folds read them too."""
+    m, zone = cfg.model, cfg.time.zone
+    if not m.enabled:
+        return ()
+    cutoff = add_days(as_of, -m.horizon_days, zone)
+    return (add_days(cutoff, -m.horizon_days, zone), cutoff) if m.baselines else (cutoff,)
+
+
 def snapshot_stage(cfg: Config, wh: Warehouse, tiles: dict[str, DataFrame], as_of: datetime, present: set[str],
-                   vectors: Vectors, run_id: str, updated_at: datetime, table: str = "training_snapshot") -> Snapshot:
+                   vectors: Vectors, run_id: str, updated_at: datetime, table: str = "training_snapshot",
+                   settle: Settle = False) -> Snapshot:
     """Write the point-in-time training snapshot, folded from the same tiles as today's profiles: features
     from the days before T = as_of - horizon, labels from the days [T, as_of).
 
-    ``tiles``: every state table, plus the clean ``users`` and ``items``.
+    ``tiles``: every state table, plus the clean ``users`` and ``items``; ``settle``: the settled tables among them
+    split at T (``fold_dates``), which the fold reads instead of the tiles under them (False: none).
     """
     m, zone = cfg.model, cfg.time.zone
     cutoff = add_days(as_of, -m.horizon_days, zone)
@@ -87,7 +100,7 @@ def snapshot_stage(cfg: Config, wh: Warehouse, tiles: dict[str, DataFrame], as_o
     vocabulary = category_vocabulary(cutoff, zone, MAX_CATEGORIES, tiles["items"])(tiles["state_interactions"])
     spec = InputSpec(tuple(cfg.features.rfm_windows), vocabulary, cfg.tags.active_window_days, image_width(vectors),
                      tuple(cfg.features.short_windows), m.horizon_days, zone)
-    at_cutoff = profiles_from_state(cfg, cutoff, updated_at, present, vectors, settle=False)(known)
+    at_cutoff = profiles_from_state(cfg, cutoff, updated_at, present, vectors, settle)(known)
     at_cutoff = at_cutoff.persist(StorageLevel.MEMORY_AND_DISK)
     labels = horizon_labels(cutoff, m.horizon_days, zone, spec.categories, m.spend_tier_quantiles)(known)
     rows = (at_cutoff.transform(model_inputs(spec)).join(labels, "user_id")
@@ -153,12 +166,14 @@ def candidates_stage(cfg: Config, spark: SparkSession, wh: Warehouse, snapshot: 
 
 
 def validation_stage(cfg: Config, spark: SparkSession, wh: Warehouse, tiles: dict[str, DataFrame], snapshot: Snapshot,
-                     present: set[str], vectors: Vectors, run_id: str, updated_at: datetime) -> tuple[Choice, int]:
+                     present: set[str], vectors: Vectors, run_id: str, updated_at: datetime, settle: Settle = False
+                     ) -> tuple[Choice, int]:
     """Inside the training window, out of time: every candidate fitted at T - 2H (``validation_snapshot``),
     scored on the users of T - H against what they did in [T - H, T). Returns the choice and the users."""
     m = cfg.model
     at = snapshot.cutoff  # T - H: the training snapshot's cutoff, and validation's scoring date
-    early = snapshot_stage(cfg, wh, tiles, at, present, vectors, run_id, updated_at, table="validation_snapshot")
+    early = snapshot_stage(cfg, wh, tiles, at, present, vectors, run_id, updated_at, table="validation_snapshot",
+                           settle=settle)
     early.profiles_at_cutoff.unpersist()
     _, candidates = candidates_stage(cfg, spark, wh, early, run_id, challengers=True)
     users = evaluation_sample(snapshot.profiles_at_cutoff.select("user_id"), m.evaluation_users, m.seed)
@@ -259,17 +274,20 @@ class ModelOutputs:
 def model_stages(cfg: Config, spark: SparkSession, wh: Warehouse, tiles: dict[str, DataFrame], profiles: DataFrame,
                  as_of: datetime, present: set[str], vectors: Vectors, rec: RunRecorder, cleanup: ExitStack
                  ) -> ModelOutputs:
-    """Snapshot, train, evaluate, score and segment, each a recorded stage; then log it all to MLflow."""
+    """Snapshot, train, evaluate, score and segment, each a recorded stage; then log it all to MLflow.
+
+    ``tiles``' settled tables are the full job's, split at ``fold_dates`` (``settled_tables``' spans)."""
     m = cfg.model
+    spanned = spanned_tables(cfg)
     with rec.stage("snapshot") as st:
-        snap = snapshot_stage(cfg, wh, tiles, as_of, present, vectors, rec.run_id, rec.started_at)
+        snap = snapshot_stage(cfg, wh, tiles, as_of, present, vectors, rec.run_id, rec.started_at, settle=spanned)
         st.rows_out = rec.rows_out["training_snapshot"] = wh.count("training_snapshot")
         rec.details["cutoff"] = snap.cutoff.isoformat()
     choice, why = NO_CHOICE, "the network: no challengers (model.baselines is false)"
     if m.baselines and room_to_validate(cfg, tiles, snap):
         with rec.stage("validate") as st:
             choice, st.rows_in = validation_stage(cfg, spark, wh, tiles, snap, present, vectors, rec.run_id,
-                                                  rec.started_at)
+                                                  rec.started_at, spanned)
         why = "on validation " + ", ".join(
             f"{BINARY_TARGETS[t][1]} {choice.validation.get(BINARY_TARGETS[t][1], {}).get(w)}" for t, w in
             choice.winners.items())
