@@ -17,7 +17,7 @@ from jobs.embed import embed_stage
 from jobs.images import failed_images_message, image_stage
 from jobs.faults import fault_point
 from jobs.features.state_profiles import (Vectors, day_states, events_seen, fold_key,
-                                          profiles_from_state, settled_tables)
+                                          profiles_from_state, settled_tables, spanned_tables)
 from jobs.privacy import ingest_privacy
 from jobs.frames import checkpointed, conform
 from jobs.model.stages import ModelOutputs, fold_dates, model_stages
@@ -183,6 +183,13 @@ def write_settled(wh: Warehouse, rec: RunRecorder, plan: StepPlan, settled: dict
     return {table: wh.read(table) for table in settled}
 
 
+def split_settled(cfg: Config, wh: Warehouse, plan: StepPlan) -> frozenset[str]:
+    """The settled tables this attempt of the step writes split at the model's fold dates (``fold_dates``), for its
+    snapshots to read. Not one an earlier attempt wrote (``write_once`` keeps it): that attempt may have run other
+    code, which split it elsewhere or not at all, so the snapshots fold every tile under it instead."""
+    return frozenset(t for t in spanned_tables(cfg) if not already_committed(wh, t, plan))
+
+
 def write_profiles_and_labels(wh: Warehouse, rec: RunRecorder, plan: StepPlan, profiles: DataFrame,
                               tags: list[Callable[[DataFrame], DataFrame]], more: Sequence[Write] = ()) -> None:
     """Write ``profiles`` (``write_once``), then the labels: each of ``tags`` applied to the profiles as
@@ -248,6 +255,7 @@ def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = No
         tiles |= {"users": clean["users"], "items": clean["items"]}
         # Split where the model's snapshots fold too, so that each tile is summarised once for every fold.
         spans = fold_dates(cfg, as_of)
+        split = split_settled(cfg, wh, plan) if spans else frozenset()
         tiles |= write_settled(wh, rec, plan, settled_tables(cfg, as_of, vectors, spans=spans)(tiles))
         rec.partitions = sorted({str(r[0]) for r in tiles["state_events"].select("dt").distinct().collect()})
         present = seen.sources
@@ -263,7 +271,7 @@ def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = No
         tags = [rule_tags(cfg.tags, as_of, cfg.time.zone, gaps)]
         model = None
         if cfg.model.enabled:
-            model = model_stages(cfg, spark, wh, tiles, profiles, as_of, present, vectors, rec, cleanup)
+            model = model_stages(cfg, spark, wh, tiles, profiles, as_of, present, vectors, rec, cleanup, split)
             # The model's tags come from its own stages (segments and their marks): added as they are.
             profiles, tags = model.profiles, [*tags, lambda _: model.labels]
         write_outputs(wh, rec, plan, profiles, tags, model, report)

@@ -11,7 +11,8 @@ from chispa import assert_df_equality
 from conftest import portrait
 
 from jobs.faults import FAULT_ENV, InjectedFault
-from jobs.full import run_full
+from jobs.features.state_profiles import spanned_tables
+from jobs.full import STEP_OUTPUTS, run_full, split_settled
 from jobs.ledger import LEDGER, PROFILES_APP, plan_step
 from jobs.storage import Warehouse
 from schemas import INPUT_TABLES
@@ -75,3 +76,18 @@ def test_runs_killed_between_writes_resume_to_the_uninterrupted_tables(spark, ba
     assert [r.status for r in bad_warehouse.read("runs").orderBy("started_at").collect()] == ["failed", "succeeded"]
     assert {(r.source_table, str(r.dt)) for r in bad_warehouse.read(LEDGER).collect()} == {
         (r.source_table, str(r.dt)) for r in reference.read(LEDGER).collect()}
+
+
+def test_a_resumed_run_trusts_no_split_of_a_settled_table_an_earlier_attempt_wrote(spark, bad_warehouse,  # noqa: F811
+                                                                                     monkeypatch):
+    cfg = cfg_for(bad_warehouse)
+    monkeypatch.setenv(FAULT_ENV, "after_write:settled_interest")
+    with pytest.raises(InjectedFault):
+        run_full(cfg, spark)
+
+    plan = plan_step(bad_warehouse, PROFILES_APP, INPUT_TABLES, recompute=True, outputs=STEP_OUTPUTS)
+    assert plan.resumed
+    # The attempt wrote the settled tables up to settled_interest (that attempt's code may have split them
+    # otherwise, or not at all); the rerun writes, and splits, the rest. The sessions are never split.
+    assert split_settled(cfg, bad_warehouse, plan) == {"settled_image_interest", "settled_affinity", "settled_prices"}
+    assert "settled_sessions" not in spanned_tables(cfg)

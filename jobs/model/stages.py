@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 from conf import Config
 from jobs.clock import add_days, local_midnight_date
 from jobs.frames import checkpointed
-from jobs.features.state_profiles import Settle, Vectors, profiles_from_state, spanned_tables
+from jobs.features.state_profiles import Settle, Vectors, profiles_from_state
 from jobs.model.challengers import BINARY_TARGETS, CANDIDATES, REFERENCE, fit_challengers, reported
 from jobs.model.evaluate import evaluation_sample, metrics, reliability
 from jobs.model.inputs import (TEXT_DIM, TEXT_VECTORS, InputSpec, category_vocabulary, holdout_flag, horizon_labels,
@@ -272,13 +272,14 @@ class ModelOutputs:
 
 
 def model_stages(cfg: Config, spark: SparkSession, wh: Warehouse, tiles: dict[str, DataFrame], profiles: DataFrame,
-                 as_of: datetime, present: set[str], vectors: Vectors, rec: RunRecorder, cleanup: ExitStack
-                 ) -> ModelOutputs:
+                 as_of: datetime, present: set[str], vectors: Vectors, rec: RunRecorder, cleanup: ExitStack,
+                 split: Settle = False) -> ModelOutputs:
     """Snapshot, train, evaluate, score and segment, each a recorded stage; then log it all to MLflow.
 
-    ``tiles``' settled tables are the full job's, split at ``fold_dates`` (``settled_tables``' spans)."""
+    ``split``: the settled tables in ``tiles`` that are split at ``fold_dates`` (``settled_tables``' spans), which
+    the snapshots read; they fold every tile under the others."""
     m = cfg.model
-    spanned = spanned_tables(cfg)
+    spanned = split
     with rec.stage("snapshot") as st:
         snap = snapshot_stage(cfg, wh, tiles, as_of, present, vectors, rec.run_id, rec.started_at, settle=spanned)
         st.rows_out = rec.rows_out["training_snapshot"] = wh.count("training_snapshot")
