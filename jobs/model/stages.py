@@ -279,16 +279,15 @@ def model_stages(cfg: Config, spark: SparkSession, wh: Warehouse, tiles: dict[st
     ``split``: the settled tables in ``tiles`` that are split at ``fold_dates`` (``settled_tables``' spans), which
     the snapshots read; they fold every tile under the others."""
     m = cfg.model
-    spanned = split
     with rec.stage("snapshot") as st:
-        snap = snapshot_stage(cfg, wh, tiles, as_of, present, vectors, rec.run_id, rec.started_at, settle=spanned)
+        snap = snapshot_stage(cfg, wh, tiles, as_of, present, vectors, rec.run_id, rec.started_at, settle=split)
         st.rows_out = rec.rows_out["training_snapshot"] = wh.count("training_snapshot")
         rec.details["cutoff"] = snap.cutoff.isoformat()
     choice, why = NO_CHOICE, "the network: no challengers (model.baselines is false)"
     if m.baselines and room_to_validate(cfg, tiles, snap):
         with rec.stage("validate") as st:
             choice, st.rows_in = validation_stage(cfg, spark, wh, tiles, snap, present, vectors, rec.run_id,
-                                                  rec.started_at, spanned)
+                                                  rec.started_at, split)
         why = "on validation " + ", ".join(
             f"{BINARY_TARGETS[t][1]} {choice.validation.get(BINARY_TARGETS[t][1], {}).get(w)}" for t, w in
             choice.winners.items())
