@@ -26,6 +26,15 @@ TEST_JVM_ARGS = ("--conf spark.sql.codegen.wholeStage=false --conf spark.sql.cod
 os.environ.setdefault("PYSPARK_SUBMIT_ARGS", TEST_JVM_ARGS)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """xdist's ``loadgroup`` hands out groups by their number of tests, most first, unless told to keep the
+    collection's order (``--no-loadscope-reorder``). The order below is by minutes, not tests: by count, the
+    spark-submit test (one test, three and a half minutes) and the backtest (three tests) came last, and one
+    worker ran them alone while the other had finished."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the marks into the node ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under ``pytest -n 2 --dist loadgroup``, one worker runs every test that reads the shared demo, and one
