@@ -1,7 +1,7 @@
 """The Quick start path through the real ``portrait`` command: demo, then SQL from the same directory."""
 from __future__ import annotations
 
-from conftest import portrait, portrait_here
+from conftest import DEMO_ARGS, portrait, portrait_here
 
 
 def test_demo_then_sql_from_the_same_directory(demo_run):
@@ -11,6 +11,14 @@ def test_demo_then_sql_from_the_same_directory(demo_run):
     answer = portrait("sql", "select tag, count(*) as n from labels group by tag order by tag", cwd=tmp_path)
     assert answer.returncode == 0, answer.stderr[-3000:]
     assert "dormant" in answer.stdout and "active" in answer.stdout
+
+
+def test_sql_reads_the_warehouse_that_warehouse_names_from_any_directory(demo_run, tmp_path):
+    answer = portrait_here("sql", "select count(*) as profiles_n from profiles", "--warehouse", str(demo_run.warehouse),
+                           cwd=tmp_path)
+    assert answer.returncode == 0, answer.stderr[-3000:]
+    users = DEMO_ARGS[DEMO_ARGS.index("--users") + 1]
+    assert "profiles_n" in answer.stdout and users in answer.stdout, answer.stdout
 
 
 def test_bad_config_fails_at_start_naming_the_key(tmp_path):
