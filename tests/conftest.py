@@ -108,10 +108,14 @@ def portrait_here(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
     from jobs.cli import main
 
+    session = SparkSession.getActiveSession()
+    if session is None:
+        # A session the command started would start its JVM in ``cwd``, and Spark resolves relative paths (the
+        # datasets' ``../shared/data``) against the JVM's directory for every later test of the worker.
+        raise RuntimeError("portrait_here runs on the worker's Spark session: request the spark fixture")
     out, err, code = io.StringIO(), io.StringIO(), 0
     here, argv = os.getcwd(), sys.argv
-    session = SparkSession.getActiveSession()
-    partitions = session.conf.get("spark.sql.shuffle.partitions") if session else None
+    partitions = session.conf.get("spark.sql.shuffle.partitions")
     os.chdir(cwd)
     sys.argv = ["portrait", *args]
     try:
@@ -122,8 +126,8 @@ def portrait_here(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     finally:
         sys.argv = argv
         os.chdir(here)
-        if partitions is not None:  # the command's config sets the session's; the other tests keep theirs
-            session.conf.set("spark.sql.shuffle.partitions", partitions)
+        # The command's config sets the session's; the other tests keep theirs.
+        session.conf.set("spark.sql.shuffle.partitions", partitions)
     return subprocess.CompletedProcess(["portrait", *args], code, out.getvalue(), err.getvalue())
 
 

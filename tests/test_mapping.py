@@ -214,7 +214,7 @@ def test_fuzzed_source_rows_are_never_lost(spark, tmp_path_factory, lines):
         assert len(reasons) == tables[name].count()  # validation: every row clean or quarantined, none dropped
 
 
-def test_the_cli_refuses_a_bad_mapping_before_starting_spark(tmp_path):
+def test_the_cli_refuses_a_bad_mapping_before_starting_spark(spark, tmp_path):
     (tmp_path / "bad.yaml").write_text(GOOD.replace("qty: {type: int}", "qty: {type: integer}"))
     result = portrait_here("ingest", "--mapping", str(tmp_path / "bad.yaml"), cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-2000:]
