@@ -21,7 +21,7 @@ from tests.test_real_samples import MODEL_TAGS
 
 
 @pytest.fixture(scope="module")
-def rerun(demo_run, tmp_path_factory):
+def rerun(spark, demo_run, tmp_path_factory):
     """A copy of the demo directory, recomputed once more without the model: two versions of every output."""
     directory = tmp_path_factory.mktemp("history") / "demo"
     shutil.copytree(demo_run.directory, directory)

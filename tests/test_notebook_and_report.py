@@ -34,7 +34,7 @@ def _pixels_near(image: np.ndarray, rgb: tuple[int, int, int], tolerance: int = 
     return int((np.abs(image[..., :3].astype(int) - np.array(rgb)).max(axis=-1) <= tolerance).sum())
 
 
-def test_report_renders_in_headless_chromium_with_its_charts(demo_run, tmp_path):
+def test_report_renders_in_headless_chromium_with_its_charts(spark, demo_run, tmp_path):
     from matplotlib.image import imread
 
     page = tmp_path / "report.html"

@@ -44,7 +44,7 @@ def test_strict_mode_without_a_key_refuses(tmp_path):
         load_key(str(tmp_path / "missing"), True, {})
 
 
-def test_strict_mode_cli_fails_at_start_with_a_clear_message(tmp_path, monkeypatch):
+def test_strict_mode_cli_fails_at_start_with_a_clear_message(spark, tmp_path, monkeypatch):
     monkeypatch.delenv(KEY_ENV, raising=False)
     result = portrait_here("full", "--set", "privacy.strict=true", cwd=tmp_path)
     assert result.returncode == 2
