@@ -57,7 +57,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # Groups by their CI minutes (``--durations``), longest first; the rest follow in file order. (Earlier trials of
 # this order measured nothing: xdist's reorder by test count overrode it until ``pytest_configure`` above.) In the
 # clean clone at 2026-12-06 05:00 UTC, the two workers finished 21 s apart (1784 and 1805 s).
-LONGEST_FIRST = ("demo", "test_real_samples", "test_incremental", "test_embeddings", "test_backtest", "test_state", "test_mapping", "test_exactly_once", "test_images")
+LONGEST_FIRST = ("demo", "test_real_samples", "test_incremental", "test_embeddings", "test_backtest", "test_state",
+                 "test_mapping", "test_exactly_once", "test_images")
 
 
 @pytest.fixture(scope="session")
