@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.results_file import write_result  # noqa: E402  (after the path)
 from benchmarks.revision_ab import alternated, checkout, head_revision, seconds_at  # noqa: E402
-from benchmarks.scale import bytes_read_by_group, land_last_day, without_last_day  # noqa: E402
+from benchmarks.scale import bytes_read_by_group, land_day, last_day, without_last_days  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "step_ab.json"
 
@@ -101,7 +101,7 @@ def main(old: str = typer.Option(..., help="The revision to compare with (the ne
     spark = spark_session(source.spark)
     if not reuse:
         run_generate(source, spark)
-        without_last_day(spark, source, at("inputs"))
+        without_last_days(spark, source, at("inputs"), 1)
 
     bytes_read: dict[str, list[dict[str, int]]] = {"old": [], "new": []}
 
@@ -121,7 +121,7 @@ def main(old: str = typer.Option(..., help="The revision to compare with (the ne
                 continue
             shutil.copytree(work / "inputs", work / f"base_{side}")
             seconds_at(code, FULL, [*common, f"warehouse.path={work / f'base_{side}'}"])
-            land_last_day(spark, source, at(f"base_{side}"))
+            land_day(spark, source, at(f"base_{side}"), last_day(source))
         spark.stop()
         measured = alternated(rounds, sides, stepped)
     median = {side: {"first_step_s": round(statistics.median(r[0] for r in runs), 1),
