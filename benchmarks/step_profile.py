@@ -1,11 +1,13 @@
 """Where a one-day step's seconds go: its stages, and its slowest Spark queries from the event log.
 
     python benchmarks/step_profile.py --work $PWD/benchmarks/.work/step_ab_20k   # after step_ab.py there: ~4 minutes
+    python benchmarks/step_profile.py --work $PWD/benchmarks/.work/sp20k --build  # builds base_new first: ~12 minutes
     python benchmarks/step_profile.py --work ... --set warehouse.settled_compaction_days=1000 --out ...  # appending
 
 Steps two fresh copies of ``--work``'s ``base_new`` (the warehouse ``benchmarks/step_ab.py`` leaves: a full run over
 every day but the last, then the last day landed) in one Spark session with Spark's event log on. The second step is
-reported (the first pays the JVM's and the Python workers' warm-up): the run's own stage timers, and every Spark SQL
+reported (the first pays the JVM's and the Python workers' warm-up). ``--build`` makes ``base_new`` there first, as
+step_ab.py does for its new side, in this checkout's code: the run's own stage timers, and every Spark SQL
 query of that step that took at least ``--min-seconds``, with the size of its physical plan and the tables it scans.
 Writes benchmarks/results/step_profile.json.
 """
@@ -25,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.results_file import write_result  # noqa: E402  (after the path)
+from benchmarks.scale import land_day, last_day, without_last_days  # noqa: E402
 from benchmarks.step_ab import settings  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "step_profile.json"
@@ -55,8 +58,30 @@ def queries_of(events: Path, group: str, copy: Path, min_seconds: float) -> list
     return found
 
 
+def build_base(work: Path, users: int, days: int, seed: int) -> None:
+    """``work``/base_new as step_ab.py makes its sides' bases: a generated warehouse's full run over every day but
+    the last (model off), then the last day's events landed, waiting for a step."""
+    from conf import load_config
+    from jobs.full import run_full
+    from jobs.ingest import run_generate
+    from jobs.spark import spark_session
+
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    (work / "hmac.key").write_text("step-ab-" + "0" * 56)
+    at = lambda name: load_config(overrides=[*settings(work, users, days, seed), f"warehouse.path={work / name}"])  # noqa: E731
+    source, base = at("source"), at("base_new")
+    spark = spark_session(source.spark)
+    run_generate(source, spark)
+    without_last_days(spark, source, base, 1)
+    run_full(base, spark, env={})
+    land_day(spark, source, base, last_day(source))
+    spark.stop()
+
+
 def main(work: Path = typer.Option(..., help="A benchmarks/step_ab.py --work directory (its base_new is stepped)."),
          set_: list[str] = typer.Option([], "--set", help="KEY=VALUE settings for the steps."),
+         build: bool = typer.Option(False, help="Make --work's base_new first (generate, full, land the last day)."),
          users: int = 20000, days: int = 180, seed: int = 42, min_seconds: float = 0.5,
          out: Path = RESULTS) -> None:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -66,6 +91,8 @@ def main(work: Path = typer.Option(..., help="A benchmarks/step_ab.py --work dir
     from jobs.spark import spark_session
 
     work = work.resolve()
+    if build:
+        build_base(work, users, days, seed)
     events = work / "profile_events"
     shutil.rmtree(events, ignore_errors=True)
     events.mkdir()
