@@ -72,6 +72,9 @@ print("SECONDS []")
 """
 
 
+HMAC_KEY = "step-ab-" + "0" * 56  # the pseudonymisation key of every warehouse these step benchmarks build
+
+
 def settings(work: Path, users: int, days: int, seed: int) -> list[str]:
     """What scale.py's warehouses are run with: model off, the default features, embedding and images."""
     return [f"generator.users={users}", f"generator.days={days}", f"generator.seed={seed}",
@@ -93,7 +96,7 @@ def main(old: str = typer.Option(..., help="The revision to compare with (the ne
     if not reuse:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        (work / "hmac.key").write_text("step-ab-" + "0" * 56)
+        (work / "hmac.key").write_text(HMAC_KEY)
     shutil.rmtree(work / "events", ignore_errors=True)
     common = settings(work, users, days, seed)
     source = load_config(overrides=[*common, f"warehouse.path={work / 'source'}"])

@@ -6,9 +6,9 @@
 
 Steps two fresh copies of ``--work``'s ``base_new`` (the warehouse ``benchmarks/step_ab.py`` leaves: a full run over
 every day but the last, then the last day landed) in one Spark session with Spark's event log on. The second step is
-reported (the first pays the JVM's and the Python workers' warm-up). ``--build`` makes ``base_new`` there first, as
-step_ab.py does for its new side, in this checkout's code: the run's own stage timers, and every Spark SQL
+reported (the first pays the JVM's and the Python workers' warm-up): the run's own stage timers, and every Spark SQL
 query of that step that took at least ``--min-seconds``, with the size of its physical plan and the tables it scans.
+``--build`` makes ``base_new`` first, as step_ab.py does for its new side, with this checkout's code.
 Writes benchmarks/results/step_profile.json.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.results_file import write_result  # noqa: E402  (after the path)
 from benchmarks.scale import land_day, last_day, without_last_days  # noqa: E402
-from benchmarks.step_ab import settings  # noqa: E402
+from benchmarks.step_ab import HMAC_KEY, settings  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "step_profile.json"
 
@@ -68,7 +68,7 @@ def build_base(work: Path, users: int, days: int, seed: int) -> None:
 
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    (work / "hmac.key").write_text("step-ab-" + "0" * 56)
+    (work / "hmac.key").write_text(HMAC_KEY)
     at = lambda name: load_config(overrides=[*settings(work, users, days, seed), f"warehouse.path={work / name}"])  # noqa: E731
     source, base = at("source"), at("base_new")
     spark = spark_session(source.spark)
