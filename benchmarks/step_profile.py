@@ -3,11 +3,18 @@
     python benchmarks/step_profile.py --work $PWD/benchmarks/.work/step_ab_20k   # after step_ab.py there: ~4 minutes
     python benchmarks/step_profile.py --work $PWD/benchmarks/.work/sp20k --build  # builds base_new first: ~12 minutes
     python benchmarks/step_profile.py --work ... --set warehouse.settled_compaction_days=1000 --out ...  # appending
+    python benchmarks/step_profile.py --work ... --conf spark.sql.codegen.wholeStage=false --out ...  # a Spark setting
 
 Steps two fresh copies of ``--work``'s ``base_new`` (the warehouse ``benchmarks/step_ab.py`` leaves: a full run over
 every day but the last, then the last day landed) in one Spark session with Spark's event log on. The second step is
-reported (the first pays the JVM's and the Python workers' warm-up): the run's own stage timers, and every Spark SQL
-query of that step that took at least ``--min-seconds``, with the size of its physical plan and the tables it scans.
+reported (the first pays the JVM's and the Python workers' warm-up):
+- the run's own stage timers;
+- how much of its wall time Spark's jobs and SQL queries cover, and how many jobs, stages (skipped ones too) and
+  tasks it ran (``accounting``);
+- how many classes code generation compiled for each step (Spark's own metric; the first step compiles most of
+  its own, as every daily run in a fresh JVM does);
+- every Spark SQL query that took at least ``--min-seconds``, with the size of its physical plan and the tables it
+  scans.
 ``--build`` makes ``base_new`` first, as step_ab.py does for its new side, with this checkout's code.
 Writes benchmarks/results/step_profile.json.
 """
@@ -58,6 +65,54 @@ def queries_of(events: Path, group: str, copy: Path, min_seconds: float) -> list
     return found
 
 
+def _union_seconds(intervals: list[tuple[int, int]]) -> float:
+    """Seconds covered by at least one of ``intervals`` (epoch milliseconds)."""
+    covered, end = 0, None
+    for start, stop in sorted(intervals):
+        if end is None or start > end:
+            covered, end = covered + (stop - start), stop
+        elif stop > end:
+            covered, end = covered + (stop - end), stop
+    return round(covered / 1000, 1)
+
+
+def accounting(events: Path, group: str, wall_s: float) -> dict:
+    """How much of a step's ``wall_s`` its Spark jobs and SQL queries cover, and how many jobs, stages and tasks it
+    ran. The rest is the driver alone: Python building plans through Py4J, delta-rs opening tables and committing."""
+    jobs: dict[int, list] = {}
+    stage_ids: set[int] = set()
+    executions: set[int] = set()
+    query_start, query_end, tasks = {}, {}, 0
+    for line in (line for log in events.rglob("*") if log.is_file() for line in log.open()):
+        event = json.loads(line)
+        kind = event.get("Event", "")
+        properties = event.get("Properties") or {}
+        if kind == "SparkListenerJobStart" and properties.get("spark.jobGroup.id") == group:
+            jobs[event["Job ID"]] = [event["Submission Time"], None]
+            stage_ids |= set(event.get("Stage IDs", []))
+            if properties.get("spark.sql.execution.id") is not None:
+                executions.add(int(properties["spark.sql.execution.id"]))
+        elif kind == "SparkListenerJobEnd" and event["Job ID"] in jobs:
+            jobs[event["Job ID"]][1] = event["Completion Time"]
+        elif kind.endswith("SQLExecutionStart"):
+            query_start[event["executionId"]] = event["time"]
+        elif kind.endswith("SQLExecutionEnd"):
+            query_end[event["executionId"]] = event["time"]
+        elif kind == "SparkListenerTaskEnd" and event.get("Stage ID") in stage_ids:
+            tasks += 1
+    in_queries = _union_seconds([(query_start[q], query_end[q]) for q in executions
+                                 if q in query_start and q in query_end])
+    return {"wall_s": wall_s, "jobs": len(jobs), "stages": len(stage_ids), "tasks": tasks,
+            "in_jobs_s": _union_seconds([(start, end) for start, end in jobs.values() if end]),
+            "in_queries_s": in_queries, "outside_queries_s": round(wall_s - in_queries, 1)}
+
+
+def compilations(spark) -> int:
+    """How many classes Spark's code generation has compiled in this JVM so far (its own metric)."""
+    return int(spark.sparkContext._jvm.org.apache.spark.metrics.source.CodegenMetrics.METRIC_COMPILATION_TIME()
+               .getCount())
+
+
 def build_base(work: Path, users: int, days: int, seed: int) -> None:
     """``work``/base_new as step_ab.py makes its sides' bases: a generated warehouse's full run over every day but
     the last (model off), then the last day's events landed, waiting for a step."""
@@ -81,6 +136,7 @@ def build_base(work: Path, users: int, days: int, seed: int) -> None:
 
 def main(work: Path = typer.Option(..., help="A benchmarks/step_ab.py --work directory (its base_new is stepped)."),
          set_: list[str] = typer.Option([], "--set", help="KEY=VALUE settings for the steps."),
+         conf: list[str] = typer.Option([], "--conf", help="KEY=VALUE Spark settings for the steps' session."),
          build: bool = typer.Option(False, help="Make --work's base_new first (generate, full, land the last day)."),
          users: int = 20000, days: int = 180, seed: int = 42, min_seconds: float = 0.5,
          out: Path = RESULTS) -> None:
@@ -98,7 +154,7 @@ def main(work: Path = typer.Option(..., help="A benchmarks/step_ab.py --work dir
     events.mkdir()
     common = [*settings(work, users, days, seed), *set_]
     base = load_config(overrides=common)
-    extra = {"spark.eventLog.enabled": "true", "spark.eventLog.dir": str(events), "spark.eventLog.compress": "false",
+    extra = {**dict(kv.split("=", 1) for kv in conf), "spark.eventLog.enabled": "true", "spark.eventLog.dir": str(events), "spark.eventLog.compress": "false",
              "spark.eventLog.rolling.enabled": "false"}
     spark = spark_session(base.spark.model_copy(update={"extra": {**base.spark.extra, **extra}}))
     steps = []
@@ -109,16 +165,20 @@ def main(work: Path = typer.Option(..., help="A benchmarks/step_ab.py --work dir
         spark.catalog.clearCache()
         spark.sparkContext.setJobGroup(f"step_{n}", f"step_{n}")
         recorder = RunRecorder("incremental")
+        compiled = compilations(spark)
         started = time.perf_counter()
         run_incremental(load_config(overrides=[*common, f"warehouse.path={copy}"]), spark, recorder, env={})
         steps.append({"seconds": round(time.perf_counter() - started, 1),
                       "stages": {name: round(s, 1) for name, s in recorder.stage_seconds.items()},
-                      "touched_users": json.loads(recorder.details.get("touched_users", "{}"))})
+                      "touched_users": json.loads(recorder.details.get("touched_users", "{}")),
+                      "classes_compiled": compilations(spark) - compiled})
     spark.stop()
     second = work / "profile_runs" / "step_2"
     write_result(out, {
-        "warehouse": str(work / "base_new"), "settings": set_, "users": users, "days": days,
-        "first_step_s": steps[0]["seconds"], "second_step": steps[1],
+        "warehouse": str(work / "base_new"), "settings": set_, "spark_conf": conf, "users": users, "days": days,
+        "first_step_s": steps[0]["seconds"], "first_step_classes_compiled": steps[0]["classes_compiled"],
+        "second_step": steps[1],
+        "second_step_time": accounting(events, "step_2", steps[1]["seconds"]),
         "second_step_queries": queries_of(events, "step_2", second, min_seconds),
         "conditions": "two steps of fresh copies in one session, event log on; the second reported",
     })
