@@ -107,6 +107,19 @@ def accounting(events: Path, group: str, wall_s: float) -> dict:
             "in_queries_s": in_queries, "outside_queries_s": round(wall_s - in_queries, 1)}
 
 
+def step_a_copy(spark, work: Path, copy: Path, overrides: list[str], recorder=None) -> float:
+    """Step a fresh copy of ``work``'s base_new at ``copy`` with nothing cached; its seconds."""
+    from conf import load_config
+    from jobs.incremental import run_incremental
+
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(work / "base_new", copy)
+    spark.catalog.clearCache()
+    started = time.perf_counter()
+    run_incremental(load_config(overrides=[*overrides, f"warehouse.path={copy}"]), spark, recorder, env={})
+    return round(time.perf_counter() - started, 1)
+
+
 def compilations(spark) -> int:
     """How many classes Spark's code generation has compiled in this JVM so far (its own metric)."""
     return int(spark.sparkContext._jvm.org.apache.spark.metrics.source.CodegenMetrics.METRIC_COMPILATION_TIME()
@@ -142,7 +155,6 @@ def main(work: Path = typer.Option(..., help="A benchmarks/step_ab.py --work dir
          out: Path = RESULTS) -> None:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from conf import load_config
-    from jobs.incremental import run_incremental
     from jobs.runs import RunRecorder
     from jobs.spark import spark_session
 
@@ -154,21 +166,16 @@ def main(work: Path = typer.Option(..., help="A benchmarks/step_ab.py --work dir
     events.mkdir()
     common = [*settings(work, users, days, seed), *set_]
     base = load_config(overrides=common)
-    extra = {**dict(kv.split("=", 1) for kv in conf), "spark.eventLog.enabled": "true", "spark.eventLog.dir": str(events), "spark.eventLog.compress": "false",
-             "spark.eventLog.rolling.enabled": "false"}
+    extra = {**dict(kv.split("=", 1) for kv in conf), "spark.eventLog.enabled": "true", "spark.eventLog.dir": str(events),
+             "spark.eventLog.compress": "false", "spark.eventLog.rolling.enabled": "false"}
     spark = spark_session(base.spark.model_copy(update={"extra": {**base.spark.extra, **extra}}))
     steps = []
     for n in (1, 2):
-        copy = work / "profile_runs" / f"step_{n}"
-        shutil.rmtree(copy, ignore_errors=True)
-        shutil.copytree(work / "base_new", copy)
-        spark.catalog.clearCache()
         spark.sparkContext.setJobGroup(f"step_{n}", f"step_{n}")
         recorder = RunRecorder("incremental")
         compiled = compilations(spark)
-        started = time.perf_counter()
-        run_incremental(load_config(overrides=[*common, f"warehouse.path={copy}"]), spark, recorder, env={})
-        steps.append({"seconds": round(time.perf_counter() - started, 1),
+        seconds = step_a_copy(spark, work, work / "profile_runs" / f"step_{n}", common, recorder)
+        steps.append({"seconds": seconds,
                       "stages": {name: round(s, 1) for name, s in recorder.stage_seconds.items()},
                       "touched_users": json.loads(recorder.details.get("touched_users", "{}")),
                       "classes_compiled": compilations(spark) - compiled})
