@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.results_file import write_result  # noqa: E402  (after the path)
 from benchmarks.step_ab import settings  # noqa: E402
-from benchmarks.step_profile import compilations, step_a_copy  # noqa: E402
+from benchmarks.step_profile import compilations, key_values, step_a_copy  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "conf_ab.json"
 
@@ -38,7 +38,7 @@ def main(work: Path = typer.Option(..., help="A directory whose base_new step_pr
     work = work.resolve()
     common = settings(work, users, days, seed)
     spark = spark_session(load_config(overrides=common).spark)
-    side_b = dict(kv.split("=", 1) for kv in conf)
+    side_b = key_values(conf)
     side_a = {key: spark.conf.get(key, None) for key in side_b}
 
     def step(values: dict[str, str | None]) -> dict[str, float]:

@@ -27,6 +27,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import typer
 
@@ -40,11 +41,22 @@ from benchmarks.step_ab import HMAC_KEY, settings  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results" / "step_profile.json"
 
 
-def queries_of(events: Path, group: str, copy: Path, min_seconds: float) -> list[dict]:
+def logged_events(events: Path) -> Iterator[dict]:
+    """Every event of the Spark event logs under ``events`` (plain JSON lines), in file order."""
+    for log in sorted(p for p in events.rglob("*") if p.is_file()):
+        with log.open() as lines:
+            yield from (json.loads(line) for line in lines)
+
+
+def key_values(pairs: list[str]) -> dict[str, str]:
+    """``KEY=VALUE`` options (``--conf``) as a dict."""
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
+def queries_of(events: list[dict], group: str, copy: Path, min_seconds: float) -> list[dict]:
     """The SQL queries whose jobs ran in job group ``group``, in start order, those of ``min_seconds`` or more."""
     started, ended, group_of = {}, {}, {}
-    for line in (line for log in events.rglob("*") if log.is_file() for line in log.open()):
-        event = json.loads(line)
+    for event in events:
         kind = event.get("Event", "")
         if kind.endswith("SQLExecutionStart"):
             started[event["executionId"]] = event
@@ -76,15 +88,14 @@ def _union_seconds(intervals: list[tuple[int, int]]) -> float:
     return round(covered / 1000, 1)
 
 
-def accounting(events: Path, group: str, wall_s: float) -> dict:
+def accounting(events: list[dict], group: str, wall_s: float) -> dict:
     """How much of a step's ``wall_s`` its Spark jobs and SQL queries cover, and how many jobs, stages and tasks it
     ran. The rest is the driver alone: Python building plans through Py4J, delta-rs opening tables and committing."""
     jobs: dict[int, list] = {}
     stage_ids: set[int] = set()
     executions: set[int] = set()
     query_start, query_end, tasks = {}, {}, 0
-    for line in (line for log in events.rglob("*") if log.is_file() for line in log.open()):
-        event = json.loads(line)
+    for event in events:
         kind = event.get("Event", "")
         properties = event.get("Properties") or {}
         if kind == "SparkListenerJobStart" and properties.get("spark.jobGroup.id") == group:
@@ -166,7 +177,7 @@ def main(work: Path = typer.Option(..., help="A benchmarks/step_ab.py --work dir
     events.mkdir()
     common = [*settings(work, users, days, seed), *set_]
     base = load_config(overrides=common)
-    extra = {**dict(kv.split("=", 1) for kv in conf), "spark.eventLog.enabled": "true", "spark.eventLog.dir": str(events),
+    extra = {**key_values(conf), "spark.eventLog.enabled": "true", "spark.eventLog.dir": str(events),
              "spark.eventLog.compress": "false", "spark.eventLog.rolling.enabled": "false"}
     spark = spark_session(base.spark.model_copy(update={"extra": {**base.spark.extra, **extra}}))
     steps = []
@@ -181,12 +192,13 @@ def main(work: Path = typer.Option(..., help="A benchmarks/step_ab.py --work dir
                       "classes_compiled": compilations(spark) - compiled})
     spark.stop()
     second = work / "profile_runs" / "step_2"
+    logged = list(logged_events(events))  # read once for both
     write_result(out, {
         "warehouse": str(work / "base_new"), "settings": set_, "spark_conf": conf, "users": users, "days": days,
         "first_step_s": steps[0]["seconds"], "first_step_classes_compiled": steps[0]["classes_compiled"],
         "second_step": steps[1],
-        "second_step_time": accounting(events, "step_2", steps[1]["seconds"]),
-        "second_step_queries": queries_of(events, "step_2", second, min_seconds),
+        "second_step_time": accounting(logged, "step_2", steps[1]["seconds"]),
+        "second_step_queries": queries_of(logged, "step_2", second, min_seconds),
         "conditions": "two steps of fresh copies in one session, event log on; the second reported",
     })
     shutil.rmtree(work / "profile_runs", ignore_errors=True)
