@@ -3,6 +3,7 @@
     python benchmarks/scale.py                         # N = 20k users; history 30, 90, 180 days
     python benchmarks/scale.py --users 2000            # a quicker look, same shape
     python benchmarks/scale.py --histories 30,180 --no-widths   # N users only: the step's ratios (item 4 below)
+    python benchmarks/scale.py --users 80000 --histories 180 --no-widths --steps 2   # the ratio at 4N, two steps
 
 1. ``full_n_s`` and ``full_4n_s``: the full job (model off, every text already in the embedding cache) on
    generated warehouses of N and 4N users over 30 days. ``full_4n_over_n`` is their ratio.
@@ -11,13 +12,13 @@
    written. It is the yardstick: ``full_over_peer`` is the full job's time over it.
 3. ``bytes_read_over_inputs``: the bytes the 4N full run's tasks read (Spark's event log, the sum of every
    task's ``Input Metrics / Bytes Read``) over the bytes of its input tables on disk.
-4. For 30, 90 and 180 days of history (N users): the full job over every day (``full_{days}_s``), and daily
-   incremental steps after a full run over the days before them: one per day of the last
-   ``warehouse.settled_compaction_days`` (a whole compaction cycle, so exactly one of them rewrites the settled
-   tables whole, whatever the dates). ``step_{days}_s`` is their mean, the step's cost per day; each step's
-   seconds and the settled tables it rewrote rather than appended to are beside it (``steps_{days}``). Then
-   ``step_180_over_step_30`` and ``step_over_full_180`` from the means, and ``step_over_full_180_max`` from the
-   dearest step.
+4. For 30, 90 and 180 days of history (N users): daily incremental steps after a full run over the days before
+   them: one per day of the last ``warehouse.settled_compaction_days`` (a whole compaction cycle, so exactly one of
+   them rewrites the settled tables whole, whatever the dates), or the last ``--steps`` days. ``step_{days}_s`` is
+   their mean, the step's cost per day; each step's seconds and the settled tables it rewrote rather than appended
+   to are beside it (``steps_{days}``). Then the full job over every day on the same warehouse (``full_{days}_s``;
+   the steps left every text in its embedding cache). Then ``step_180_over_step_30`` and ``step_over_full_180``
+   from the means, and ``step_over_full_180_max`` from the dearest step.
 
 Each timed run is a Spark job group; the event log is read after the session stops. Writes
 benchmarks/results/scale.json.
@@ -142,7 +143,8 @@ def peer_job(spark, root: Path, out: Path, as_of) -> None:
 
 def main(users: int = 20_000, histories: str = "30,90,180", seed: int = 42,
          work: Path = ROOT / "benchmarks" / ".work" / "scale", out: Path = RESULTS,
-         widths: bool = typer.Option(True, help="also the full job at N and 4N users and the peer job (items 1-3)")
+         widths: bool = typer.Option(True, help="also the full job at N and 4N users and the peer job (items 1-3)"),
+         steps: int = typer.Option(0, help="one-day steps per history (the last days); 0: a whole compaction cycle")
          ) -> None:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from conf import load_config
@@ -192,25 +194,25 @@ def main(users: int = 20_000, histories: str = "30,90,180", seed: int = 42,
         as_of = open_warehouse(config("n4_30", 4 * users, 30), spark).read("profiles").first()["as_of"]
         timed("peer_4n", lambda: peer_job(spark, work / "n4_30", work / "peer_out", as_of))
 
-    steps: dict[int, list[dict]] = {}
+    taken: dict[int, list[dict]] = {}
     for days in [int(d) for d in histories.split(",")]:
         name = f"history_{days}"
         source, target = config(f"{name}_source", users, days), config(name, users, days)
-        cycle = target.warehouse.settled_compaction_days
+        stepped = steps or target.warehouse.settled_compaction_days
         run_generate(source, spark)
-        without_last_days(spark, source, target, cycle)
+        without_last_days(spark, source, target, stepped)
         run_full(target, spark, env={})
-        steps[days] = []
-        for back in range(cycle - 1, -1, -1):
+        taken[days] = []
+        for back in range(stepped - 1, -1, -1):
             dt = last_day(source) - timedelta(days=back)
             land_day(spark, source, target, dt)
             timed(f"step_{days}_{dt}", lambda: run_incremental(target, spark, env={}))
-            steps[days].append({"dt": str(dt), "seconds": seconds[f"step_{days}_{dt}"],
+            taken[days].append({"dt": str(dt), "seconds": seconds[f"step_{days}_{dt}"],
                                 "settled_rewritten": rewritten_settled(target)})
-        seconds[f"step_{days}"] = round(sum(s["seconds"] for s in steps[days]) / cycle, 1)
-        # The full recompute over every day, texts cached (the source warehouse's run warms its cache).
-        run_full(source, spark, env={})
-        timed(f"full_{days}", lambda: run_full(source, spark, env={}))
+        seconds[f"step_{days}"] = round(sum(s["seconds"] for s in taken[days]) / stepped, 1)
+        # The full recompute over every day on the stepped warehouse: the full run and the steps left every text in
+        # its embedding cache.
+        timed(f"full_{days}", lambda: run_full(target, spark, env={}))
 
     spark.stop()
     read = bytes_read_by_group(work / "events")
@@ -221,9 +223,10 @@ def main(users: int = 20_000, histories: str = "30,90,180", seed: int = 42,
         "seconds": seconds,
         f"step_{last}_over_step_{first}": round(seconds[f"step_{last}"] / seconds[f"step_{first}"], 2),
         f"step_over_full_{last}": round(seconds[f"step_{last}"] / seconds[f"full_{last}"], 3),
-        f"step_over_full_{last}_max": round(max(s["seconds"] for s in steps[last]) / seconds[f"full_{last}"], 3),
-        **{f"steps_{d}": steps[d] for d in days},
-        "step_is": "the mean of one-day steps over a compaction cycle (warehouse.settled_compaction_days)",
+        f"step_over_full_{last}_max": round(max(s["seconds"] for s in taken[last]) / seconds[f"full_{last}"], 3),
+        **{f"steps_{d}": taken[d] for d in days},
+        "step_is": (f"the mean of the last {steps} days' one-day steps" if steps else
+                    "the mean of one-day steps over a compaction cycle (warehouse.settled_compaction_days)"),
         "bytes_read_by_run": read,
         "model": "off; every text already in the embedding cache",
     }

@@ -16,7 +16,7 @@ from conf import Config
 from jobs.embed import embed_stage
 from jobs.images import failed_images_message, image_stage
 from jobs.faults import fault_point
-from jobs.features.state_profiles import (Vectors, day_states, events_seen, fold_key,
+from jobs.features.state_profiles import (EVENT_TABLES, Vectors, day_states, events_seen, fold_key,
                                           profiles_from_state, settled_tables, spanned_tables)
 from jobs.privacy import ingest_privacy
 from jobs.frames import checkpointed, conform
@@ -88,10 +88,14 @@ def quarantine_write(wh: Warehouse, rec: RunRecorder, plan: StepPlan) -> Quarant
 def read_and_validate(cfg: Config, wh: Warehouse, env: Mapping[str, str] | None, rec: RunRecorder,
                       cleanup: ExitStack, versions: dict[str, int] | None = None,
                       partitions: dict[str, list[date]] | None = None, write_quarantine: QuarantineWrite | None = None,
-                      quarantined: Collection[str] | None = None) -> tuple[dict[str, DataFrame], ValidationReport]:
+                      quarantined: Collection[str] | None = None, events_cached: ExitStack | None = None
+                      ) -> tuple[dict[str, DataFrame], ValidationReport]:
     """Read the inputs (at ``versions``; only ``partitions`` of the tables it names), pseudonymise them, and
     split each into clean rows and quarantine (``validate``: written through ``write_quarantine``, if given).
-    The validated rows stay cached until ``cleanup`` closes."""
+    The validated rows stay cached until ``cleanup`` closes; the event tables' until ``events_cached`` does, if
+    given: the caller closes it once their last readers (the tiles, the texts to embed) are done, so that the
+    folds after them have the memory those rows held (at 80,000 users over 180 days the profiles write of a full
+    run failed for want of it)."""
     private = ingest_privacy(cfg.privacy, env, rec)  # strict mode without a key stops here, first
     with rec.stage("read") as st:
         raw, absent = read_inputs(wh, cfg.inputs, versions, partitions)
@@ -100,8 +104,9 @@ def read_and_validate(cfg: Config, wh: Warehouse, env: Mapping[str, str] | None,
     with rec.stage("validate") as st:
         tagged = {t: df.persist(StorageLevel.MEMORY_AND_DISK)
                   for t, df in tag_inputs(raw, cfg.validation, cfg.time.zone).items()}
-        for df in tagged.values():
-            cleanup.callback(df.unpersist)
+        for table, df in tagged.items():
+            held_by = events_cached if events_cached is not None and table in EVENT_TABLES else cleanup
+            held_by.callback(df.unpersist)
         clean, report = validate(tagged, cfg, rec.run_id, rec.started_at, write_quarantine, quarantined)
         st.rows_in, st.rows_out = sum(report.rows_in.values()), sum(report.rows_clean.values())
         rec.rows_in.update(report.rows_in)
@@ -244,14 +249,16 @@ def run_full(cfg: Config, spark: SparkSession, recorder: RunRecorder | None = No
         if plan.resumed:
             rec.console.print(f"  step {plan.step}: resuming an attempt that died after writing some outputs; "
                               f"reading the input versions it read ({plan.txn.inputs})")
+        events_cached = cleanup.enter_context(ExitStack())
         clean, report = read_and_validate(cfg, wh, env, rec, cleanup, plan.versions,
-                                          write_quarantine=quarantine_write(wh, rec, plan))
+                                          write_quarantine=quarantine_write(wh, rec, plan), events_cached=events_cached)
         tiles = write_tiles(wh, rec, plan, clean, cfg.time.zone)
         seen = events_seen(tiles["state_events"], cfg.validation.max_days_after_partition)
         as_of = cfg.as_of or midnight_after(seen.latest, cfg.time.zone)
         rec.details["as_of"] = as_of.isoformat()
         # The vectors first: the interest vector's settled sums weigh the items' title vectors.
         vectors = embedded_vectors(cfg, wh, clean, tiles["state_interactions"], rec, cleanup)
+        events_cached.close()  # nothing reads the events' rows after the tiles and the texts
         tiles |= {"users": clean["users"], "items": clean["items"]}
         # Split where the model's snapshots fold too, so that each tile is summarised once for every fold.
         spans = fold_dates(cfg, as_of)

@@ -179,9 +179,11 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
             rec.console.print(f"  {why}")
         rec.partitions = sorted({str(dt) for dts in partitions.values() for dt in dts})
         # Unchanged users and items are read only to validate against: their bad rows are in quarantine already.
+        events_cached = cleanup.enter_context(ExitStack())
         clean, report = read_and_validate(cfg, wh, env, rec, cleanup, plan.versions, partitions,
                                           write_quarantine=quarantine_write(wh, rec, plan),
-                                          quarantined=[t for t in INPUT_TABLES if t not in REFERENCE_TABLES or t in again])
+                                          quarantined=[t for t in INPUT_TABLES if t not in REFERENCE_TABLES or t in again],
+                                          events_cached=events_cached)
         with rec.stage("state") as st:
             fresh = day_states(clean, cfg.time.zone)
             # The state this step starts from (an earlier attempt may have written some tables already).
@@ -219,6 +221,7 @@ def run_incremental(cfg: Config, spark: SparkSession, recorder: RunRecorder | No
         photographed = photo_tiles(cfg, as_of, old_before["settled_image_interest"], state["state_interactions"],
                                    before["state_interactions"], rewritten["state_interactions"], catalogue)
         vectors = embedded_vectors(cfg, wh, {**clean, "social": written}, photographed, rec, cleanup)
+        events_cached.close()  # nothing reads the day's event rows after the tiles and the texts
         state |= write_settled(wh, rec, plan, *moved_settled_tables(cfg, as_of, vectors, found_settled, old_before,
                                                                     {**state, "items": clean["items"]}, before,
                                                                     rewritten, catalogue))
