@@ -43,6 +43,10 @@ from benchmarks.results_file import write_result  # noqa: E402  (after the path)
 
 RESULTS = ROOT / "benchmarks" / "results" / "scale.json"
 EVENT_TABLES = ("transactions", "browse", "social")
+# The yardstick's columns (peer_job; floor.py's tiled_peer_job computes the same from daily tiles).
+BROWSE_TYPES = ("view", "click", "cart", "fav")
+SOCIAL_KINDS = ("review", "comment", "like", "share", "follow")
+ORDER_WINDOWS = (7, 30, 90)
 
 
 def input_bytes(root: Path) -> int:
@@ -127,16 +131,17 @@ def peer_job(spark, root: Path, out: Path, as_of) -> None:
 
     before = F.col("ts") < F.lit(as_of)
     browse = read("browse").filter(before).groupBy("user_id").agg(
-        *[F.count(F.when(F.col("event_type") == t, 1)).alias(f"{t}s") for t in ("view", "click", "cart", "fav")],
+        *[F.count(F.when(F.col("event_type") == t, 1)).alias(f"{t}s") for t in BROWSE_TYPES],
         F.count_distinct(F.to_date("ts")).alias("browse_days"),
         F.array(*[F.count(F.when(F.hour("ts") == h, 1)) for h in range(24)]).alias("hours"))
     orders = read("transactions").filter(before).groupBy("user_id").agg(
-        *[x for w in (7, 30, 90) for x in (F.count_distinct(F.when(days_before(w), F.col("order_id"))).alias(f"orders_{w}d"),
-                                           F.sum(F.when(days_before(w), F.col("amount"))).alias(f"spend_{w}d"))],
+        *[x for w in ORDER_WINDOWS
+          for x in (F.count_distinct(F.when(days_before(w), F.col("order_id"))).alias(f"orders_{w}d"),
+                    F.sum(F.when(days_before(w), F.col("amount"))).alias(f"spend_{w}d"))],
         F.count_distinct("order_id").alias("frequency"), F.sum("amount").alias("monetary"),
         F.max("ts").alias("last_order"))
     social = read("social").filter(before).groupBy("user_id").agg(
-        *[F.count(F.when(F.col("kind") == k, 1)).alias(f"{k}s") for k in ("review", "comment", "like", "share", "follow")])
+        *[F.count(F.when(F.col("kind") == k, 1)).alias(f"{k}s") for k in SOCIAL_KINDS])
     (read("users").select("user_id").join(browse, "user_id", "left").join(orders, "user_id", "left")
      .join(social, "user_id", "left").write.mode("overwrite").parquet(str(out)))
 
