@@ -2,6 +2,7 @@
 
     python benchmarks/floor.py                       # 4N = 80,000 users and a 300-user warehouse, 30 days: ~30 min
     python benchmarks/floor.py --no-full-4n          # not the full job at 4N (its untimed warm-up embeds every text)
+    python benchmarks/floor.py --set embedding.enabled=false --set images.enabled=false --out ...  # no vectors
 
 Four jobs, each timed on a generated warehouse of ``--users`` (4N) and on one of ``--tiny-users``:
 
@@ -108,6 +109,8 @@ def delta_commits_since(warehouse: Path, started: float) -> int:
 def main(users: int = 80_000, tiny_users: int = 300, days: int = 30, seed: int = 42,
          full_4n: bool = typer.Option(True, help="also the full job at --users (an untimed full run first embeds "
                                                  "every text)"),
+         set_: list[str] = typer.Option([], "--set", help="KEY=VALUE settings for the full job's runs (the "
+                                                         "product's config), e.g. embedding.enabled=false"),
          work: Path = ROOT / "benchmarks" / ".work" / "floor", out: Path = RESULTS) -> None:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from conf import load_config
@@ -122,7 +125,7 @@ def main(users: int = 80_000, tiny_users: int = 300, days: int = 30, seed: int =
     (work / "events").mkdir(parents=True)
     (work / "hmac.key").write_text(HMAC_KEY)
     sizes = {"tiny": tiny_users, "4n": users}
-    configs = {size: load_config(overrides=[*settings(work, n, days, seed), f"warehouse.path={work / size}"])
+    configs = {size: load_config(overrides=[*settings(work, n, days, seed), f"warehouse.path={work / size}", *set_])
                for size, n in sizes.items()}
     extra = {"spark.eventLog.enabled": "true", "spark.eventLog.dir": str(work / "events"),
              "spark.eventLog.compress": "false", "spark.eventLog.rolling.enabled": "false"}
@@ -171,7 +174,7 @@ def main(users: int = 80_000, tiny_users: int = 300, days: int = 30, seed: int =
         "full_tiny_over_peer_4n": ratio("full_tiny", "peer_4n"),
         "tiled_4n_over_peer_4n": ratio("tiled_4n", "peer_4n"),
         "peer_tiny_over_peer_4n": ratio("peer_tiny", "peer_4n"),
-        "model": "off; every text already in the embedding cache",
+        "model": "off; with the embedding on, every text already in the embedding cache", "settings": set_,
     }
     if full_4n:
         result |= {"full_4n_over_peer_4n": ratio("full_4n", "peer_4n"),
