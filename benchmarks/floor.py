@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.results_file import write_result  # noqa: E402  (after the path)
 from benchmarks.scale import (BROWSE_TYPES, ORDER_WINDOWS, SOCIAL_KINDS, bytes_read_by_group, last_day,  # noqa: E402
-                              peer_job)
+                              logged_session, peer_job, timed_group)
 from benchmarks.step_ab import HMAC_KEY, settings  # noqa: E402
 from benchmarks.step_profile import accounting, logged_events  # noqa: E402
 
@@ -118,7 +118,6 @@ def main(users: int = 80_000, tiny_users: int = 300, days: int = 30, seed: int =
     from jobs.full import run_full
     from jobs.ingest import run_generate
     from jobs.runs import RunRecorder
-    from jobs.spark import spark_session
 
     work = work.resolve()
     shutil.rmtree(work, ignore_errors=True)
@@ -127,23 +126,15 @@ def main(users: int = 80_000, tiny_users: int = 300, days: int = 30, seed: int =
     sizes = {"tiny": tiny_users, "4n": users}
     configs = {size: load_config(overrides=[*settings(work, n, days, seed), f"warehouse.path={work / size}", *set_])
                for size, n in sizes.items()}
-    extra = {"spark.eventLog.enabled": "true", "spark.eventLog.dir": str(work / "events"),
-             "spark.eventLog.compress": "false", "spark.eventLog.rolling.enabled": "false"}
-    base = configs["tiny"].spark
-    spark = spark_session(base.model_copy(update={"extra": {**base.extra, **extra}}))
+    spark = logged_session(configs["tiny"].spark, work / "events")
     seconds: dict[str, float] = {}
     commits: dict[str, int] = {}
     stages: dict[str, dict[str, float]] = {}
 
     def timed(group: str, run) -> None:
-        spark.catalog.clearCache()
-        spark.sparkContext.setJobGroup(group, group)
-        started_at, started = time.time(), time.perf_counter()
-        run()
-        seconds[group] = round(time.perf_counter() - started, 1)
+        started_at = time.time()
+        timed_group(spark, seconds, group, run)
         commits[group] = sum(delta_commits_since(work / size, started_at) for size in sizes)
-        print(f"timed {group}: {seconds[group]} s", flush=True)
-        spark.sparkContext.setJobGroup("setup", "setup")
 
     spark.sparkContext.setJobGroup("setup", "setup")
     agree: dict[str, bool] = {}

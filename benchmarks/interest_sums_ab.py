@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.results_file import write_result  # noqa: E402  (after the path)
 from benchmarks.revision_ab import checkout, head_revision  # noqa: E402
+from benchmarks.scale import logged_session  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "interest_sums_ab.json"
 WAREHOUSE = ROOT / "benchmarks" / ".work" / "scale_20k_180" / "history_180_source"
@@ -68,16 +69,13 @@ def main(old: str = typer.Option(..., help="The revision to compare with (the ne
     from jobs.features.state import settled
     from jobs.features.state_profiles import settled_before
     from jobs.full import open_warehouse
-    from jobs.spark import spark_session
     from jobs.validation import clean_rows
     from jobs.validation.validate import tag_table
 
     shutil.rmtree(work, ignore_errors=True)
     (work / "events").mkdir(parents=True)
     cfg = load_config(overrides=[f"warehouse.path={warehouse}", "model.enabled=false"])
-    extra = {"spark.eventLog.enabled": "true", "spark.eventLog.dir": str(work / "events"),
-             "spark.eventLog.compress": "false", "spark.eventLog.rolling.enabled": "false"}
-    spark = spark_session(cfg.spark.model_copy(update={"extra": {**cfg.spark.extra, **extra}}))
+    spark = logged_session(cfg.spark, work / "events")
     wh = open_warehouse(cfg, spark)
     tiles = wh.read("state_interactions")
     items = wh.read("items").transform(tag_table("items", cfg.validation)).transform(clean_rows("items")).cache()

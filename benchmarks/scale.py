@@ -32,7 +32,9 @@ import shutil
 import sys
 import time
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import typer
 
@@ -75,6 +77,30 @@ def bytes_read_by_group(event_dir: Path) -> dict[str, int]:
                 if group:
                     read[group] = read.get(group, 0) + int((metrics.get("Input Metrics") or {}).get("Bytes Read", 0))
     return read
+
+
+def logged_session(spark_conf, events: Path, more: dict[str, str] | None = None):
+    """A Spark session of ``spark_conf`` (a config's ``spark``) with ``more`` settings and the event log on, under
+    ``events``: plain JSON lines, one file per application, what ``bytes_read_by_group`` and step_profile's
+    ``logged_events`` read."""
+    from jobs.spark import spark_session
+
+    log = {"spark.eventLog.enabled": "true", "spark.eventLog.dir": str(events), "spark.eventLog.compress": "false",
+           "spark.eventLog.rolling.enabled": "false"}
+    return spark_session(spark_conf.model_copy(update={"extra": {**spark_conf.extra, **(more or {}), **log}}))
+
+
+def timed_group(spark, seconds: dict[str, float], group: str, run: Callable[[], object]) -> None:
+    """``run()`` as Spark job group ``group`` (what the event log's figures are summed by), from a cleared cache so
+    that nothing an earlier run cached serves it; its wall seconds go to ``seconds[group]``. The jobs after it are
+    the group "setup"."""
+    spark.catalog.clearCache()
+    spark.sparkContext.setJobGroup(group, group)
+    started = time.perf_counter()
+    run()
+    seconds[group] = round(time.perf_counter() - started, 1)
+    print(f"timed {group}: {seconds[group]} s", flush=True)
+    spark.sparkContext.setJobGroup("setup", "setup")
 
 
 def without_last_days(spark, source, target, days: int) -> None:
@@ -156,7 +182,6 @@ def main(users: int = 20_000, histories: str = "30,90,180", seed: int = 42,
     from jobs.full import open_warehouse, run_full
     from jobs.incremental import run_incremental
     from jobs.ingest import run_generate
-    from jobs.spark import spark_session
 
     shutil.rmtree(work, ignore_errors=True)
     (work / "events").mkdir(parents=True)
@@ -169,20 +194,9 @@ def main(users: int = 20_000, histories: str = "30,90,180", seed: int = 42,
             f"model.tracking_uri=file:{work / 'mlruns'}", *more])
 
     base = config("n30", users, 30)
-    # Plain JSON lines, one file: what bytes_read_by_group reads.
-    extra = {"spark.eventLog.enabled": "true", "spark.eventLog.dir": str(work / "events"),
-             "spark.eventLog.compress": "false", "spark.eventLog.rolling.enabled": "false"}
-    spark = spark_session(base.spark.model_copy(update={"extra": {**base.spark.extra, **extra}}))
+    spark = logged_session(base.spark, work / "events")
     seconds: dict[str, float] = {}
-
-    def timed(group: str, run) -> None:
-        spark.catalog.clearCache()  # nothing an earlier run cached serves this one
-        spark.sparkContext.setJobGroup(group, group)
-        started = time.perf_counter()
-        run()
-        seconds[group] = round(time.perf_counter() - started, 1)
-        print(f"timed {group}: {seconds[group]} s", flush=True)
-        spark.sparkContext.setJobGroup("setup", "setup")
+    timed = partial(timed_group, spark, seconds)
 
     def warm_full(name: str, n: int, days: int) -> None:
         """Generate, then one untimed full run, so the timed one finds every text in the embedding cache."""

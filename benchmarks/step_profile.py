@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.results_file import write_result  # noqa: E402  (after the path)
-from benchmarks.scale import land_day, last_day, without_last_days  # noqa: E402
+from benchmarks.scale import land_day, last_day, logged_session, without_last_days  # noqa: E402
 from benchmarks.step_ab import HMAC_KEY, settings  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "step_profile.json"
@@ -167,7 +167,6 @@ def main(work: Path = typer.Option(..., help="A benchmarks/step_ab.py --work dir
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from conf import load_config
     from jobs.runs import RunRecorder
-    from jobs.spark import spark_session
 
     work = work.resolve()
     if build:
@@ -177,9 +176,7 @@ def main(work: Path = typer.Option(..., help="A benchmarks/step_ab.py --work dir
     events.mkdir()
     common = [*settings(work, users, days, seed), *set_]
     base = load_config(overrides=common)
-    extra = {**key_values(conf), "spark.eventLog.enabled": "true", "spark.eventLog.dir": str(events),
-             "spark.eventLog.compress": "false", "spark.eventLog.rolling.enabled": "false"}
-    spark = spark_session(base.spark.model_copy(update={"extra": {**base.spark.extra, **extra}}))
+    spark = logged_session(base.spark, events, key_values(conf))
     steps = []
     for n in (1, 2):
         spark.sparkContext.setJobGroup(f"step_{n}", f"step_{n}")
