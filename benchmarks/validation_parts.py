@@ -21,8 +21,8 @@ Then two rewrites, not in the product, checked to tag the very same rows (``rewr
 
 Beside them, scale.py's yardstick (``peer_job``) on the same tables. ``all_over_peer``: what validating costs on
 the yardstick's scale, before any tile, feature or write; ``marginal_s``: each check's seconds (all checks, less
-the run without it). Each round starts one job later than the one before; each figure is the median of its rounds. Writes
-benchmarks/results/validation_parts.json.
+the run without it). Each round starts one job later than the one before; each figure is the median of its
+rounds. Writes benchmarks/results/validation_parts.json.
 """
 from __future__ import annotations
 
@@ -152,23 +152,19 @@ def main(users: int = 40_000, days: int = 30, seed: int = 42, rounds: int = 3,
     variants = {"all": {}, **{f"no_{c}": dict([without(c)]) for c in CHECKS},
                 "none": dict(without(c) for c in CHECKS), **{r: rewritten(r) for r in REWRITES}}
 
-    def peer() -> None:
-        peer_job(spark, work / "warehouse", work / "peer", as_of)
+    jobs = {"peer": ({}, lambda: peer_job(spark, work / "warehouse", work / "peer", as_of)),
+            **{name: (swapped, lambda: validate_events(spark, cfg)) for name, swapped in variants.items()}}
 
     validate_events(spark, cfg)  # untimed: the session's first pass compiles what every later one reuses
     seconds: dict[str, list[float]] = {}
-    names = ["peer", *variants]
+    names = list(jobs)
     for r in range(rounds):
-        timed: dict[str, float] = {}
         for name in names[r % len(names):] + names[:r % len(names)]:  # each round starts one later: no fixed order
-            if name == "peer":
-                timed_group(spark, timed, name, peer)
-                continue
-            swapped = variants[name]
+            swapped, run = jobs[name]
+            timed: dict[str, float] = {}
             with swapped_in(swapped):
-                timed_group(spark, timed, name, lambda: validate_events(spark, cfg))
-        for name, s in timed.items():
-            seconds.setdefault(name, []).append(s)
+                timed_group(spark, timed, name, run)
+            seconds.setdefault(name, []).append(timed[name])
     product = tagged_events(spark, cfg)
     equal = {}
     for rewrite in REWRITES:
