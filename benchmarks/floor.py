@@ -45,28 +45,40 @@ RESULTS = ROOT / "benchmarks" / "results" / "floor.json"
 
 def tiled_peer_job(spark, root: Path, tiles: Path, out: Path, as_of) -> None:
     """``peer_job``'s columns from daily tiles: each event table read once and aggregated per (user, day) into a
-    parquet tile table; the tiles read back, folded per user (windows by whole days: ``as_of`` is a midnight in
-    the session's zone) and joined to the users.
-
-    A user's distinct orders cannot be summed across days, so an order tile keeps the day's order ids (an order's
-    rows share a day, so no id is in two tiles)."""
-    from pyspark.sql import functions as F
-
+    parquet tile table (``write_tiles``); the tiles read back, folded per user and joined to the users
+    (``fold_tiles``)."""
     def read(table: str):
         return spark.read.parquet(*[str(p) for p in (root / table).rglob("*.parquet")])
 
+    write_tiles({t: read(t) for t in ("browse", "transactions", "social")}, tiles, as_of)
+    fold_tiles(spark, read("users").select("user_id"), tiles, out, as_of)
+
+
+def write_tiles(events: dict, tiles: Path, as_of, by: tuple[str, ...] = ("user_id",)) -> None:
+    """The event rows before ``as_of`` aggregated per (``by``, day) into parquet tile tables under ``tiles``.
+
+    A user's distinct orders cannot be summed across days, so an order tile keeps the day's order ids (the fold
+    takes the distinct ids of all its tiles)."""
+    from pyspark.sql import functions as F
+
     day = F.to_date("ts").alias("day")
     before = F.col("ts") < F.lit(as_of)
-    read("browse").filter(before).groupBy("user_id", day).agg(
+    events["browse"].filter(before).groupBy(*by, day).agg(
         *[F.count(F.when(F.col("event_type") == t, 1)).alias(f"{t}s") for t in BROWSE_TYPES],
         F.array(*[F.count(F.when(F.hour("ts") == h, 1)) for h in range(24)]).alias("hours"),
     ).write.mode("overwrite").parquet(str(tiles / "browse"))
-    read("transactions").filter(before).groupBy("user_id", day).agg(
+    events["transactions"].filter(before).groupBy(*by, day).agg(
         F.collect_set("order_id").alias("orders"), F.sum("amount").alias("spend"), F.max("ts").alias("last_order"),
     ).write.mode("overwrite").parquet(str(tiles / "orders"))
-    read("social").filter(before).groupBy("user_id", day).agg(
+    events["social"].filter(before).groupBy(*by, day).agg(
         *[F.count(F.when(F.col("kind") == k, 1)).alias(f"{k}s") for k in SOCIAL_KINDS],
     ).write.mode("overwrite").parquet(str(tiles / "social"))
+
+
+def fold_tiles(spark, users, tiles: Path, out: Path, as_of) -> None:
+    """``write_tiles``' tiles folded per user (windows by whole days: ``as_of`` is a midnight in the session's
+    zone), left-joined to ``users`` (user_id) and written as parquet to ``out``."""
+    from pyspark.sql import functions as F
 
     def within(days: int):
         return F.col("day") >= F.lit((as_of - timedelta(days=days)).date())
@@ -75,7 +87,7 @@ def tiled_peer_job(spark, root: Path, tiles: Path, out: Path, as_of) -> None:
         return F.size(F.array_distinct(F.flatten(F.collect_list(rows))))
 
     browse = spark.read.parquet(str(tiles / "browse")).groupBy("user_id").agg(
-        *[F.sum(f"{t}s").alias(f"{t}s") for t in BROWSE_TYPES], F.count("*").alias("browse_days"),
+        *[F.sum(f"{t}s").alias(f"{t}s") for t in BROWSE_TYPES], F.count_distinct("day").alias("browse_days"),
         F.array(*[F.sum(F.col("hours")[h]) for h in range(24)]).alias("hours"))
     orders = spark.read.parquet(str(tiles / "orders")).groupBy("user_id").agg(
         *[x for w in ORDER_WINDOWS for x in (distinct_orders(F.when(within(w), F.col("orders"))).alias(f"orders_{w}d"),
@@ -84,7 +96,7 @@ def tiled_peer_job(spark, root: Path, tiles: Path, out: Path, as_of) -> None:
         F.max("last_order").alias("last_order"))
     social = spark.read.parquet(str(tiles / "social")).groupBy("user_id").agg(
         *[F.sum(f"{k}s").alias(f"{k}s") for k in SOCIAL_KINDS])
-    (read("users").select("user_id").join(browse, "user_id", "left").join(orders, "user_id", "left")
+    (users.join(browse, "user_id", "left").join(orders, "user_id", "left")
      .join(social, "user_id", "left").write.mode("overwrite").parquet(str(out)))
 
 

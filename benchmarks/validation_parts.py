@@ -19,6 +19,8 @@ Then two rewrites, not in the product, checked to tag the very same rows (``rewr
   with its count of copies; the count per user and partition summed from those), the copies exploded again;
 - ``hashed_window``: the duplicates' window partitioned by a 64-bit hash of the row first, so its sort compares longs.
 
+(``rewritten`` has a third, ``one_window``, which design_floor.py times.)
+
 Beside them, scale.py's yardstick (``peer_job``) on the same tables. ``all_over_peer``: what validating costs on
 the yardstick's scale, before any tile, feature or write; ``marginal_s``: each check's seconds (all checks, less
 the run without it). Each round starts one job later than the one before; each figure is the median of its
@@ -32,8 +34,10 @@ import statistics
 import sys
 from contextlib import contextmanager
 from datetime import timedelta
+from functools import reduce
+from operator import and_
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import typer
 
@@ -84,12 +88,26 @@ def rewritten(rewrite: str) -> dict:
         by_row = Window.partitionBy(F.xxhash64(*columns), *columns).orderBy(F.lit(1))
         return lambda df: df.withColumn(v.DUPLICATE, F.row_number().over(by_row) > 1)
 
+    def one_window(cap: int):
+        # Sorted by every column inside its (user, dt), a row's copies are neighbours: one shuffle and one sort
+        # give the duplicates (a row equal to the one before it) and the volume (the rows in its partition).
+        # A bot's day of rows goes to one task: not the product's skew protection, a floor for design_floor.py.
+        def apply(df):
+            ordered = Window.partitionBy("user_id", "dt").orderBy(*[F.col(c).asc_nulls_first() for c in df.columns])
+            same = [F.row_number().over(ordered) > 1,
+                    *[F.col(c).eqNullSafe(F.lag(c).over(ordered)) for c in df.columns]]
+            rows = F.count(F.lit(1)).over(Window.partitionBy("user_id", "dt"))
+            return df.withColumns({v.DUPLICATE: reduce(and_, same),
+                                   v.OVER_VOLUME: F.col("user_id").isNotNull() & (rows > cap)})
+        return apply
+
     def flagged_already(columns: list[str], window=v.with_duplicate_flags):
         # One aggregation flags the event tables' duplicates; the users and items keep the product's window.
         return lambda df: df if v.DUPLICATE in df.columns else df.transform(window(columns))
 
     return {"one_aggregation": {"with_volume_flags": one_aggregation, "with_duplicate_flags": flagged_already},
-            "hashed_window": {"with_duplicate_flags": hashed_window}}[rewrite]
+            "hashed_window": {"with_duplicate_flags": hashed_window},
+            "one_window": {"with_volume_flags": one_window, "with_duplicate_flags": flagged_already}}[rewrite]
 
 
 @contextmanager
@@ -107,8 +125,8 @@ def swapped_in(swapped: dict) -> Iterator[None]:
             setattr(v, name, original)
 
 
-def tagged_events(spark, cfg) -> dict:
-    """The event tables read, pseudonymised and tagged as the full job does."""
+def tagged_inputs(spark, cfg) -> dict:
+    """Every input table read, pseudonymised and tagged as the full job does."""
     from jobs.full import open_warehouse
     from jobs.inputs import read_inputs
     from jobs.privacy import ingest_privacy
@@ -117,7 +135,12 @@ def tagged_events(spark, cfg) -> dict:
 
     raw, _ = read_inputs(open_warehouse(cfg, spark), cfg.inputs, None, None)
     private = ingest_privacy(cfg.privacy, {}, RunRecorder("full"))
-    tagged = tag_inputs({t: df.transform(private) for t, df in raw.items()}, cfg.validation, cfg.time.zone)
+    return tag_inputs({t: df.transform(private) for t, df in raw.items()}, cfg.validation, cfg.time.zone)
+
+
+def tagged_events(spark, cfg) -> dict:
+    """The event tables of ``tagged_inputs``."""
+    tagged = tagged_inputs(spark, cfg)
     return {t: tagged[t] for t in ("transactions", "browse", "social")}
 
 
@@ -133,22 +156,43 @@ def same_rows(product: dict, rewrite: dict) -> bool:
                for t in product)
 
 
-def main(users: int = 40_000, days: int = 30, seed: int = 42, rounds: int = 3,
-         work: Path = ROOT / "benchmarks" / ".work" / "validation_parts", out: Path = RESULTS) -> None:
+def generated_warehouse(work: Path, users: int, days: int, seed: int):
+    """A Spark session, and the config of a warehouse generated afresh under ``work``/warehouse (model off), with
+    ``as_of``: the midnight after its last day."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from conf import load_config
     from jobs.clock import day_start
     from jobs.ingest import run_generate
     from jobs.spark import spark_session
 
-    work = work.resolve()
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     (work / "hmac.key").write_text(HMAC_KEY)
     cfg = load_config(overrides=[*settings(work, users, days, seed), f"warehouse.path={work / 'warehouse'}"])
     spark = spark_session(cfg.spark)
     run_generate(cfg, spark)
-    as_of = day_start(last_day(cfg) + timedelta(days=1), cfg.time.zone)
+    return spark, cfg, day_start(last_day(cfg) + timedelta(days=1), cfg.time.zone)
+
+
+def rotated_rounds(spark, jobs: dict[str, tuple[dict, Callable[[], object]]], rounds: int) -> dict[str, list[float]]:
+    """Each of ``jobs`` (name -> (the validate module's functions it swaps in, the run)) timed once a round; each
+    round starts one job later than the one before, so no job always follows the same one."""
+    seconds: dict[str, list[float]] = {}
+    names = list(jobs)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            swapped, run = jobs[name]
+            timed: dict[str, float] = {}
+            with swapped_in(swapped):
+                timed_group(spark, timed, name, run)
+            seconds.setdefault(name, []).append(timed[name])
+    return seconds
+
+
+def main(users: int = 40_000, days: int = 30, seed: int = 42, rounds: int = 3,
+         work: Path = ROOT / "benchmarks" / ".work" / "validation_parts", out: Path = RESULTS) -> None:
+    work = work.resolve()
+    spark, cfg, as_of = generated_warehouse(work, users, days, seed)
     variants = {"all": {}, **{f"no_{c}": dict([without(c)]) for c in CHECKS},
                 "none": dict(without(c) for c in CHECKS), **{r: rewritten(r) for r in REWRITES}}
 
@@ -156,15 +200,7 @@ def main(users: int = 40_000, days: int = 30, seed: int = 42, rounds: int = 3,
             **{name: (swapped, lambda: validate_events(spark, cfg)) for name, swapped in variants.items()}}
 
     validate_events(spark, cfg)  # untimed: the session's first pass compiles what every later one reuses
-    seconds: dict[str, list[float]] = {}
-    names = list(jobs)
-    for r in range(rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:  # each round starts one later: no fixed order
-            swapped, run = jobs[name]
-            timed: dict[str, float] = {}
-            with swapped_in(swapped):
-                timed_group(spark, timed, name, run)
-            seconds.setdefault(name, []).append(timed[name])
+    seconds = rotated_rounds(spark, jobs, rounds)
     product = tagged_events(spark, cfg)
     equal = {}
     for rewrite in REWRITES:
