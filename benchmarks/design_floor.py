@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.floor import differing_rows, fold_tiles, tiled_peer_job, write_tiles  # noqa: E402
 from benchmarks.results_file import write_result  # noqa: E402
-from benchmarks.scale import EVENT_TABLES, peer_job  # noqa: E402
+from benchmarks.scale import EVENT_TABLES, peer_job, raw_rows  # noqa: E402
 from benchmarks.validation_parts import (generated_warehouse, rewritten, rotated_rounds, same_rows,  # noqa: E402
                                          swapped_in, tagged_events, tagged_inputs, validate_events)
 
@@ -48,13 +48,13 @@ RESULTS = ROOT / "benchmarks" / "results" / "design_floor.json"
 
 
 def exchange_job(spark, root: Path) -> None:
-    """Every event row of the warehouse under ``root`` shuffled once by (user_id, day), then dropped (its files are
-    read as the yardstick reads them, without the ``dt`` of their directories)."""
+    """Every event row of the warehouse under ``root`` shuffled once by (user_id, day), then dropped (read as the
+    yardstick reads them, ``raw_rows``: there is no ``dt``)."""
     from pyspark.sql import functions as F
 
     for table in EVENT_TABLES:
-        rows = spark.read.parquet(*[str(p) for p in (root / table).rglob("*.parquet")])
-        rows.repartition(F.col("user_id"), F.to_date("ts")).write.format("noop").mode("overwrite").save()
+        shuffled = raw_rows(spark, root, table).repartition(F.col("user_id"), F.to_date("ts"))
+        shuffled.write.format("noop").mode("overwrite").save()
 
 
 def validated_tiled_job(spark, cfg, work: Path, out: Path, as_of) -> None:

@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.results_file import write_result  # noqa: E402  (after the path)
-from benchmarks.scale import (BROWSE_TYPES, ORDER_WINDOWS, SOCIAL_KINDS, bytes_read_by_group, last_day,  # noqa: E402
-                              logged_session, peer_job, timed_group)
+from benchmarks.scale import (BROWSE_TYPES, EVENT_TABLES, ORDER_WINDOWS, SOCIAL_KINDS,  # noqa: E402
+                              bytes_read_by_group, last_day, logged_session, peer_job, raw_rows, timed_group)
 from benchmarks.step_ab import HMAC_KEY, settings  # noqa: E402
 from benchmarks.step_profile import accounting, logged_events  # noqa: E402
 
@@ -47,11 +47,8 @@ def tiled_peer_job(spark, root: Path, tiles: Path, out: Path, as_of) -> None:
     """``peer_job``'s columns from daily tiles: each event table read once and aggregated per (user, day) into a
     parquet tile table (``write_tiles``); the tiles read back, folded per user and joined to the users
     (``fold_tiles``)."""
-    def read(table: str):
-        return spark.read.parquet(*[str(p) for p in (root / table).rglob("*.parquet")])
-
-    write_tiles({t: read(t) for t in ("browse", "transactions", "social")}, tiles, as_of)
-    fold_tiles(spark, read("users").select("user_id"), tiles, out, as_of)
+    write_tiles({t: raw_rows(spark, root, t) for t in EVENT_TABLES}, tiles, as_of)
+    fold_tiles(spark, raw_rows(spark, root, "users").select("user_id"), tiles, out, as_of)
 
 
 def write_tiles(events: dict, tiles: Path, as_of, by: tuple[str, ...] = ("user_id",)) -> None:

@@ -145,12 +145,18 @@ def rewritten_settled(cfg) -> list[str]:
     return [t for t in SETTLED_TABLES if mode(t) == "Overwrite"]
 
 
+def raw_rows(spark, root: Path, table: str):
+    """``table``'s rows in the warehouse under ``root``, read from its parquet files as a plain Spark job reads them
+    (no Delta log, no ``dt`` from the directories): what the yardstick and the jobs beside it read."""
+    return spark.read.parquet(*[str(p) for p in (root / table).rglob("*.parquet")])
+
+
 def peer_job(spark, root: Path, out: Path, as_of) -> None:
     """The one-pass yardstick: one groupBy per event table, joined, written."""
     from pyspark.sql import functions as F
 
     def read(table: str):
-        return spark.read.parquet(*[str(p) for p in (root / table).rglob("*.parquet")])
+        return raw_rows(spark, root, table)
 
     def days_before(days: int):
         return F.col("ts") >= F.lit(as_of - timedelta(days=days))

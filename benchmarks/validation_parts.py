@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.results_file import write_result  # noqa: E402  (after the path)
-from benchmarks.scale import last_day, peer_job, timed_group  # noqa: E402
+from benchmarks.scale import EVENT_TABLES, last_day, peer_job, timed_group  # noqa: E402
 from benchmarks.step_ab import HMAC_KEY, settings  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "validation_parts.json"
@@ -141,7 +141,7 @@ def tagged_inputs(spark, cfg) -> dict:
 def tagged_events(spark, cfg) -> dict:
     """The event tables of ``tagged_inputs``."""
     tagged = tagged_inputs(spark, cfg)
-    return {t: tagged[t] for t in ("transactions", "browse", "social")}
+    return {t: tagged[t] for t in EVENT_TABLES}
 
 
 def validate_events(spark, cfg) -> None:
