@@ -240,6 +240,28 @@ def test_interest_sums_add_a_users_days_and_skip_items_without_a_vector(spark):
     assert out["u1"].weight_sum == sum(w * n for w, n in mine)
 
 
+def test_a_popular_items_rows_are_spread_over_tasks_and_each_users_sums_stay_plain_pythons(spark):
+    """Forty users on one item: their rows go to several tasks, each with a copy of the item's vector, not all to the
+    one task that holds the item (a bestseller is not one task's work). Every user's partial sums are plain
+    Python's: events x round(round(weight x FIXED_POINT) x element)."""
+    day = AS_OF.date() - dt.timedelta(days=1)
+    vector = [0.5, -0.25, 0.125]
+    titles = spark.createDataFrame([("i1", vector)], "item_id string, embedding array<float>")
+    tiles = [(f"u{u:02d}", "browse", day, day, "i1", "view", u + 1) for u in range(40)]
+    previous = spark.conf.get("spark.sql.adaptive.coalescePartitions.enabled")
+    spark.conf.set("spark.sql.adaptive.coalescePartitions.enabled", "false")  # keep the tasks these tiny rows fill
+    try:
+        partials = spark.createDataFrame(tiles, INTERACTION_DAY_STATE).transform(
+            partial_item_vector_sums(STREAM_WEIGHTS, titles)).select(
+            "user_id", F.spark_partition_id().alias("task"), "vector_sums", "weight_sum").collect()
+    finally:
+        spark.conf.set("spark.sql.adaptive.coalescePartitions.enabled", previous)
+    assert len({row.task for row in partials}) > 1
+    weight = round(STREAM_WEIGHTS["view"] * FIXED_POINT)
+    assert {row.user_id: (list(row.vector_sums), row.weight_sum) for row in partials} == {
+        user: ([n * round(weight * float(np.float32(v))) for v in vector], n * weight) for user, *_, n in tiles}
+
+
 def test_a_user_whose_rows_arrive_apart_is_refused_not_split():
     """The chunks take Spark's sort as given; rows that were not sorted by user would give a user two partial
     rows, so they are an error."""

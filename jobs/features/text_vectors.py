@@ -234,24 +234,65 @@ def _mean_vectors(name: str) -> Callable[[Iterator[pd.DataFrame]], Iterator[Colu
     return apply
 
 
-def _partial_sums(batches: Iterator[pd.DataFrame]) -> Iterator[Columns]:
-    """pandas: a task's (user_id, item_id, fixed_weight, events, embedding) rows, each user's contiguous ->
-    ``INTEREST_SUMMARY`` rows of partial sums, one per user the task saw: per user, the sums of events x
-    rint(fixed_weight x vector) and of events x fixed_weight. ``merged_item_vector_sums`` adds them up.
+# How many tasks an item's interest rows may be spread over (by user), each with a copy of its vector.
+ITEM_VECTOR_COPIES = 8
 
-    Run where the rows meet their item's vector (partitioned by item), so that what crosses the shuffle to the
-    users is a partial sum per user and task, not every (user, item) row with its vector: 8.8 GB for 20,000 users
-    over 180 days, half of that full run's time. The task's rows come sorted by user and are added a chunk of
-    whole users at a time (``_user_chunks``), so memory stays at a batch however many users the task sees; holding
-    every user's sums until the task ended did not scale (at 80,000 users a capped table of them handed on a
-    row per user again and again: 5.4 GB of shuffle). Whole numbers, so how the rows are split moves no bit.
+
+class _TaskVectors:
+    """The item vectors at the head of a task's rows (``partial_item_vector_sums``), gathered as they arrive and
+    looked up by the interaction rows after them."""
+
+    def __init__(self) -> None:
+        self._ids: list = []
+        self._vectors: list[np.ndarray] = []
+        self._index: pd.Index | None = None
+        self.matrix = np.empty((0, 0), dtype=np.float32)
+
+    def rows_with_vectors(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        """The interaction rows whose item has a vector, each with ``vector_row``: its item's row in ``matrix``."""
+        for batch in batches:
+            is_vector = batch["is_vector"].to_numpy(dtype=bool)
+            if is_vector.any():
+                if self._index is not None:
+                    raise ValueError("text_vectors: an item vector arrived after rows that use it; each partition "
+                                     "must hold its vectors first (partial_item_vector_sums)")
+                self._ids.extend(batch["item_id"].to_numpy()[is_vector])
+                self._vectors.extend(batch["embedding"].to_numpy()[is_vector])
+            rows = batch[~is_vector]
+            if not len(rows):
+                continue
+            if self._index is None:
+                # An item's vector comes once per copy (ITEM_VECTOR_COPIES) that hashed to this task: keep the first.
+                ids = pd.Index(self._ids)
+                kept = ~ids.duplicated()
+                self._index = ids[kept]
+                if self._vectors:
+                    self.matrix = np.stack([v for v, keep in zip(self._vectors, kept) if keep])
+            at = self._index.get_indexer(rows["item_id"])
+            known = at >= 0
+            yield rows.loc[known, ["user_id", "fixed_weight", "events"]].assign(vector_row=at[known])
+
+
+def _partial_sums(batches: Iterator[pd.DataFrame]) -> Iterator[Columns]:
+    """pandas: a task's rows, the vectors of its items first (``is_vector``: item_id, embedding), then the tiles'
+    (user_id, item_id, fixed_weight, events) rows on those items, each user's contiguous -> ``INTEREST_SUMMARY`` rows
+    of partial sums, one per user the task saw: per user, the sums of events x rint(fixed_weight x vector) and of
+    events x fixed_weight. ``merged_item_vector_sums`` adds them up. A row whose item has no vector counts for nothing.
+
+    What crosses the shuffle to the users is a partial sum per user and task, not every (user, item) row with its
+    vector: 8.8 GB for 20,000 users over 180 days, half of that full run's time. The task's rows come sorted by
+    user and are added a chunk of whole users at a time (``_user_chunks``), so memory stays at a batch and the
+    task's item vectors, however many users the task sees; holding every user's sums until the task ended did not
+    scale (at 80,000 users a capped table of them handed on a row per user again and again: 5.4 GB of shuffle).
+    Whole numbers, so how the rows are split (a user's days on one item in one row or several) moves no bit.
 
     A term rint(fixed_weight x vector) is the same for every user who reached that item with that weight, so a
     chunk rounds each (item, weight) pair once: the popular items' rows, most of a chunk, cost an index each."""
-    for rows, users, owners in _user_chunks(batches):
-        pairs = rows.groupby(["item_id", "fixed_weight"], sort=False).ngroup().to_numpy()  # 0.. in first-seen order
+    task = _TaskVectors()
+    for rows, users, owners in _user_chunks(task.rows_with_vectors(batches)):
+        pairs = rows.groupby(["vector_row", "fixed_weight"], sort=False).ngroup().to_numpy()  # 0.. in first-seen order
         first = np.unique(pairs, return_index=True)[1]
-        vectors = np.stack(rows["embedding"].to_numpy()[first])
+        vectors = task.matrix[rows["vector_row"].to_numpy()[first]]
         weights = rows["fixed_weight"].to_numpy(dtype=np.int64)
         events = rows["events"].to_numpy(dtype=np.int64)
         largest = np.abs(vectors).max(axis=1).astype(np.float64)[pairs]  # per row, its item's largest |element|
@@ -270,13 +311,31 @@ def _partial_sums(batches: Iterator[pd.DataFrame]) -> Iterator[Columns]:
 def partial_item_vector_sums(weights: dict[str, float], item_vectors: DataFrame) -> Callable[[DataFrame], DataFrame]:
     """``INTERACTION_DAY_STATE`` tiles -> ``INTEREST_SUMMARY`` rows of partial sums (``_partial_sums``), a few per
     user: what ``merged_item_vector_sums`` and the means add up. Kinds without a weight, and items without a vector,
-    count for nothing."""
+    count for nothing.
+
+    Each task takes a hash range of (item, copy) pairs: their vectors first, then the tile rows on them, narrow,
+    sorted by user. A vector crosses from Spark to Python once per copy, not joined onto every (user, item) row; on a
+    10,000-user demo warehouse the partial sums took 2.5 s this way against 6.1-7.6 s with the join. A user's rows on
+    an item go to one of the item's ``ITEM_VECTOR_COPIES`` copies, by user, so a popular item's rows are that many
+    tasks' work, not one's. The tile rows carry an empty vector, not a null one: Spark's Arrow writer took 5.7 s on
+    the nulls of 740,000 rows against 1.9 s on empty arrays (docs/incremental-design.md, "The interest sums without
+    a vector on each row")."""
     def apply(tiles: DataFrame) -> DataFrame:
+        vector_type = item_vectors.schema["embedding"].dataType
         rows = (tiles.withColumn("fixed_weight", fixed_kind_weight(weights)).filter(F.col("fixed_weight") > 0)
-                .groupBy("user_id", "item_id", "fixed_weight").agg(F.sum("events").alias("events"))
-                .join(item_vectors, "item_id").select("user_id", "item_id", "fixed_weight", "events", "embedding")
-                .sortWithinPartitions("user_id"))
-        return rows.transform(map_vector_batches(_partial_sums, INTEREST_SUMMARY))
+                .select(F.lit(False).alias("is_vector"), "user_id", "item_id",
+                        F.pmod(F.xxhash64("user_id"), F.lit(ITEM_VECTOR_COPIES)).alias("copy"), "fixed_weight",
+                        "events", F.array().cast(vector_type).alias("embedding")))
+        # Zeros, not nulls, in a vector row's counts: a null would make pandas read the batch's counts as floats.
+        vectors = item_vectors.select(F.lit(True).alias("is_vector"), F.lit(None).cast("string").alias("user_id"),
+                                      "item_id", F.explode(F.sequence(F.lit(0).cast("long"),
+                                                                      F.lit(ITEM_VECTOR_COPIES - 1).cast("long"))
+                                                           ).alias("copy"),
+                                      F.lit(0).cast("long").alias("fixed_weight"), F.lit(0).cast("long").alias("events"),
+                                      "embedding")
+        return (vectors.unionByName(rows).repartition("item_id", "copy")
+                .sortWithinPartitions(F.col("is_vector").desc(), "user_id")
+                .transform(map_vector_batches(_partial_sums, INTEREST_SUMMARY)))
     return apply
 
 
