@@ -317,7 +317,7 @@ def partial_item_vector_sums(weights: dict[str, float], item_vectors: DataFrame)
     sorted by user. A vector crosses from Spark to Python once per copy, not joined onto every (user, item) row; on a
     10,000-user demo warehouse the partial sums took 2.5 s this way against 6.1-7.6 s with the join. A user's rows on
     an item go to one of the item's ``ITEM_VECTOR_COPIES`` copies, by user, so a popular item's rows are that many
-    tasks' work, not one's. The tile rows carry an empty vector, not a null one: Spark's Arrow writer took 5.7 s on
+    tasks' work, not one's. The tile rows carry an empty vector, not a null one: Spark's Arrow writer took 5.8 s on
     the nulls of 740,000 rows against 1.9 s on empty arrays (docs/incremental-design.md, "The interest sums without
     a vector on each row")."""
     def apply(tiles: DataFrame) -> DataFrame:
